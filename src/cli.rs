@@ -1,0 +1,116 @@
+//! Command line: every flag has an environment variable, doc comments are
+//! the help text.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+/// Bridges OpenShift namespaces, ImageStreams and Builds to Red Hat Quay.
+#[derive(Debug, Parser)]
+#[command(name = "quay-bridge-operator", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run embedded stand-ins for Quay (and, as they land, the cluster and
+    /// the operator) on loopback, until Ctrl-C or SIGTERM.
+    Sandbox(SandboxArgs),
+}
+
+/// `sandbox` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SandboxArgs {
+    /// Components to run, comma separated: kube, quay, operator.
+    #[arg(long, env = "SANDBOX_COMPONENTS", default_value = "quay")]
+    pub components: Components,
+
+    /// Address of the embedded Quay (REST API and registry).
+    #[arg(long, env = "SANDBOX_LISTEN_QUAY", default_value = "127.0.0.1:8080")]
+    pub listen_quay: String,
+
+    /// The embedded Quay's admin OAuth token (all scopes); random and
+    /// printed when not given.
+    #[arg(long, env = "SANDBOX_QUAY_TOKEN", hide_env_values = true)]
+    pub quay_token: Option<String>,
+}
+
+/// A sandbox component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Component {
+    /// The embedded Kubernetes API server.
+    Kube,
+    /// The embedded Quay.
+    Quay,
+    /// The operator itself.
+    Operator,
+}
+
+/// A set of components, parsed from a comma list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Components(pub BTreeSet<Component>);
+
+impl FromStr for Components {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut set = BTreeSet::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            set.insert(match part {
+                "kube" => Component::Kube,
+                "quay" => Component::Quay,
+                "operator" => Component::Operator,
+                other => return Err(format!("unknown component {other:?} (expected kube, quay or operator)")),
+            });
+        }
+        if set.is_empty() {
+            return Err("name at least one component".into());
+        }
+        Ok(Components(set))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn components_parse() {
+        let c: Components = "quay, kube".parse().unwrap();
+        assert_eq!(c.0, [Component::Kube, Component::Quay].into());
+        assert!("quay,etcd".parse::<Components>().is_err());
+        assert!(",".parse::<Components>().is_err());
+    }
+
+    #[test]
+    fn sandbox_defaults() {
+        let cli = Cli::try_parse_from(["quay-bridge-operator", "sandbox"]).unwrap();
+        let Command::Sandbox(args) = cli.command;
+        assert_eq!(args.listen_quay, "127.0.0.1:8080");
+        assert_eq!(args.components.0, [Component::Quay].into());
+        assert!(args.quay_token.is_none());
+    }
+}

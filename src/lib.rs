@@ -1,0 +1,17 @@
+//! Quay Bridge Operator: OpenShift namespaces, ImageStreams and Builds bridged
+//! to Red Hat Quay.
+
+pub mod cli;
+pub mod net;
+pub mod quay;
+pub mod sandbox;
+pub mod secret;
+pub mod telemetry;
+
+/// Installs rustls' ring provider as the process default. Call it first in
+/// `main` and in every test that makes TLS or HTTP clients; repeated calls
+/// are harmless.
+pub fn install_crypto_provider() {
+    // Err only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

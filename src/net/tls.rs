@@ -1,0 +1,111 @@
+//! Certificates made at run time (a private CA and server certificates it
+//! signs) and rustls server configurations.
+
+use super::NetError;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::Arc;
+
+/// A certificate authority held in memory.
+pub struct CertificateAuthority {
+    issuer: rcgen::CertifiedIssuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority").finish_non_exhaustive()
+    }
+}
+
+/// A certificate and its private key, PEM encoded.
+#[derive(Clone)]
+pub struct CertifiedKeyPem {
+    /// Certificate chain (leaf first).
+    pub cert_pem: String,
+    /// Private key.
+    pub key_pem: crate::secret::SecretString,
+}
+
+impl std::fmt::Debug for CertifiedKeyPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertifiedKeyPem").field("key_pem", &self.key_pem).finish_non_exhaustive()
+    }
+}
+
+fn tls_err(e: impl std::fmt::Display) -> NetError {
+    NetError::Tls(e.to_string())
+}
+
+impl CertificateAuthority {
+    /// A new CA with a fresh key.
+    pub fn new(common_name: &str) -> Result<Self, NetError> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate().map_err(tls_err)?;
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).map_err(tls_err)?;
+        Ok(Self { issuer })
+    }
+
+    /// The CA certificate, PEM encoded (what a client trusts, or a webhook
+    /// configuration's `caBundle` after base64).
+    pub fn cert_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// Signs a server certificate for the given DNS names and IP addresses.
+    pub fn issue_server(&self, names: &[&str]) -> Result<CertifiedKeyPem, NetError> {
+        let sans: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
+        let mut params = CertificateParams::new(sans).map_err(tls_err)?;
+        if let Some(first) = names.first() {
+            params.distinguished_name.push(DnType::CommonName, *first);
+        }
+        params.is_ca = IsCa::NoCa;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().map_err(tls_err)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(tls_err)?;
+        Ok(CertifiedKeyPem { cert_pem: cert.pem(), key_pem: key.serialize_pem().into() })
+    }
+}
+
+/// A rustls server configuration from PEM certificate chain and key.
+pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>, NetError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| NetError::Tls(format!("certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(NetError::Tls("no certificate in PEM".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| NetError::Tls(format!("private key PEM: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(tls_err)?;
+    Ok(Arc::new(config))
+}
+
+/// A server configuration from a [`CertifiedKeyPem`].
+pub fn server_config_from(pair: &CertifiedKeyPem) -> Result<Arc<rustls::ServerConfig>, NetError> {
+    server_config(pair.cert_pem.as_bytes(), pair.key_pem.expose().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_issues_loadable_server_certs() {
+        crate::install_crypto_provider();
+        let ca = CertificateAuthority::new("test CA").unwrap();
+        assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        let pair = ca.issue_server(&["localhost", "127.0.0.1"]).unwrap();
+        assert!(server_config_from(&pair).is_ok());
+        assert!(!format!("{pair:?}").contains("PRIVATE KEY"));
+        assert!(server_config(b"junk", b"junk").is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! The Quay API endpoints the client calls, as method + path template.
+//!
+//! Templates (never object names) label metrics and errors, so label sets stay
+//! bounded however many organizations the operator manages.
+
+use std::fmt;
+
+/// One Quay API endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template below the base URL.
+    pub template: &'static str,
+}
+
+impl Endpoint {
+    const fn new(method: &'static str, template: &'static str) -> Self {
+        Self { method, template }
+    }
+
+    /// Whether repeating the request cannot create a second object.
+    pub fn is_idempotent(&self) -> bool {
+        matches!(self.method, "GET" | "PUT" | "DELETE" | "HEAD")
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.template)
+    }
+}
+
+/// `GET /api/v1/user/`.
+pub const USER_GET: Endpoint = Endpoint::new("GET", "/api/v1/user/");
+/// `GET /api/v1/organization/{org}`.
+pub const ORG_GET: Endpoint = Endpoint::new("GET", "/api/v1/organization/{org}");
+/// `POST /api/v1/organization/`.
+pub const ORG_CREATE: Endpoint = Endpoint::new("POST", "/api/v1/organization/");
+/// `DELETE /api/v1/organization/{org}`.
+pub const ORG_DELETE: Endpoint = Endpoint::new("DELETE", "/api/v1/organization/{org}");
+/// `GET /api/v1/organization/{org}/robots`.
+pub const ROBOT_LIST: Endpoint = Endpoint::new("GET", "/api/v1/organization/{org}/robots");
+/// `GET /api/v1/organization/{org}/robots/{robot}`.
+pub const ROBOT_GET: Endpoint = Endpoint::new("GET", "/api/v1/organization/{org}/robots/{robot}");
+/// `PUT /api/v1/organization/{org}/robots/{robot}`.
+///
+/// A PUT, but not idempotent: a second one answers "Existing robot".
+pub const ROBOT_CREATE: Endpoint =
+    Endpoint::new("PUT", "/api/v1/organization/{org}/robots/{robot}");
+/// `DELETE /api/v1/organization/{org}/robots/{robot}`.
+pub const ROBOT_DELETE: Endpoint =
+    Endpoint::new("DELETE", "/api/v1/organization/{org}/robots/{robot}");
+/// `POST /api/v1/organization/{org}/robots/{robot}/regenerate`.
+pub const ROBOT_REGENERATE: Endpoint =
+    Endpoint::new("POST", "/api/v1/organization/{org}/robots/{robot}/regenerate");
+/// `GET /api/v1/organization/{org}/prototypes`.
+pub const PROTOTYPE_LIST: Endpoint = Endpoint::new("GET", "/api/v1/organization/{org}/prototypes");
+/// `POST /api/v1/organization/{org}/prototypes`.
+pub const PROTOTYPE_CREATE: Endpoint =
+    Endpoint::new("POST", "/api/v1/organization/{org}/prototypes");
+/// `DELETE /api/v1/organization/{org}/prototypes/{id}`.
+pub const PROTOTYPE_DELETE: Endpoint =
+    Endpoint::new("DELETE", "/api/v1/organization/{org}/prototypes/{id}");
+/// `GET /api/v1/repository?namespace={org}`.
+pub const REPO_LIST: Endpoint = Endpoint::new("GET", "/api/v1/repository");
+/// `POST /api/v1/repository`.
+pub const REPO_CREATE: Endpoint = Endpoint::new("POST", "/api/v1/repository");
+/// `GET /api/v1/repository/{org}/{repo}`.
+pub const REPO_GET: Endpoint = Endpoint::new("GET", "/api/v1/repository/{org}/{repo}");
+/// `DELETE /api/v1/repository/{org}/{repo}`.
+pub const REPO_DELETE: Endpoint = Endpoint::new("DELETE", "/api/v1/repository/{org}/{repo}");
+/// `POST /api/v1/repository/{org}/{repo}/changevisibility`.
+pub const REPO_VISIBILITY: Endpoint =
+    Endpoint::new("POST", "/api/v1/repository/{org}/{repo}/changevisibility");
+/// `GET /api/v1/repository/{org}/{repo}/permissions/user/`.
+pub const REPO_PERM_LIST: Endpoint =
+    Endpoint::new("GET", "/api/v1/repository/{org}/{repo}/permissions/user/");
+/// `GET /api/v1/repository/{org}/{repo}/permissions/user/{user}`.
+pub const REPO_PERM_GET: Endpoint =
+    Endpoint::new("GET", "/api/v1/repository/{org}/{repo}/permissions/user/{user}");
+/// `PUT /api/v1/repository/{org}/{repo}/permissions/user/{user}`.
+pub const REPO_PERM_PUT: Endpoint =
+    Endpoint::new("PUT", "/api/v1/repository/{org}/{repo}/permissions/user/{user}");
+/// `DELETE /api/v1/repository/{org}/{repo}/permissions/user/{user}`.
+pub const REPO_PERM_DELETE: Endpoint =
+    Endpoint::new("DELETE", "/api/v1/repository/{org}/{repo}/permissions/user/{user}");
+/// `GET /api/v1/repository/{org}/{repo}/tag/`.
+pub const TAG_LIST: Endpoint = Endpoint::new("GET", "/api/v1/repository/{org}/{repo}/tag/");

@@ -1,0 +1,5 @@
+//! The sandbox: embedded stand-ins for the systems the operator talks to, so
+//! the whole flow runs on a laptop and in tests.
+
+pub mod cmd;
+pub mod quay;

@@ -1,0 +1,11 @@
+//! The embedded Quay: an in-memory Quay that answers the REST API and a
+//! Docker Registry v2 subset the way real Quay does.
+
+pub mod api;
+pub mod faults;
+pub mod registry;
+pub mod server;
+pub mod state;
+
+pub use faults::{FaultConfig, RequestRecord};
+pub use server::{EmbeddedQuay, EmbeddedQuayConfig};

@@ -1,0 +1,488 @@
+//! The embedded Quay server: the REST API, the registry, fault injection,
+//! a request log, and a control surface under `/_sandbox/quay/` (admin token
+//! required) for inspecting state and setting faults at run time.
+
+use super::api::{self, Ctx, Reply};
+use super::faults::{FaultAction, FaultConfig, Faults, RequestLog, RequestRecord};
+use super::registry::{self, RegRequest};
+use super::state::{ALL_SCOPES, QuayState, random_token};
+use crate::net::{self, ConnectionDropper, NetError, ServerHandle};
+use crate::quay::types::Role;
+use crate::secret::SecretString;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST, LOCATION};
+use http::{HeaderValue, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How to run the embedded Quay.
+#[derive(Clone)]
+pub struct EmbeddedQuayConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// The superuser that owns the admin token.
+    pub admin_user: String,
+    /// Its password (for registry logins).
+    pub admin_password: SecretString,
+    /// The admin OAuth token (all scopes); random when `None`.
+    pub admin_token: Option<SecretString>,
+    /// Serve HTTPS with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Quay's `FEATURE_SUPERUSERS_FULL_ACCESS` (on in the recorded Quay).
+    pub superusers_full_access: bool,
+    /// How long a deleted organization's name stays unavailable (Quay's
+    /// namespace garbage collection).
+    pub deleted_name_hold: Duration,
+}
+
+impl std::fmt::Debug for EmbeddedQuayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedQuayConfig")
+            .field("listen", &self.listen)
+            .field("admin_user", &self.admin_user)
+            .field("admin_token", &self.admin_token)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EmbeddedQuayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:0".into(),
+            admin_user: "admin".into(),
+            admin_password: SecretString::new(random_token(24)),
+            admin_token: None,
+            tls: None,
+            superusers_full_access: true,
+            deleted_name_hold: Duration::from_secs(2),
+        }
+    }
+}
+
+struct Inner {
+    state: Mutex<QuayState>,
+    faults: Mutex<Faults>,
+    log: Mutex<RequestLog>,
+    scheme: &'static str,
+    admin_token: SecretString,
+}
+
+/// Locks a mutex, recovering the data if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A running embedded Quay.
+pub struct EmbeddedQuay {
+    inner: Arc<Inner>,
+    server: ServerHandle,
+    admin_user: String,
+}
+
+impl std::fmt::Debug for EmbeddedQuay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedQuay").field("url", &self.url()).finish_non_exhaustive()
+    }
+}
+
+/// What the state endpoint shows (robot tokens left out).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Snapshot {
+    /// Organizations by name.
+    pub organizations: BTreeMap<String, OrgSnapshot>,
+}
+
+/// One organization.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OrgSnapshot {
+    /// Members of the owners team.
+    pub owners: Vec<String>,
+    /// Robots by short name, with their descriptions.
+    pub robots: BTreeMap<String, String>,
+    /// Default permissions as (delegate, role).
+    pub prototypes: Vec<(String, Role)>,
+    /// Repositories by name.
+    pub repositories: BTreeMap<String, RepoSnapshot>,
+}
+
+/// One repository.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RepoSnapshot {
+    /// Whether it is public.
+    pub public: bool,
+    /// Explicit permissions.
+    pub permissions: BTreeMap<String, Role>,
+    /// Tags and their manifest digests.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl EmbeddedQuay {
+    /// Starts the server.
+    pub async fn start(config: EmbeddedQuayConfig) -> Result<Self, NetError> {
+        let EmbeddedQuayConfig {
+            listen,
+            admin_user,
+            admin_password,
+            admin_token,
+            tls,
+            superusers_full_access,
+            deleted_name_hold,
+        } = config;
+        let admin_token = admin_token.unwrap_or_else(|| SecretString::new(random_token(40)));
+        let mut state = QuayState::new(superusers_full_access, deleted_name_hold);
+        state.add_user(&admin_user, admin_password.expose(), true);
+        state.add_token(admin_token.expose(), &admin_user, ALL_SCOPES, None);
+        let inner = Arc::new(Inner {
+            state: Mutex::new(state),
+            faults: Mutex::new(Faults::default()),
+            log: Mutex::new(RequestLog::default()),
+            scheme: if tls.is_some() { "https" } else { "http" },
+            admin_token,
+        });
+        let router = Router::new().fallback(handle).with_state(inner.clone());
+        let server = net::serve(&listen, tls, router).await?;
+        Ok(Self { inner, server, admin_user })
+    }
+
+    /// `http(s)://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The admin user's OAuth token (all scopes).
+    pub fn admin_token(&self) -> SecretString {
+        self.inner.admin_token.clone()
+    }
+
+    /// The admin user's name.
+    pub fn admin_user(&self) -> &str {
+        &self.admin_user
+    }
+
+    /// Adds a user.
+    pub fn add_user(&self, name: &str, password: &str, super_user: bool) {
+        lock(&self.inner.state).add_user(name, password, super_user);
+    }
+
+    /// Issues an OAuth token for `user` with these scopes.
+    pub fn issue_token(&self, user: &str, scopes: &[&str], ttl: Option<Duration>) -> SecretString {
+        let token = random_token(40);
+        lock(&self.inner.state).add_token(&token, user, scopes, ttl);
+        SecretString::new(token)
+    }
+
+    /// Replaces the fault configuration (`seed` makes rates reproducible).
+    pub fn set_faults(&self, config: FaultConfig, seed: Option<u64>) {
+        lock(&self.inner.faults).set(config, seed);
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&self) {
+        self.set_faults(FaultConfig::default(), None);
+    }
+
+    /// Every request logged so far.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.inner.log).records().to_vec()
+    }
+
+    /// Request counts by `"METHOD template"`.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        lock(&self.inner.log).counts()
+    }
+
+    /// Forgets the request log.
+    pub fn clear_requests(&self) {
+        lock(&self.inner.log).clear();
+    }
+
+    /// The current content, robot tokens left out.
+    pub fn snapshot(&self) -> Snapshot {
+        snapshot(&lock(&self.inner.state))
+    }
+
+    /// A robot's current token.
+    pub fn robot_token(&self, org: &str, short: &str) -> Option<SecretString> {
+        lock(&self.inner.state).orgs.get(org)?.robots.get(short).map(|r| SecretString::new(r.token.clone()))
+    }
+
+    /// Runs namespace garbage collection now: deleted organization names
+    /// become available again.
+    pub fn collect_deleted_namespaces(&self) {
+        lock(&self.inner.state).deleted_names.clear();
+    }
+
+    /// Stops the server.
+    pub async fn shutdown(self) {
+        self.server.shutdown(Duration::from_secs(2)).await;
+    }
+}
+
+fn snapshot(state: &QuayState) -> Snapshot {
+    let organizations = state
+        .orgs
+        .iter()
+        .map(|(name, o)| {
+            (
+                name.clone(),
+                OrgSnapshot {
+                    owners: o.owners.iter().cloned().collect(),
+                    robots: o.robots.iter().map(|(s, r)| (s.clone(), r.description.clone())).collect(),
+                    prototypes: o.prototypes.iter().map(|p| (p.delegate.clone(), p.role)).collect(),
+                    repositories: o
+                        .repos
+                        .iter()
+                        .map(|(n, r)| {
+                            (
+                                n.clone(),
+                                RepoSnapshot {
+                                    public: r.public,
+                                    permissions: r.permissions.clone(),
+                                    tags: r.tags.iter().map(|(t, rec)| (t.clone(), rec.digest.clone())).collect(),
+                                },
+                            )
+                        })
+                        .collect(),
+                },
+            )
+        })
+        .collect();
+    Snapshot { organizations }
+}
+
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+fn parse_query(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (api::percent_decode(&k.replace('+', " ")), api::percent_decode(&v.replace('+', " ")))
+        })
+        .collect()
+}
+
+fn response(status: u16, content_type: &str, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn reply_to_response(reply: Reply) -> Response {
+    match reply {
+        Reply::Json(status, v) => response(status, "application/json", v.to_string()),
+        Reply::Empty(status) => response(status, "application/json", Body::empty()),
+        Reply::Html(status, html) => response(status, "text/html; charset=utf-8", html),
+        Reply::Csrf => response(403, "text/html; charset=utf-8", r#"{"error": "CSRF token was invalid or missing."}"#),
+        Reply::Redirect(location) => {
+            let html = format!("<!doctype html>\n<html lang=en>\n<title>Redirecting...</title>\n<h1>Redirecting...</h1>\n<p>You should be redirected automatically to the target URL: <a href=\"{location}\">{location}</a>. If not, click the link.\n");
+            let mut r = response(308, "text/html; charset=utf-8", html);
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(LOCATION, v);
+            }
+            r
+        }
+    }
+}
+
+fn reply_status(reply: &Reply) -> u16 {
+    match reply {
+        Reply::Json(s, _) | Reply::Empty(s) | Reply::Html(s, _) => *s,
+        Reply::Csrf => 403,
+        Reply::Redirect(_) => 308,
+    }
+}
+
+fn injected_error(status: u16) -> Response {
+    if status == 500 {
+        reply_to_response(Reply::Html(500, "<html>\n  <head>\n    <title>Internal Server Error</title>\n  </head>\n  <body>\n    <h1><p>Internal Server Error</p></h1>\n  </body>\n</html>\n".into()))
+    } else {
+        response(status, "text/html", format!("<html><body><h1>{status}</h1></body></html>"))
+    }
+}
+
+async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let method = parts.method.as_str().to_owned();
+    let path = parts.uri.path().to_owned();
+    let query_string = parts.uri.query().unwrap_or_default().to_owned();
+    let header = |name: http::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let host = header(HOST).or_else(|| parts.uri.authority().map(|a| a.to_string())).unwrap_or_else(|| "localhost".into());
+    let base = format!("{}://{host}", inner.scheme);
+    let authorization = header(http::header::AUTHORIZATION);
+    let content_type = header(CONTENT_TYPE);
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return response(413, "application/json", json!({"message": "Request body too large"}).to_string());
+    };
+
+    if let Some(rest) = path.strip_prefix("/_sandbox/quay/") {
+        return control(&inner, &method, rest, &query_string, authorization.as_deref(), &body);
+    }
+    let is_api = path.starts_with("/api/");
+    let is_registry = path == "/v2" || path.starts_with("/v2/");
+    if !is_api && !is_registry {
+        return response(404, "text/html", "<h1>Not Found</h1>");
+    }
+    let template = if is_api { api::route(&path).template() } else { registry::template(&path) };
+    let mut record = RequestRecord { method: method.clone(), template: template.to_owned(), path: path.clone(), status: 0 };
+
+    let (latency, action) = lock(&inner.faults).decide(&method, &path);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match action {
+        FaultAction::Drop => {
+            lock(&inner.log).push(record);
+            if let Some(dropper) = parts.extensions.get::<ConnectionDropper>() {
+                dropper.drop_connection();
+            }
+            return std::future::pending().await;
+        }
+        FaultAction::Throttle(secs) => {
+            record.status = 429;
+            lock(&inner.log).push(record);
+            let mut r = response(429, "text/html", "<html><head><title>429 Too Many Requests</title></head><body><center><h1>429 Too Many Requests</h1></center><hr><center>nginx</center></body></html>");
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(http::header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+        FaultAction::Error(status) => {
+            record.status = status;
+            lock(&inner.log).push(record);
+            return injected_error(status);
+        }
+        FaultAction::Pass | FaultAction::ErrorAfterEffect(_) => {}
+    }
+
+    let started = Instant::now();
+    let bearer = authorization.as_deref().and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
+    let mut resp = if is_api {
+        let query = parse_query(&query_string);
+        let route = api::route(&path);
+        let mut state = lock(&inner.state);
+        let ctx = Ctx {
+            base: &base,
+            caller: state.caller(bearer),
+            method: &method,
+            body: &body,
+            content_type: content_type.as_deref(),
+            query: &query,
+        };
+        let reply = api::handle(&mut state, &ctx, &route, &path);
+        drop(state);
+        record.status = reply_status(&reply);
+        reply_to_response(reply)
+    } else {
+        let req = RegRequest {
+            method: &method,
+            path: &path,
+            query: &query_string,
+            authorization: authorization.as_deref(),
+            content_type: content_type.as_deref(),
+            body: &body,
+            base: &base,
+            host: &host,
+        };
+        let reply = registry::handle(&mut lock(&inner.state), &req);
+        record.status = reply.status;
+        let mut r = response(reply.status, &reply.content_type, reply.body);
+        for (name, value) in reply.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                r.headers_mut().insert(name, v);
+            }
+        }
+        r
+    };
+    tracing::trace!(%method, %path, status = record.status, elapsed_us = started.elapsed().as_micros() as u64, "embedded Quay request");
+    if let FaultAction::ErrorAfterEffect(status) = action {
+        record.status = status;
+        resp = injected_error(status);
+    }
+    lock(&inner.log).push(record);
+    resp
+}
+
+fn control(inner: &Inner, method: &str, rest: &str, query: &str, authorization: Option<&str>, body: &Bytes) -> Response {
+    let token = authorization.and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
+    if token != Some(inner.admin_token.expose()) {
+        return response(401, "application/json", json!({"message": "the sandbox control API needs the admin token"}).to_string());
+    }
+    let bad = |msg: String| response(400, "application/json", json!({ "message": msg }).to_string());
+    let ok = |v: serde_json::Value| response(200, "application/json", v.to_string());
+    match (method, rest) {
+        ("GET", "state") => ok(serde_json::to_value(snapshot(&lock(&inner.state))).unwrap_or_default()),
+        ("GET", "requests") => {
+            let log = lock(&inner.log);
+            ok(json!({"counts": log.counts(), "total": log.records().len()}))
+        }
+        ("DELETE", "requests") => {
+            lock(&inner.log).clear();
+            ok(json!({}))
+        }
+        ("GET", "faults") => ok(serde_json::to_value(lock(&inner.faults).config()).unwrap_or_default()),
+        ("PUT", "faults") => match serde_json::from_slice::<FaultConfig>(body) {
+            Ok(config) => {
+                let seed = parse_query(query).get("seed").and_then(|s| s.parse().ok());
+                lock(&inner.faults).set(config.clone(), seed);
+                ok(serde_json::to_value(config).unwrap_or_default())
+            }
+            Err(e) => bad(format!("invalid fault configuration: {e}")),
+        },
+        ("POST", "gc") => {
+            lock(&inner.state).deleted_names.clear();
+            ok(json!({}))
+        }
+        ("POST", "tokens") => {
+            #[derive(serde::Deserialize)]
+            struct NewToken {
+                user: String,
+                scopes: Vec<String>,
+                ttl_secs: Option<u64>,
+            }
+            let Ok(req) = serde_json::from_slice::<NewToken>(body) else {
+                return bad("expected {\"user\", \"scopes\": [..], \"ttl_secs\"?}".into());
+            };
+            let mut state = lock(&inner.state);
+            if !state.users.contains_key(&req.user) {
+                return bad(format!("no user {}", req.user));
+            }
+            let token = random_token(40);
+            let scopes: Vec<&str> = req.scopes.iter().map(String::as_str).collect();
+            state.add_token(&token, &req.user, &scopes, req.ttl_secs.map(Duration::from_secs));
+            ok(json!({ "token": token }))
+        }
+        ("POST", "users") => {
+            #[derive(serde::Deserialize)]
+            struct NewUser {
+                name: String,
+                password: String,
+                #[serde(default)]
+                super_user: bool,
+            }
+            let Ok(req) = serde_json::from_slice::<NewUser>(body) else {
+                return bad("expected {\"name\", \"password\", \"super_user\"?}".into());
+            };
+            lock(&inner.state).add_user(&req.name, &req.password, req.super_user);
+            ok(json!({}))
+        }
+        _ => response(404, "application/json", json!({"message": "unknown sandbox control endpoint"}).to_string()),
+    }
+}

@@ -1,0 +1,437 @@
+//! The embedded Quay's data: users, OAuth tokens, organizations with their
+//! robots, default permissions and repositories, and registry content.
+//!
+//! Permission rules follow Quay: the user that creates an organization joins
+//! its `owners` team; org admins (and superusers, when full access is on)
+//! administer everything in it; default permissions are applied only when a
+//! real user creates a repository in a namespace other than its own.
+
+use crate::quay::types::Role;
+use rand::Rng;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// OAuth scopes of Quay (`auth/scopes.py`).
+pub const ALL_SCOPES: &[&str] = &[
+    "org:admin", "repo:admin", "repo:create", "repo:read", "repo:write", "super:user", "user:admin", "user:read",
+];
+
+/// Whether a token holding `granted` satisfies `required`, with Quay's
+/// implied scopes (repo:admin ⊃ repo:write ⊃ repo:read, user:admin ⊃ user:read).
+pub fn scope_satisfied(granted: &BTreeSet<String>, required: &str) -> bool {
+    granted.iter().any(|g| {
+        g == required
+            || matches!(
+                (g.as_str(), required),
+                ("repo:admin", "repo:write" | "repo:read" | "repo:create")
+                    | ("repo:write", "repo:read")
+                    | ("user:admin", "user:read")
+            )
+    })
+}
+
+/// A Quay user.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub(crate) email: String,
+    pub(crate) password: String,
+    pub(crate) super_user: bool,
+}
+
+/// An OAuth access token.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub(crate) user: String,
+    pub(crate) scopes: BTreeSet<String>,
+    pub(crate) expires_at: Option<Instant>,
+}
+
+/// A robot account.
+#[derive(Debug, Clone)]
+pub struct RobotRecord {
+    pub(crate) description: String,
+    pub(crate) token: String,
+    pub(crate) created: String,
+    pub(crate) metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) last_accessed: Option<String>,
+}
+
+/// A default permission.
+#[derive(Debug, Clone)]
+pub struct PrototypeRecord {
+    pub(crate) id: String,
+    pub(crate) role: Role,
+    pub(crate) delegate: String,
+    pub(crate) activating_user: Option<String>,
+}
+
+/// A stored manifest.
+#[derive(Debug, Clone)]
+pub struct ManifestRecord {
+    pub(crate) media_type: String,
+    pub(crate) body: bytes::Bytes,
+}
+
+/// A tag.
+#[derive(Debug, Clone)]
+pub struct TagRecord {
+    pub(crate) digest: String,
+    pub(crate) size: u64,
+    pub(crate) last_modified: String,
+    pub(crate) start_ts: i64,
+}
+
+/// A repository.
+#[derive(Debug, Clone)]
+pub struct RepoRecord {
+    pub(crate) description: String,
+    pub(crate) public: bool,
+    pub(crate) kind: String,
+    /// Explicit user and robot permissions, by user or `org+robot` name.
+    pub(crate) permissions: BTreeMap<String, Role>,
+    pub(crate) tags: BTreeMap<String, TagRecord>,
+    pub(crate) manifests: HashMap<String, ManifestRecord>,
+    pub(crate) status_token: String,
+}
+
+/// An organization.
+#[derive(Debug, Clone)]
+pub struct OrgRecord {
+    pub(crate) email: String,
+    pub(crate) owners: BTreeSet<String>,
+    pub(crate) robots: BTreeMap<String, RobotRecord>,
+    pub(crate) prototypes: Vec<PrototypeRecord>,
+    pub(crate) repos: BTreeMap<String, RepoRecord>,
+}
+
+/// What a registry bearer token allows.
+#[derive(Debug, Clone)]
+pub struct RegistryGrant {
+    pub(crate) subject: Option<String>,
+    pub(crate) access: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) expires_at: Instant,
+}
+
+/// Who is calling the API.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// No valid credentials.
+    Anonymous,
+    /// A user through an OAuth token with these scopes.
+    User {
+        /// User name.
+        name: String,
+        /// Scopes of the token.
+        scopes: BTreeSet<String>,
+    },
+}
+
+impl Caller {
+    /// The user name, if authenticated.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::User { name, .. } => Some(name),
+        }
+    }
+
+    /// Whether the token has the scope.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        match self {
+            Caller::Anonymous => false,
+            Caller::User { scopes, .. } => scope_satisfied(scopes, scope),
+        }
+    }
+}
+
+/// The whole state.
+#[derive(Debug)]
+pub struct QuayState {
+    pub(crate) users: BTreeMap<String, UserRecord>,
+    pub(crate) tokens: HashMap<String, TokenRecord>,
+    pub(crate) orgs: BTreeMap<String, OrgRecord>,
+    /// Names of deleted organizations, unavailable until the instant given
+    /// (Quay's namespace garbage collection).
+    pub(crate) deleted_names: HashMap<String, Instant>,
+    pub(crate) registry_tokens: HashMap<String, RegistryGrant>,
+    pub(crate) blobs: HashMap<String, bytes::Bytes>,
+    pub(crate) uploads: HashMap<String, String>,
+    pub(crate) superusers_full_access: bool,
+    pub(crate) deleted_name_hold: Duration,
+}
+
+/// Random upper-case alphanumeric text, as Quay's tokens.
+pub fn random_token(len: usize) -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::rng();
+    (0..len).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+}
+
+/// A random UUID (v4) string.
+pub fn random_uuid() -> String {
+    let b: [u8; 16] = rand::rng().random();
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-{:01x}{:01x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0x0f, b[7], 8 | (b[8] & 0x03), b[8] >> 4, b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+    )
+}
+
+/// Now, as Quay formats dates (`Tue, 24 Nov 2026 15:52:46 -0000`).
+pub fn quay_now() -> String {
+    jiff::Timestamp::now().strftime("%a, %d %b %Y %H:%M:%S -0000").to_string()
+}
+
+impl QuayState {
+    /// An empty Quay.
+    pub fn new(superusers_full_access: bool, deleted_name_hold: Duration) -> Self {
+        Self {
+            users: BTreeMap::new(),
+            tokens: HashMap::new(),
+            orgs: BTreeMap::new(),
+            deleted_names: HashMap::new(),
+            registry_tokens: HashMap::new(),
+            blobs: HashMap::new(),
+            uploads: HashMap::new(),
+            superusers_full_access,
+            deleted_name_hold,
+        }
+    }
+
+    /// Adds a user.
+    pub fn add_user(&mut self, name: &str, password: &str, super_user: bool) {
+        self.users.insert(
+            name.to_owned(),
+            UserRecord { email: format!("{name}@example.com"), password: password.to_owned(), super_user },
+        );
+    }
+
+    /// Adds an OAuth token for a user.
+    pub fn add_token(&mut self, token: &str, user: &str, scopes: &[&str], ttl: Option<Duration>) {
+        self.tokens.insert(
+            token.to_owned(),
+            TokenRecord {
+                user: user.to_owned(),
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                expires_at: ttl.map(|t| Instant::now() + t),
+            },
+        );
+    }
+
+    /// The caller a bearer token stands for. An unknown or expired token is
+    /// anonymous: Quay falls back to (absent) session auth.
+    pub fn caller(&self, bearer: Option<&str>) -> Caller {
+        let Some(token) = bearer else { return Caller::Anonymous };
+        match self.tokens.get(token) {
+            Some(t) if t.expires_at.is_none_or(|e| e > Instant::now()) && self.users.contains_key(&t.user) => {
+                Caller::User { name: t.user.clone(), scopes: t.scopes.clone() }
+            }
+            _ => Caller::Anonymous,
+        }
+    }
+
+    pub(crate) fn is_superuser_with_access(&self, user: &str) -> bool {
+        self.superusers_full_access && self.users.get(user).is_some_and(|u| u.super_user)
+    }
+
+    /// Whether `user` administers organization `org` (existing or not, for
+    /// superusers with full access).
+    pub fn is_org_admin(&self, user: &str, org: &str) -> bool {
+        self.is_superuser_with_access(user) || self.orgs.get(org).is_some_and(|o| o.owners.contains(user))
+    }
+
+    /// Whether the name is taken by a user, an organization, or a deleted
+    /// organization not yet collected.
+    pub fn name_in_use(&mut self, name: &str) -> Option<&'static str> {
+        if self.users.contains_key(name) || self.orgs.contains_key(name) {
+            return Some("A user or organization with this name already exists");
+        }
+        let now = Instant::now();
+        self.deleted_names.retain(|_, until| *until > now);
+        if self.deleted_names.contains_key(name) {
+            return Some("Username is not available");
+        }
+        None
+    }
+
+    /// The role a user or robot (`org+robot`) holds on a repository.
+    pub fn repo_role(&self, who: &str, org: &str, repo: &str) -> Option<Role> {
+        if self.is_org_admin(who, org) {
+            return Some(Role::Admin);
+        }
+        self.orgs.get(org)?.repos.get(repo)?.permissions.get(who).copied()
+    }
+
+    /// Whether `who` (a user, a robot, or anonymous) may pull.
+    pub fn can_read(&self, who: Option<&str>, org: &str, repo: &str) -> bool {
+        let public = self.orgs.get(org).and_then(|o| o.repos.get(repo)).is_some_and(|r| r.public);
+        public || who.and_then(|w| self.repo_role(w, org, repo)).is_some()
+    }
+
+    /// Whether `who` may push.
+    pub fn can_write(&self, who: Option<&str>, org: &str, repo: &str) -> bool {
+        who.and_then(|w| self.repo_role(w, org, repo)).is_some_and(|r| r >= Role::Write)
+    }
+
+    /// Whether a robot name `org+short` exists.
+    pub fn robot_exists(&self, full: &str) -> bool {
+        full.split_once('+')
+            .is_some_and(|(org, short)| self.orgs.get(org).is_some_and(|o| o.robots.contains_key(short)))
+    }
+
+    /// Creates a repository as Quay's `create_repository` does: a real user
+    /// creator gets admin, and default permissions apply only when that user
+    /// is not the namespace itself.
+    pub fn create_repo(&mut self, org: &str, repo: &str, public: bool, description: &str, kind: &str, creator: Option<&str>) {
+        let creator_is_user = creator.is_some_and(|c| !c.contains('+') && self.users.contains_key(c));
+        let Some(o) = self.orgs.get_mut(org) else { return };
+        let mut permissions = BTreeMap::new();
+        if let (true, Some(user)) = (creator_is_user, creator) {
+            permissions.insert(user.to_owned(), Role::Admin);
+            if user != org {
+                for p in &o.prototypes {
+                    if p.activating_user.as_deref().is_none_or(|a| a == user) {
+                        let entry = permissions.entry(p.delegate.clone()).or_insert(p.role);
+                        *entry = (*entry).max(p.role);
+                    }
+                }
+            }
+        }
+        o.repos.insert(
+            repo.to_owned(),
+            RepoRecord {
+                description: description.to_owned(),
+                public,
+                kind: kind.to_owned(),
+                permissions,
+                tags: BTreeMap::new(),
+                manifests: HashMap::new(),
+                status_token: random_uuid(),
+            },
+        );
+    }
+
+    /// Deletes an organization, holding its name until garbage collection.
+    pub fn delete_org(&mut self, org: &str) -> bool {
+        if self.orgs.remove(org).is_none() {
+            return false;
+        }
+        self.deleted_names.insert(org.to_owned(), Instant::now() + self.deleted_name_hold);
+        // Robots of the org lose every grant elsewhere too.
+        let prefix = format!("{org}+");
+        for o in self.orgs.values_mut() {
+            for r in o.repos.values_mut() {
+                r.permissions.retain(|who, _| !who.starts_with(&prefix));
+            }
+            o.prototypes.retain(|p| !p.delegate.starts_with(&prefix));
+        }
+        true
+    }
+
+    /// Deletes a robot and its grants.
+    pub fn delete_robot(&mut self, org: &str, short: &str) -> bool {
+        let full = format!("{org}+{short}");
+        let Some(o) = self.orgs.get_mut(org) else { return false };
+        if o.robots.remove(short).is_none() {
+            return false;
+        }
+        for r in o.repos.values_mut() {
+            r.permissions.remove(&full);
+        }
+        o.prototypes.retain(|p| p.delegate != full);
+        true
+    }
+
+    /// Checks registry credentials (Basic auth on `/v2/auth`): a robot and
+    /// its token, `$oauthtoken` and an OAuth token, or a user and password.
+    pub fn registry_login(&mut self, username: &str, password: &str) -> Option<String> {
+        if username == "$oauthtoken" {
+            return match self.caller(Some(password)) {
+                Caller::User { name, .. } => Some(name),
+                Caller::Anonymous => None,
+            };
+        }
+        if let Some((org, short)) = username.split_once('+') {
+            let robot = self.orgs.get_mut(org)?.robots.get_mut(short)?;
+            if robot.token == password {
+                robot.last_accessed = Some(quay_now());
+                return Some(username.to_owned());
+            }
+            return None;
+        }
+        let user = self.users.get(username)?;
+        (user.password == password).then(|| username.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> QuayState {
+        let mut s = QuayState::new(true, Duration::from_secs(2));
+        s.add_user("admin", "pw", true);
+        s.add_user("alice", "pw", false);
+        s.orgs.insert(
+            "org".into(),
+            OrgRecord {
+                email: String::new(),
+                owners: ["alice".to_owned()].into(),
+                robots: BTreeMap::new(),
+                prototypes: vec![PrototypeRecord { id: "p1".into(), role: Role::Write, delegate: "org+builder".into(), activating_user: None }],
+                repos: BTreeMap::new(),
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn scopes_imply_like_quay() {
+        let g: BTreeSet<String> = ["repo:admin".to_owned()].into();
+        assert!(scope_satisfied(&g, "repo:read") && scope_satisfied(&g, "repo:write") && scope_satisfied(&g, "repo:create"));
+        assert!(!scope_satisfied(&g, "org:admin"));
+        let g: BTreeSet<String> = ["repo:read".to_owned()].into();
+        assert!(!scope_satisfied(&g, "repo:write"));
+    }
+
+    #[test]
+    fn prototypes_apply_only_to_user_created_repos() {
+        let mut s = state();
+        s.create_repo("org", "byuser", false, "", "image", Some("alice"));
+        assert_eq!(s.orgs["org"].repos["byuser"].permissions.get("org+builder"), Some(&Role::Write));
+        assert_eq!(s.orgs["org"].repos["byuser"].permissions.get("alice"), Some(&Role::Admin));
+        s.create_repo("org", "byrobot", false, "", "image", Some("org+builder"));
+        assert!(s.orgs["org"].repos["byrobot"].permissions.is_empty());
+        s.create_repo("org", "bypush", false, "", "image", None);
+        assert!(s.orgs["org"].repos["bypush"].permissions.is_empty());
+    }
+
+    #[test]
+    fn deleted_names_are_held() {
+        let mut s = state();
+        assert!(s.delete_org("org"));
+        assert_eq!(s.name_in_use("org"), Some("Username is not available"));
+        assert_eq!(s.name_in_use("admin"), Some("A user or organization with this name already exists"));
+        assert_eq!(s.name_in_use("free"), None);
+        s.deleted_names.insert("org".into(), Instant::now());
+        assert_eq!(s.name_in_use("org"), None);
+    }
+
+    #[test]
+    fn unknown_and_expired_tokens_are_anonymous() {
+        let mut s = state();
+        s.add_token("good", "alice", &["repo:read"], None);
+        s.add_token("old", "alice", &["repo:read"], Some(Duration::ZERO));
+        assert!(matches!(s.caller(Some("good")), Caller::User { .. }));
+        assert!(matches!(s.caller(Some("old")), Caller::Anonymous));
+        assert!(matches!(s.caller(Some("nope")), Caller::Anonymous));
+        assert!(matches!(s.caller(None), Caller::Anonymous));
+    }
+
+    #[test]
+    fn uuids_look_like_uuids() {
+        let u = random_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(u.matches('-').count(), 4);
+        assert_eq!(&u[14..15], "4");
+    }
+}

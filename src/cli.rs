@@ -77,7 +77,11 @@ impl FromStr for Components {
                 "kube" => Component::Kube,
                 "quay" => Component::Quay,
                 "operator" => Component::Operator,
-                other => return Err(format!("unknown component {other:?} (expected kube, quay or operator)")),
+                other => {
+                    return Err(format!(
+                        "unknown component {other:?} (expected kube, quay or operator)"
+                    ));
+                }
             });
         }
         if set.is_empty() {

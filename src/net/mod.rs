@@ -84,7 +84,10 @@ pub async fn serve(
 ) -> Result<ServerHandle, NetError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| NetError::Bind { addr: addr.to_owned(), source })?;
+        .map_err(|source| NetError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
     serve_listener(listener, tls, router)
 }
 
@@ -94,9 +97,10 @@ pub fn serve_listener(
     tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
 ) -> Result<ServerHandle, NetError> {
-    let local_addr = listener
-        .local_addr()
-        .map_err(|source| NetError::Bind { addr: "listener".into(), source })?;
+    let local_addr = listener.local_addr().map_err(|source| NetError::Bind {
+        addr: "listener".into(),
+        source,
+    })?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let is_tls = tls.is_some();
     let acceptor = tls.map(|mut config| {
@@ -107,7 +111,12 @@ pub fn serve_listener(
         tokio_rustls::TlsAcceptor::from(config)
     });
     let task = tokio::spawn(accept_loop(listener, acceptor, router, shutdown_rx));
-    Ok(ServerHandle { local_addr, tls: is_tls, shutdown, task })
+    Ok(ServerHandle {
+        local_addr,
+        tls: is_tls,
+        shutdown,
+        task,
+    })
 }
 
 async fn accept_loop(

@@ -14,7 +14,8 @@ pub struct CertificateAuthority {
 
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateAuthority").finish_non_exhaustive()
+        f.debug_struct("CertificateAuthority")
+            .finish_non_exhaustive()
     }
 }
 
@@ -29,7 +30,9 @@ pub struct CertifiedKeyPem {
 
 impl std::fmt::Debug for CertifiedKeyPem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertifiedKeyPem").field("key_pem", &self.key_pem).finish_non_exhaustive()
+        f.debug_struct("CertifiedKeyPem")
+            .field("key_pem", &self.key_pem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -41,9 +44,15 @@ impl CertificateAuthority {
     /// A new CA with a fresh key.
     pub fn new(common_name: &str) -> Result<Self, NetError> {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let key = KeyPair::generate().map_err(tls_err)?;
         let issuer = rcgen::CertifiedIssuer::self_signed(params, key).map_err(tls_err)?;
         Ok(Self { issuer })
@@ -66,19 +75,26 @@ impl CertificateAuthority {
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().map_err(tls_err)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(tls_err)?;
-        Ok(CertifiedKeyPem { cert_pem: cert.pem(), key_pem: key.serialize_pem().into() })
+        Ok(CertifiedKeyPem {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem().into(),
+        })
     }
 }
 
 /// A rustls server configuration from PEM certificate chain and key.
-pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>, NetError> {
+pub fn server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, NetError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| NetError::Tls(format!("certificate PEM: {e}")))?;
     if certs.is_empty() {
         return Err(NetError::Tls("no certificate in PEM".into()));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| NetError::Tls(format!("private key PEM: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| NetError::Tls(format!("private key PEM: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -72,19 +72,28 @@ impl fmt::Debug for QuayClient {
 
 /// Parses and checks a Quay base URL: scheme http or https, a host, no query.
 pub fn parse_base_url(raw: &str) -> Result<Url, QuayError> {
-    let url = Url::parse(raw.trim())
-        .map_err(|e| QuayError::Config(format!("Quay URL {raw:?} is not a URL ({e}); it needs a scheme, e.g. https://quay.example.com")))?;
+    let url = Url::parse(raw.trim()).map_err(|e| {
+        QuayError::Config(format!(
+            "Quay URL {raw:?} is not a URL ({e}); it needs a scheme, e.g. https://quay.example.com"
+        ))
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(QuayError::Config(format!("Quay URL {raw:?} must start with https:// or http://")));
+        return Err(QuayError::Config(format!(
+            "Quay URL {raw:?} must start with https:// or http://"
+        )));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(QuayError::Config(format!("Quay URL {raw:?} has no host")));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(QuayError::Config(format!("Quay URL {raw:?} must not have a query or fragment")));
+        return Err(QuayError::Config(format!(
+            "Quay URL {raw:?} must not have a query or fragment"
+        )));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(QuayError::Config("Quay URL must not carry credentials; use the token".into()));
+        return Err(QuayError::Config(
+            "Quay URL must not carry credentials; use the token".into(),
+        ));
     }
     Ok(url)
 }
@@ -121,7 +130,9 @@ impl QuayClient {
         } = config;
         let base = parse_base_url(&base_url)?;
         if rustls::crypto::CryptoProvider::get_default().is_none() {
-            return Err(QuayError::Config("no rustls crypto provider installed".into()));
+            return Err(QuayError::Config(
+                "no rustls crypto provider installed".into(),
+            ));
         }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
@@ -135,7 +146,9 @@ impl QuayClient {
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| QuayError::Config(format!("Quay CA bundle is not valid PEM: {e}")))?;
             if certs.is_empty() {
-                return Err(QuayError::Config("Quay CA bundle holds no certificate".into()));
+                return Err(QuayError::Config(
+                    "Quay CA bundle holds no certificate".into(),
+                ));
             }
             builder = builder.tls_certs_merge(certs);
         }
@@ -146,7 +159,13 @@ impl QuayClient {
         let http = builder
             .build()
             .map_err(|e| QuayError::Config(format!("cannot build HTTP client: {e}")))?;
-        Ok(Self { http, base, token, retry, metrics })
+        Ok(Self {
+            http,
+            base,
+            token,
+            retry,
+            metrics,
+        })
     }
 
     /// The base URL.
@@ -184,18 +203,25 @@ impl QuayClient {
         body: Option<&Bytes>,
         attempt: u32,
     ) -> Result<(u16, Bytes), QuayError> {
-        let mut request = self.http.request(method.clone(), url.clone()).header(ACCEPT, "application/json");
+        let mut request = self
+            .http
+            .request(method.clone(), url.clone())
+            .header(ACCEPT, "application/json");
         if !query.is_empty() {
             request = request.query(query);
         }
         if !self.token.is_empty() {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
-                .map_err(|_| QuayError::Config("the Quay token has characters a header cannot carry".into()))?;
+                .map_err(|_| {
+                    QuayError::Config("the Quay token has characters a header cannot carry".into())
+                })?;
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
         }
         if let Some(body) = body {
-            request = request.header(CONTENT_TYPE, "application/json").body(body.clone());
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
         }
         let started = Instant::now();
         let response = match request.send().await {
@@ -208,7 +234,10 @@ impl QuayClient {
             }
         };
         let status = response.status().as_u16();
-        let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(parse_retry_after);
         let bytes = match response.bytes().await {
             Ok(b) => b,
             Err(e) => {
@@ -227,7 +256,12 @@ impl QuayClient {
         if (200..300).contains(&status) {
             Ok((status, bytes))
         } else {
-            Err(QuayError::from_response(endpoint, status, retry_after, &bytes))
+            Err(QuayError::from_response(
+                endpoint,
+                status,
+                retry_after,
+                &bytes,
+            ))
         }
     }
 
@@ -261,7 +295,9 @@ impl QuayClient {
         url: Url,
         query: &[(&str, &str)],
     ) -> Result<T, QuayError> {
-        let (status, bytes) = self.execute(endpoint, Idempotency::Idempotent, url, query, None).await?;
+        let (status, bytes) = self
+            .execute(endpoint, Idempotency::Idempotent, url, query, None)
+            .await?;
         decode(endpoint, status, &bytes)
     }
 
@@ -273,7 +309,9 @@ impl QuayClient {
         body: &B,
     ) -> Result<T, QuayError> {
         let body = encode(endpoint, body)?;
-        let (status, bytes) = self.execute(endpoint, idempotency, url, &[], Some(body)).await?;
+        let (status, bytes) = self
+            .execute(endpoint, idempotency, url, &[], Some(body))
+            .await?;
         decode(endpoint, status, &bytes)
     }
 
@@ -284,7 +322,9 @@ impl QuayClient {
         url: Url,
         body: Option<Bytes>,
     ) -> Result<(), QuayError> {
-        self.execute(endpoint, idempotency, url, &[], body).await.map(|_| ())
+        self.execute(endpoint, idempotency, url, &[], body)
+            .await
+            .map(|_| ())
     }
 
     /// Runs a create; when it fails in a way that leaves open whether Quay
@@ -327,7 +367,8 @@ impl QuayClient {
 
     /// `GET /api/v1/user/`: who the token belongs to.
     pub async fn current_user(&self) -> Result<User, QuayError> {
-        self.get_json(ep::USER_GET, self.url(&["user"], true)?, &[]).await
+        self.get_json(ep::USER_GET, self.url(&["user"], true)?, &[])
+            .await
     }
 
     // === organizations ===
@@ -340,12 +381,23 @@ impl QuayClient {
     }
 
     /// `POST /api/v1/organization/`. A duplicate is [`QuayError::AlreadyExists`].
-    pub async fn create_organization(&self, org: &str, email: Option<&str>) -> Result<(), QuayError> {
+    pub async fn create_organization(
+        &self,
+        org: &str,
+        email: Option<&str>,
+    ) -> Result<(), QuayError> {
         names::validate(NameKind::Organization, org)?;
         let url = self.url(&["organization"], true)?;
         let body = encode(ep::ORG_CREATE, &NewOrganization { name: org, email })?;
         self.create_verified(
-            || self.send_no_content(ep::ORG_CREATE, Idempotency::Create, url.clone(), Some(body.clone())),
+            || {
+                self.send_no_content(
+                    ep::ORG_CREATE,
+                    Idempotency::Create,
+                    url.clone(),
+                    Some(body.clone()),
+                )
+            },
             || async { Ok(self.get_organization(org).await?.map(|_| ())) },
         )
         .await
@@ -356,7 +408,8 @@ impl QuayClient {
     pub async fn delete_organization(&self, org: &str) -> Result<(), QuayError> {
         names::validate(NameKind::Organization, org)?;
         let url = self.url(&["organization", org], false)?;
-        self.send_no_content(ep::ORG_DELETE, Idempotency::Idempotent, url, None).await
+        self.send_no_content(ep::ORG_DELETE, Idempotency::Idempotent, url, None)
+            .await
     }
 
     // === robots ===
@@ -366,8 +419,13 @@ impl QuayClient {
         names::validate(NameKind::Organization, org)?;
         let url = self.url(&["organization", org, "robots"], false)?;
         let token = if with_tokens { "true" } else { "false" };
-        let list: RobotList =
-            self.get_json(ep::ROBOT_LIST, url, &[("permissions", "false"), ("token", token)]).await?;
+        let list: RobotList = self
+            .get_json(
+                ep::ROBOT_LIST,
+                url,
+                &[("permissions", "false"), ("token", token)],
+            )
+            .await?;
         Ok(list.robots)
     }
 
@@ -380,13 +438,24 @@ impl QuayClient {
 
     /// `PUT /api/v1/organization/{org}/robots/{robot}`: creates the robot and
     /// returns it with its token. A duplicate is [`QuayError::AlreadyExists`].
-    pub async fn create_robot(&self, org: &str, robot: &str, body: &NewRobot) -> Result<Robot, QuayError> {
+    pub async fn create_robot(
+        &self,
+        org: &str,
+        robot: &str,
+        body: &NewRobot,
+    ) -> Result<Robot, QuayError> {
         let url = self.robot_url(org, robot, None)?;
         let bytes = encode(ep::ROBOT_CREATE, body)?;
         self.create_verified(
             || async {
                 let (status, b) = self
-                    .execute(ep::ROBOT_CREATE, Idempotency::Create, url.clone(), &[], Some(bytes.clone()))
+                    .execute(
+                        ep::ROBOT_CREATE,
+                        Idempotency::Create,
+                        url.clone(),
+                        &[],
+                        Some(bytes.clone()),
+                    )
                     .await?;
                 decode(ep::ROBOT_CREATE, status, &b)
             },
@@ -398,14 +467,23 @@ impl QuayClient {
     /// `DELETE /api/v1/organization/{org}/robots/{robot}`.
     pub async fn delete_robot(&self, org: &str, robot: &str) -> Result<(), QuayError> {
         let url = self.robot_url(org, robot, None)?;
-        self.send_no_content(ep::ROBOT_DELETE, Idempotency::Idempotent, url, None).await
+        self.send_no_content(ep::ROBOT_DELETE, Idempotency::Idempotent, url, None)
+            .await
     }
 
     /// `POST /api/v1/organization/{org}/robots/{robot}/regenerate`: a new
     /// token. Repeating it only regenerates again, so it is retried.
     pub async fn regenerate_robot_token(&self, org: &str, robot: &str) -> Result<Robot, QuayError> {
         let url = self.robot_url(org, robot, Some("regenerate"))?;
-        let (status, bytes) = self.execute(ep::ROBOT_REGENERATE, Idempotency::Idempotent, url, &[], None).await?;
+        let (status, bytes) = self
+            .execute(
+                ep::ROBOT_REGENERATE,
+                Idempotency::Idempotent,
+                url,
+                &[],
+                None,
+            )
+            .await?;
         decode(ep::ROBOT_REGENERATE, status, &bytes)
     }
 
@@ -430,20 +508,35 @@ impl QuayClient {
 
     /// `POST /api/v1/organization/{org}/prototypes`: grants `role` on every
     /// repository created later to the robot `org+robot`.
-    pub async fn create_robot_prototype(&self, org: &str, robot: &str, role: Role) -> Result<Prototype, QuayError> {
+    pub async fn create_robot_prototype(
+        &self,
+        org: &str,
+        robot: &str,
+        role: Role,
+    ) -> Result<Prototype, QuayError> {
         names::validate(NameKind::Organization, org)?;
         names::validate(NameKind::Robot, robot)?;
         let url = self.url(&["organization", org, "prototypes"], false)?;
         let delegate_name = format!("{org}+{robot}");
         let body = NewPrototype {
             role,
-            delegate: Delegate { name: delegate_name.clone(), kind: "user".into(), is_robot: true },
+            delegate: Delegate {
+                name: delegate_name.clone(),
+                kind: "user".into(),
+                is_robot: true,
+            },
         };
         let bytes = encode(ep::PROTOTYPE_CREATE, &body)?;
         self.create_verified(
             || async {
                 let (status, b) = self
-                    .execute(ep::PROTOTYPE_CREATE, Idempotency::Create, url.clone(), &[], Some(bytes.clone()))
+                    .execute(
+                        ep::PROTOTYPE_CREATE,
+                        Idempotency::Create,
+                        url.clone(),
+                        &[],
+                        Some(bytes.clone()),
+                    )
                     .await?;
                 decode(ep::PROTOTYPE_CREATE, status, &b)
             },
@@ -465,13 +558,18 @@ impl QuayClient {
             return Err(QuayError::Config(format!("{id:?} is not a prototype id")));
         }
         let url = self.url(&["organization", org, "prototypes", id], false)?;
-        self.send_no_content(ep::PROTOTYPE_DELETE, Idempotency::Idempotent, url, None).await
+        self.send_no_content(ep::PROTOTYPE_DELETE, Idempotency::Idempotent, url, None)
+            .await
     }
 
     // === repositories ===
 
     /// `GET /api/v1/repository/{org}/{repo}`; `None` when missing.
-    pub async fn get_repository(&self, org: &str, repo: &str) -> Result<Option<Repository>, QuayError> {
+    pub async fn get_repository(
+        &self,
+        org: &str,
+        repo: &str,
+    ) -> Result<Option<Repository>, QuayError> {
         let url = self.repo_url(org, repo, &[])?;
         optional(self.get_json(ep::REPO_GET, url, &[]).await)
     }
@@ -495,7 +593,11 @@ impl QuayClient {
                 _ => return Ok(all),
             }
         }
-        Err(QuayError::Decode { endpoint: ep::REPO_LIST, status: 200, message: "pagination did not end".into() })
+        Err(QuayError::Decode {
+            endpoint: ep::REPO_LIST,
+            status: 200,
+            message: "pagination did not end".into(),
+        })
     }
 
     /// `POST /api/v1/repository`. A duplicate is [`QuayError::AlreadyExists`].
@@ -511,10 +613,23 @@ impl QuayClient {
         let url = self.url(&["repository"], false)?;
         let body = encode(
             ep::REPO_CREATE,
-            &NewRepository { namespace: org, repository: repo, visibility, description, repo_kind: "image" },
+            &NewRepository {
+                namespace: org,
+                repository: repo,
+                visibility,
+                description,
+                repo_kind: "image",
+            },
         )?;
         self.create_verified(
-            || self.send_no_content(ep::REPO_CREATE, Idempotency::Create, url.clone(), Some(body.clone())),
+            || {
+                self.send_no_content(
+                    ep::REPO_CREATE,
+                    Idempotency::Create,
+                    url.clone(),
+                    Some(body.clone()),
+                )
+            },
             || async { Ok(self.get_repository(org, repo).await?.map(|_| ())) },
         )
         .await
@@ -524,18 +639,34 @@ impl QuayClient {
     /// the repository is already gone).
     pub async fn delete_repository(&self, org: &str, repo: &str) -> Result<(), QuayError> {
         let url = self.repo_url(org, repo, &[])?;
-        self.send_no_content(ep::REPO_DELETE, Idempotency::Idempotent, url, None).await
+        self.send_no_content(ep::REPO_DELETE, Idempotency::Idempotent, url, None)
+            .await
     }
 
     /// `POST /api/v1/repository/{org}/{repo}/changevisibility`.
-    pub async fn set_repository_visibility(&self, org: &str, repo: &str, visibility: Visibility) -> Result<(), QuayError> {
+    pub async fn set_repository_visibility(
+        &self,
+        org: &str,
+        repo: &str,
+        visibility: Visibility,
+    ) -> Result<(), QuayError> {
         let url = self.repo_url(org, repo, &["changevisibility"])?;
         let body = encode(ep::REPO_VISIBILITY, &VisibilityBody { visibility })?;
-        self.send_no_content(ep::REPO_VISIBILITY, Idempotency::Idempotent, url, Some(body)).await
+        self.send_no_content(
+            ep::REPO_VISIBILITY,
+            Idempotency::Idempotent,
+            url,
+            Some(body),
+        )
+        .await
     }
 
     /// `GET …/permissions/user/`: every user and robot permission, by name.
-    pub async fn list_repository_permissions(&self, org: &str, repo: &str) -> Result<Vec<RepositoryPermission>, QuayError> {
+    pub async fn list_repository_permissions(
+        &self,
+        org: &str,
+        repo: &str,
+    ) -> Result<Vec<RepositoryPermission>, QuayError> {
         let mut url = self.repo_url(org, repo, &["permissions", "user"])?;
         if let Ok(mut path) = url.path_segments_mut() {
             path.push("");
@@ -546,21 +677,44 @@ impl QuayClient {
 
     /// `GET …/permissions/user/{user}`; `None` when the user or robot holds
     /// no permission (Quay answers 400 for that).
-    pub async fn get_repository_permission(&self, org: &str, repo: &str, user: &str) -> Result<Option<RepositoryPermission>, QuayError> {
+    pub async fn get_repository_permission(
+        &self,
+        org: &str,
+        repo: &str,
+        user: &str,
+    ) -> Result<Option<RepositoryPermission>, QuayError> {
         let url = self.repo_perm_url(org, repo, user)?;
         optional(self.get_json(ep::REPO_PERM_GET, url, &[]).await)
     }
 
     /// `PUT …/permissions/user/{user}` with `{"role": …}`.
-    pub async fn set_repository_permission(&self, org: &str, repo: &str, user: &str, role: Role) -> Result<RepositoryPermission, QuayError> {
+    pub async fn set_repository_permission(
+        &self,
+        org: &str,
+        repo: &str,
+        user: &str,
+        role: Role,
+    ) -> Result<RepositoryPermission, QuayError> {
         let url = self.repo_perm_url(org, repo, user)?;
-        self.send_json(ep::REPO_PERM_PUT, Idempotency::Idempotent, url, &RoleBody { role }).await
+        self.send_json(
+            ep::REPO_PERM_PUT,
+            Idempotency::Idempotent,
+            url,
+            &RoleBody { role },
+        )
+        .await
     }
 
     /// `DELETE …/permissions/user/{user}`.
-    pub async fn delete_repository_permission(&self, org: &str, repo: &str, user: &str) -> Result<(), QuayError> {
+    pub async fn delete_repository_permission(
+        &self,
+        org: &str,
+        repo: &str,
+        user: &str,
+    ) -> Result<(), QuayError> {
         let url = self.repo_perm_url(org, repo, user)?;
-        self.send_no_content(ep::REPO_PERM_DELETE, Idempotency::Idempotent, url, None).await
+        self.send_no_content(ep::REPO_PERM_DELETE, Idempotency::Idempotent, url, None)
+            .await
     }
 
     /// `GET …/tag/?onlyActiveTags=true`, following `has_additional`.
@@ -572,14 +726,22 @@ impl QuayClient {
         let mut all = Vec::new();
         for page in 1..=10_000u32 {
             let page_text = page.to_string();
-            let query = [("onlyActiveTags", "true"), ("limit", "100"), ("page", page_text.as_str())];
+            let query = [
+                ("onlyActiveTags", "true"),
+                ("limit", "100"),
+                ("page", page_text.as_str()),
+            ];
             let result: TagPage = self.get_json(ep::TAG_LIST, url.clone(), &query).await?;
             all.extend(result.tags);
             if !result.has_additional {
                 return Ok(all);
             }
         }
-        Err(QuayError::Decode { endpoint: ep::TAG_LIST, status: 200, message: "pagination did not end".into() })
+        Err(QuayError::Decode {
+            endpoint: ep::TAG_LIST,
+            status: 200,
+            message: "pagination did not end".into(),
+        })
     }
 
     fn repo_url(&self, org: &str, repo: &str, rest: &[&str]) -> Result<Url, QuayError> {
@@ -618,8 +780,16 @@ fn encode<B: Serialize>(endpoint: Endpoint, body: &B) -> Result<Bytes, QuayError
         .map_err(|e| QuayError::Config(format!("{endpoint}: cannot encode request: {e}")))
 }
 
-fn decode<T: DeserializeOwned>(endpoint: Endpoint, status: u16, bytes: &[u8]) -> Result<T, QuayError> {
-    serde_json::from_slice(bytes).map_err(|e| QuayError::Decode { endpoint, status, message: e.to_string() })
+fn decode<T: DeserializeOwned>(
+    endpoint: Endpoint,
+    status: u16,
+    bytes: &[u8],
+) -> Result<T, QuayError> {
+    serde_json::from_slice(bytes).map_err(|e| QuayError::Decode {
+        endpoint,
+        status,
+        message: e.to_string(),
+    })
 }
 
 /// Retry-After as delta-seconds or an HTTP date.
@@ -640,23 +810,59 @@ mod tests {
     #[test]
     fn base_urls_need_a_scheme_and_keep_their_prefix() {
         crate::install_crypto_provider();
-        for bad in ["quay.example.com", "ftp://quay.example.com", "https://", "https://q.example.com/?a=b", "https://u:p@q.example.com"] {
-            assert!(matches!(parse_base_url(bad), Err(QuayError::Config(_))), "{bad}");
+        for bad in [
+            "quay.example.com",
+            "ftp://quay.example.com",
+            "https://",
+            "https://q.example.com/?a=b",
+            "https://u:p@q.example.com",
+        ] {
+            assert!(
+                matches!(parse_base_url(bad), Err(QuayError::Config(_))),
+                "{bad}"
+            );
         }
-        let client = QuayClient::new(QuayClientConfig::new("https://proxy.example.com/quay/", "t".into()), QuayMetrics::default()).unwrap();
-        assert_eq!(client.url(&["organization", "o"], false).unwrap().as_str(), "https://proxy.example.com/quay/api/v1/organization/o");
-        assert_eq!(client.url(&["user"], true).unwrap().as_str(), "https://proxy.example.com/quay/api/v1/user/");
-        let client = QuayClient::new(QuayClientConfig::new("http://127.0.0.1:8080", "t".into()), QuayMetrics::default()).unwrap();
-        assert_eq!(client.url(&["repository"], false).unwrap().as_str(), "http://127.0.0.1:8080/api/v1/repository");
+        let client = QuayClient::new(
+            QuayClientConfig::new("https://proxy.example.com/quay/", "t".into()),
+            QuayMetrics::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            client.url(&["organization", "o"], false).unwrap().as_str(),
+            "https://proxy.example.com/quay/api/v1/organization/o"
+        );
+        assert_eq!(
+            client.url(&["user"], true).unwrap().as_str(),
+            "https://proxy.example.com/quay/api/v1/user/"
+        );
+        let client = QuayClient::new(
+            QuayClientConfig::new("http://127.0.0.1:8080", "t".into()),
+            QuayMetrics::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            client.url(&["repository"], false).unwrap().as_str(),
+            "http://127.0.0.1:8080/api/v1/repository"
+        );
         assert_eq!(client.registry_host(), "127.0.0.1:8080");
-        assert_eq!(registry_host(&parse_base_url("https://quay.example.com").unwrap()), "quay.example.com");
-        assert_eq!(registry_host(&parse_base_url("https://quay.example.com:443").unwrap()), "quay.example.com");
+        assert_eq!(
+            registry_host(&parse_base_url("https://quay.example.com").unwrap()),
+            "quay.example.com"
+        );
+        assert_eq!(
+            registry_host(&parse_base_url("https://quay.example.com:443").unwrap()),
+            "quay.example.com"
+        );
     }
 
     #[test]
     fn debug_hides_the_token() {
         crate::install_crypto_provider();
-        let client = QuayClient::new(QuayClientConfig::new("https://q.example.com", "s3cr3t-token".into()), QuayMetrics::default()).unwrap();
+        let client = QuayClient::new(
+            QuayClientConfig::new("https://q.example.com", "s3cr3t-token".into()),
+            QuayMetrics::default(),
+        )
+        .unwrap();
         let text = format!("{client:?}");
         assert!(!text.contains("s3cr3t-token"), "{text}");
         let config = QuayClientConfig::new("https://q.example.com", "s3cr3t-token".into());
@@ -668,13 +874,22 @@ mod tests {
         crate::install_crypto_provider();
         let mut config = QuayClientConfig::new("https://q.example.com", "t".into());
         config.ca_bundle_pem = Some(b"not a pem".to_vec());
-        assert!(matches!(QuayClient::new(config, QuayMetrics::default()), Err(QuayError::Config(_))));
+        assert!(matches!(
+            QuayClient::new(config, QuayMetrics::default()),
+            Err(QuayError::Config(_))
+        ));
     }
 
     #[test]
     fn retry_after_forms() {
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("7")), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("7")),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
     }
 }

@@ -52,8 +52,10 @@ pub const ROBOT_CREATE: Endpoint =
 pub const ROBOT_DELETE: Endpoint =
     Endpoint::new("DELETE", "/api/v1/organization/{org}/robots/{robot}");
 /// `POST /api/v1/organization/{org}/robots/{robot}/regenerate`.
-pub const ROBOT_REGENERATE: Endpoint =
-    Endpoint::new("POST", "/api/v1/organization/{org}/robots/{robot}/regenerate");
+pub const ROBOT_REGENERATE: Endpoint = Endpoint::new(
+    "POST",
+    "/api/v1/organization/{org}/robots/{robot}/regenerate",
+);
 /// `GET /api/v1/organization/{org}/prototypes`.
 pub const PROTOTYPE_LIST: Endpoint = Endpoint::new("GET", "/api/v1/organization/{org}/prototypes");
 /// `POST /api/v1/organization/{org}/prototypes`.
@@ -77,13 +79,19 @@ pub const REPO_VISIBILITY: Endpoint =
 pub const REPO_PERM_LIST: Endpoint =
     Endpoint::new("GET", "/api/v1/repository/{org}/{repo}/permissions/user/");
 /// `GET /api/v1/repository/{org}/{repo}/permissions/user/{user}`.
-pub const REPO_PERM_GET: Endpoint =
-    Endpoint::new("GET", "/api/v1/repository/{org}/{repo}/permissions/user/{user}");
+pub const REPO_PERM_GET: Endpoint = Endpoint::new(
+    "GET",
+    "/api/v1/repository/{org}/{repo}/permissions/user/{user}",
+);
 /// `PUT /api/v1/repository/{org}/{repo}/permissions/user/{user}`.
-pub const REPO_PERM_PUT: Endpoint =
-    Endpoint::new("PUT", "/api/v1/repository/{org}/{repo}/permissions/user/{user}");
+pub const REPO_PERM_PUT: Endpoint = Endpoint::new(
+    "PUT",
+    "/api/v1/repository/{org}/{repo}/permissions/user/{user}",
+);
 /// `DELETE /api/v1/repository/{org}/{repo}/permissions/user/{user}`.
-pub const REPO_PERM_DELETE: Endpoint =
-    Endpoint::new("DELETE", "/api/v1/repository/{org}/{repo}/permissions/user/{user}");
+pub const REPO_PERM_DELETE: Endpoint = Endpoint::new(
+    "DELETE",
+    "/api/v1/repository/{org}/{repo}/permissions/user/{user}",
+);
 /// `GET /api/v1/repository/{org}/{repo}/tag/`.
 pub const TAG_LIST: Endpoint = Endpoint::new("GET", "/api/v1/repository/{org}/{repo}/tag/");

@@ -245,9 +245,20 @@ impl QuayError {
             401 => QuayError::Unauthorized { endpoint, message },
             403 => QuayError::Forbidden { endpoint, message },
             409 => QuayError::Conflict { endpoint, message },
-            429 => QuayError::RateLimited { endpoint, retry_after },
-            500..=599 => QuayError::Server { endpoint, status, message },
-            _ => QuayError::InvalidRequest { endpoint, status, message },
+            429 => QuayError::RateLimited {
+                endpoint,
+                retry_after,
+            },
+            500..=599 => QuayError::Server {
+                endpoint,
+                status,
+                message,
+            },
+            _ => QuayError::InvalidRequest {
+                endpoint,
+                status,
+                message,
+            },
         }
     }
 
@@ -260,7 +271,12 @@ impl QuayError {
         if timeout {
             message = format!("timed out: {message}");
         }
-        QuayError::Transport { endpoint, message, before_send, timeout }
+        QuayError::Transport {
+            endpoint,
+            message,
+            before_send,
+            timeout,
+        }
     }
 }
 
@@ -308,13 +324,17 @@ fn truncate(text: &str) -> String {
 fn summarize_body(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let lower = text.to_ascii_lowercase();
-    if let Some(start) = lower.find("<title>") {
-        if let Some(end) = lower[start..].find("</title>") {
-            return text[start + 7..start + end].trim().to_owned();
-        }
+    if let Some(start) = lower.find("<title>")
+        && let Some(end) = lower[start..].find("</title>")
+    {
+        return text[start + 7..start + end].trim().to_owned();
     }
     let trimmed = text.trim();
-    if trimmed.is_empty() { "(empty body)".to_owned() } else { truncate(trimmed) }
+    if trimmed.is_empty() {
+        "(empty body)".to_owned()
+    } else {
+        truncate(trimmed)
+    }
 }
 
 #[cfg(test)]
@@ -328,20 +348,32 @@ mod tests {
 
     #[test]
     fn missing_robot_400_is_not_found() {
-        let e = map(400, r#"{"message": "Could not find robot with specified username"}"#);
+        let e = map(
+            400,
+            r#"{"message": "Could not find robot with specified username"}"#,
+        );
         assert!(e.is_not_found(), "{e:?}");
         assert_eq!(e.category(), Category::NotFound);
     }
 
     #[test]
     fn robot_put_into_missing_org_is_not_found() {
-        let e = map(400, r#"{"message": "Organization does not exist: nosuchorg"}"#);
+        let e = map(
+            400,
+            r#"{"message": "Organization does not exist: nosuchorg"}"#,
+        );
         assert!(e.is_not_found());
     }
 
     #[test]
     fn missing_repo_permission_is_not_found_in_both_shapes() {
-        assert!(map(400, r#"{"message": "User does not have permission for repo."}"#).is_not_found());
+        assert!(
+            map(
+                400,
+                r#"{"message": "User does not have permission for repo."}"#
+            )
+            .is_not_found()
+        );
         assert!(map(400, r#"{"detail": "User does not have permission for repo.", "error_message": "User does not have permission for repo.", "error_type": "invalid_request", "title": "invalid_request", "status": 400}"#).is_not_found());
     }
 
@@ -361,24 +393,42 @@ mod tests {
 
     #[test]
     fn deleted_name_not_yet_available_is_invalid_request() {
-        let e = map(400, r#"{"detail": "Username is not available", "status": 400}"#);
-        assert!(matches!(e, QuayError::InvalidRequest { status: 400, ref message, .. } if message == "Username is not available"));
+        let e = map(
+            400,
+            r#"{"detail": "Username is not available", "status": 400}"#,
+        );
+        assert!(
+            matches!(e, QuayError::InvalidRequest { status: 400, ref message, .. } if message == "Username is not available")
+        );
     }
 
     #[test]
     fn auth_answers_keep_quay_message() {
-        let e = map(401, r#"{"session_required": false, "detail": "Requires authentication", "error_type": "invalid_token", "status": 401}"#);
-        assert!(matches!(e, QuayError::Unauthorized { ref message, .. } if message == "Requires authentication"));
+        let e = map(
+            401,
+            r#"{"session_required": false, "detail": "Requires authentication", "error_type": "invalid_token", "status": 401}"#,
+        );
+        assert!(
+            matches!(e, QuayError::Unauthorized { ref message, .. } if message == "Requires authentication")
+        );
         let e = map(403, r#"{"error": "CSRF token was invalid or missing."}"#);
         assert!(matches!(e, QuayError::Forbidden { ref message, .. } if message.contains("CSRF")));
         assert_eq!(e.category(), Category::Auth);
-        let e = map(403, r#"{"detail": "Unauthorized", "error_type": "insufficient_scope", "status": 403}"#);
+        let e = map(
+            403,
+            r#"{"detail": "Unauthorized", "error_type": "insufficient_scope", "status": 403}"#,
+        );
         assert!(matches!(e, QuayError::Forbidden { ref message, .. } if message == "Unauthorized"));
     }
 
     #[test]
     fn not_found_404() {
-        let e = QuayError::from_response(ORG_GET, 404, None, br#"{"detail": "Not Found", "error_type": "not_found", "status": 404}"#);
+        let e = QuayError::from_response(
+            ORG_GET,
+            404,
+            None,
+            br#"{"detail": "Not Found", "error_type": "not_found", "status": 404}"#,
+        );
         assert!(e.is_not_found());
         assert_eq!(e.endpoint(), Some(ORG_GET));
     }
@@ -386,9 +436,14 @@ mod tests {
     #[test]
     fn conflict_and_other_4xx() {
         assert!(matches!(map(409, "{}"), QuayError::Conflict { .. }));
-        let e = map(415, r#"{"message": "Did not attempt to load JSON data because the request Content-Type was not 'application/json'."}"#);
+        let e = map(
+            415,
+            r#"{"message": "Did not attempt to load JSON data because the request Content-Type was not 'application/json'."}"#,
+        );
         assert!(matches!(e, QuayError::InvalidRequest { status: 415, .. }));
-        assert!(matches!(map(405, ""), QuayError::InvalidRequest { status: 405, ref message, .. } if message == "(empty body)"));
+        assert!(
+            matches!(map(405, ""), QuayError::InvalidRequest { status: 405, ref message, .. } if message == "(empty body)")
+        );
     }
 
     #[test]
@@ -405,7 +460,9 @@ mod tests {
     fn server_errors() {
         let html = "<html>\n  <head>\n    <title>Internal Server Error</title>\n  </head><body></body></html>";
         let e = map(500, html);
-        assert!(matches!(e, QuayError::Server { status: 500, ref message, .. } if message == "Internal Server Error"));
+        assert!(
+            matches!(e, QuayError::Server { status: 500, ref message, .. } if message == "Internal Server Error")
+        );
         assert!(!e.is_transient(), "500 is not retried automatically");
         assert!(e.is_ambiguous());
         for status in [502, 503, 504] {
@@ -418,7 +475,9 @@ mod tests {
     fn schema_dumps_are_cut_to_their_first_paragraph() {
         let body = serde_json::json!({"detail": "'name' is a required property\n\nFailed validating 'required' in schema:\n  {...}", "status": 400}).to_string();
         let e = map(400, &body);
-        assert!(matches!(e, QuayError::InvalidRequest { ref message, .. } if message == "'name' is a required property"));
+        assert!(
+            matches!(e, QuayError::InvalidRequest { ref message, .. } if message == "'name' is a required property")
+        );
         let long = "x".repeat(5000);
         let e = map(400, &serde_json::json!({"detail": long}).to_string());
         assert!(e.to_string().len() < 500);
@@ -427,8 +486,14 @@ mod tests {
     #[test]
     fn categories_have_stable_labels() {
         let all = [
-            Category::NotFound, Category::AlreadyExists, Category::InvalidRequest, Category::Auth,
-            Category::RateLimited, Category::Unavailable, Category::Protocol, Category::Config,
+            Category::NotFound,
+            Category::AlreadyExists,
+            Category::InvalidRequest,
+            Category::Auth,
+            Category::RateLimited,
+            Category::Unavailable,
+            Category::Protocol,
+            Category::Config,
         ];
         let labels: std::collections::HashSet<_> = all.iter().map(|c| c.as_str()).collect();
         assert_eq!(labels.len(), all.len());

@@ -69,7 +69,10 @@ impl QuayMetrics {
             })
             .inc();
         self.latency
-            .get_or_create(&EndpointLabels { method: endpoint.method, endpoint: endpoint.template })
+            .get_or_create(&EndpointLabels {
+                method: endpoint.method,
+                endpoint: endpoint.template,
+            })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -77,7 +80,11 @@ impl QuayMetrics {
     /// benchmarks).
     pub fn count(&self, endpoint: Endpoint, class: &'static str) -> u64 {
         self.requests
-            .get(&RequestLabels { method: endpoint.method, endpoint: endpoint.template, status: class })
+            .get(&RequestLabels {
+                method: endpoint.method,
+                endpoint: endpoint.template,
+                status: class,
+            })
             .map_or(0, |c| c.get())
     }
 }

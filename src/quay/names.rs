@@ -91,9 +91,8 @@ pub fn is_valid_repository_name(name: &str) -> bool {
         return false;
     }
     name.len() <= 255
-        && chars.all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-        })
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
 
 /// A name Quay would reject, with Quay's reason.
@@ -111,15 +110,19 @@ pub struct InvalidName {
 /// Validates a name of the given kind, with Quay's reason on failure.
 pub fn validate(kind: NameKind, name: &str) -> Result<(), InvalidName> {
     let reason = match kind {
-        NameKind::Organization | NameKind::Robot => {
-            check_namespace_name(name).err().map(NamespaceNameProblem::quay_message)
-        }
+        NameKind::Organization | NameKind::Robot => check_namespace_name(name)
+            .err()
+            .map(NamespaceNameProblem::quay_message),
         NameKind::Repository => (!is_valid_repository_name(name))
             .then(|| format!("Repository name must match expression {REPOSITORY_PATTERN}")),
     };
     match reason {
         None => Ok(()),
-        Some(reason) => Err(InvalidName { kind, name: name.to_owned(), reason }),
+        Some(reason) => Err(InvalidName {
+            kind,
+            name: name.to_owned(),
+            reason,
+        }),
     }
 }
 
@@ -129,16 +132,33 @@ mod tests {
 
     #[test]
     fn namespace_names_follow_quay() {
-        for ok in ["ab", "peerorg", "peer-org-dash", "openshift_e2e-demo", "a.b_c-d", "00", "a1"] {
+        for ok in [
+            "ab",
+            "peerorg",
+            "peer-org-dash",
+            "openshift_e2e-demo",
+            "a.b_c-d",
+            "00",
+            "a1",
+        ] {
             assert_eq!(check_namespace_name(ok), Ok(()), "{ok}");
         }
         let long = "a".repeat(255);
         assert_eq!(check_namespace_name(&long), Ok(()));
-        assert_eq!(check_namespace_name(&"a".repeat(256)), Err(NamespaceNameProblem::Length));
+        assert_eq!(
+            check_namespace_name(&"a".repeat(256)),
+            Err(NamespaceNameProblem::Length)
+        );
         assert_eq!(check_namespace_name("a"), Err(NamespaceNameProblem::Length));
         assert_eq!(check_namespace_name(""), Err(NamespaceNameProblem::Length));
-        for bad in ["PeerOrg", "org+x", "a--b", "_ns", "ns_", "-ab", "ab.", "a..b", "a b", "ä1", "a/b"] {
-            assert_eq!(check_namespace_name(bad), Err(NamespaceNameProblem::Pattern), "{bad}");
+        for bad in [
+            "PeerOrg", "org+x", "a--b", "_ns", "ns_", "-ab", "ab.", "a..b", "a b", "ä1", "a/b",
+        ] {
+            assert_eq!(
+                check_namespace_name(bad),
+                Err(NamespaceNameProblem::Pattern),
+                "{bad}"
+            );
         }
     }
 

@@ -34,7 +34,10 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// No retries at all.
     pub fn none() -> Self {
-        Self { max_attempts: 1, ..Self::default() }
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
     }
 
     /// The backoff after failed attempt number `attempt` (1-based): the
@@ -43,10 +46,17 @@ impl RetryPolicy {
     /// spread out but still back off.
     pub fn backoff(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
-        let step = self.base_delay.saturating_mul(1u32 << exp).min(self.max_delay);
+        let step = self
+            .base_delay
+            .saturating_mul(1u32 << exp)
+            .min(self.max_delay);
         let half = step / 2;
         let jitter_nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        let jitter = if jitter_nanos == 0 { 0 } else { rng.random_range(0..=jitter_nanos) };
+        let jitter = if jitter_nanos == 0 {
+            0
+        } else {
+            rng.random_range(0..=jitter_nanos)
+        };
         half + Duration::from_nanos(jitter)
     }
 
@@ -108,7 +118,11 @@ mod tests {
     use tokio::time::Instant;
 
     fn server(status: u16) -> QuayError {
-        QuayError::Server { endpoint: ORG_GET, status, message: String::new() }
+        QuayError::Server {
+            endpoint: ORG_GET,
+            status,
+            message: String::new(),
+        }
     }
 
     #[test]
@@ -122,11 +136,20 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for _ in 0..200 {
             let d1 = policy.backoff(1, &mut rng);
-            assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100), "{d1:?}");
+            assert!(
+                d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100),
+                "{d1:?}"
+            );
             let d3 = policy.backoff(3, &mut rng);
-            assert!(d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400), "{d3:?}");
+            assert!(
+                d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400),
+                "{d3:?}"
+            );
             let d9 = policy.backoff(9, &mut rng);
-            assert!(d9 >= Duration::from_millis(500) && d9 <= Duration::from_secs(1), "{d9:?}");
+            assert!(
+                d9 >= Duration::from_millis(500) && d9 <= Duration::from_secs(1),
+                "{d9:?}"
+            );
             // Huge attempt numbers neither overflow nor exceed the cap.
             assert!(policy.backoff(u32::MAX, &mut rng) <= Duration::from_secs(1));
         }
@@ -138,17 +161,34 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let delays: std::collections::HashSet<_> =
             (0..50).map(|_| policy.backoff(2, &mut rng)).collect();
-        assert!(delays.len() > 40, "jitter produced only {} distinct delays", delays.len());
+        assert!(
+            delays.len() > 40,
+            "jitter produced only {} distinct delays",
+            delays.len()
+        );
     }
 
     #[test]
     fn retry_after_is_honoured_and_bounded() {
         let policy = RetryPolicy::default();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let limited = |secs| QuayError::RateLimited { endpoint: ORG_GET, retry_after: Some(Duration::from_secs(secs)) };
-        assert_eq!(policy.next_delay(1, &limited(7), &mut rng), Some(Duration::from_secs(7)));
-        assert_eq!(policy.next_delay(1, &limited(3600), &mut rng), None, "too long to hold a worker");
-        assert_eq!(policy.next_delay(policy.max_attempts, &limited(1), &mut rng), None);
+        let limited = |secs| QuayError::RateLimited {
+            endpoint: ORG_GET,
+            retry_after: Some(Duration::from_secs(secs)),
+        };
+        assert_eq!(
+            policy.next_delay(1, &limited(7), &mut rng),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            policy.next_delay(1, &limited(3600), &mut rng),
+            None,
+            "too long to hold a worker"
+        );
+        assert_eq!(
+            policy.next_delay(policy.max_attempts, &limited(1), &mut rng),
+            None
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -161,7 +201,11 @@ mod tests {
             let c = c.clone();
             async move {
                 c.fetch_add(1, Ordering::SeqCst);
-                if attempt < 3 { Err(server(503)) } else { Ok(attempt) }
+                if attempt < 3 {
+                    Err(server(503))
+                } else {
+                    Ok(attempt)
+                }
             }
         })
         .await;
@@ -169,14 +213,20 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         let waited = start.elapsed();
         // backoff(1) in [100,200] ms + backoff(2) in [200,400] ms
-        assert!(waited >= Duration::from_millis(300) && waited <= Duration::from_millis(600), "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(300) && waited <= Duration::from_millis(600),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_max_attempts_with_last_error() {
         let calls = Arc::new(AtomicU32::new(0));
         let c = calls.clone();
-        let policy = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
         let result: Result<(), _> = run(&policy, QuayError::is_transient, move |_| {
             c.fetch_add(1, Ordering::SeqCst);
             async { Err(server(502)) }
@@ -189,13 +239,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waits_exactly_retry_after() {
         let start = Instant::now();
-        let result = run(&RetryPolicy::default(), QuayError::is_transient, |attempt| async move {
-            if attempt == 1 {
-                Err(QuayError::RateLimited { endpoint: ORG_GET, retry_after: Some(Duration::from_secs(7)) })
-            } else {
-                Ok(())
-            }
-        })
+        let result = run(
+            &RetryPolicy::default(),
+            QuayError::is_transient,
+            |attempt| async move {
+                if attempt == 1 {
+                    Err(QuayError::RateLimited {
+                        endpoint: ORG_GET,
+                        retry_after: Some(Duration::from_secs(7)),
+                    })
+                } else {
+                    Ok(())
+                }
+            },
+        )
         .await;
         assert!(result.is_ok());
         assert_eq!(start.elapsed(), Duration::from_secs(7));
@@ -206,18 +263,30 @@ mod tests {
         let calls = Arc::new(AtomicU32::new(0));
         for err in [
             server(500),
-            QuayError::NotFound { endpoint: ORG_GET, message: String::new() },
-            QuayError::Forbidden { endpoint: ORG_GET, message: String::new() },
+            QuayError::NotFound {
+                endpoint: ORG_GET,
+                message: String::new(),
+            },
+            QuayError::Forbidden {
+                endpoint: ORG_GET,
+                message: String::new(),
+            },
         ] {
             calls.store(0, Ordering::SeqCst);
             let c = calls.clone();
             let mut slot = Some(err);
             let start = Instant::now();
-            let result: Result<(), _> = run(&RetryPolicy::default(), QuayError::is_transient, move |_| {
-                c.fetch_add(1, Ordering::SeqCst);
-                let e = slot.take().unwrap_or(QuayError::Config("called twice".into()));
-                async move { Err(e) }
-            })
+            let result: Result<(), _> = run(
+                &RetryPolicy::default(),
+                QuayError::is_transient,
+                move |_| {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    let e = slot
+                        .take()
+                        .unwrap_or(QuayError::Config("called twice".into()));
+                    async move { Err(e) }
+                },
+            )
             .await;
             assert!(result.is_err());
             assert_eq!(calls.load(Ordering::SeqCst), 1);

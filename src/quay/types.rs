@@ -143,7 +143,9 @@ pub struct Robot {
 impl Robot {
     /// The part after `org+`.
     pub fn short_name(&self) -> &str {
-        self.name.split_once('+').map_or(self.name.as_str(), |(_, short)| short)
+        self.name
+            .split_once('+')
+            .map_or(self.name.as_str(), |(_, short)| short)
     }
 }
 
@@ -328,7 +330,10 @@ mod tests {
     fn robot_decodes_recorded_answers() {
         let created: Robot = serde_json::from_str(r#"{"name": "peerorg+builder", "created": "Tue, 24 Nov 2026 15:52:46 -0000", "last_accessed": null, "description": "operator robot", "token": "7HKPBGY4", "unstructured_metadata": null}"#).unwrap();
         assert_eq!(created.short_name(), "builder");
-        assert_eq!(created.token.as_ref().map(SecretString::expose), Some("7HKPBGY4"));
+        assert_eq!(
+            created.token.as_ref().map(SecretString::expose),
+            Some("7HKPBGY4")
+        );
         assert_eq!(created.unstructured_metadata, None);
         let listed: Robot = serde_json::from_str(r#"{"name": "peerorg+ci-bot", "created": "x", "last_accessed": null, "teams": [], "repositories": [], "description": ""}"#).unwrap();
         assert!(listed.token.is_none());
@@ -340,9 +345,15 @@ mod tests {
     fn error_body_reads_every_shape() {
         let a: ErrorBody = serde_json::from_str(r#"{"detail": "Not Found", "error_message": "Not Found", "error_type": "not_found", "title": "not_found", "status": 404}"#).unwrap();
         assert_eq!(a.text(), Some("Not Found"));
-        let b: ErrorBody = serde_json::from_str(r#"{"message": "Could not find robot with specified username"}"#).unwrap();
-        assert_eq!(b.text(), Some("Could not find robot with specified username"));
-        let c: ErrorBody = serde_json::from_str(r#"{"error": "CSRF token was invalid or missing."}"#).unwrap();
+        let b: ErrorBody =
+            serde_json::from_str(r#"{"message": "Could not find robot with specified username"}"#)
+                .unwrap();
+        assert_eq!(
+            b.text(),
+            Some("Could not find robot with specified username")
+        );
+        let c: ErrorBody =
+            serde_json::from_str(r#"{"error": "CSRF token was invalid or missing."}"#).unwrap();
         assert_eq!(c.text(), Some("CSRF token was invalid or missing."));
     }
 
@@ -350,7 +361,11 @@ mod tests {
     fn prototype_body_has_quay_shape() {
         let body = NewPrototype {
             role: Role::Write,
-            delegate: Delegate { name: "o+builder".into(), kind: "user".into(), is_robot: true },
+            delegate: Delegate {
+                name: "o+builder".into(),
+                kind: "user".into(),
+                is_robot: true,
+            },
         };
         assert_eq!(
             serde_json::to_value(&body).unwrap(),

@@ -18,7 +18,11 @@ pub enum SandboxError {
 
 /// Runs the sandbox until Ctrl-C or SIGTERM.
 pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
-    let SandboxArgs { components, listen_quay, quay_token } = args;
+    let SandboxArgs {
+        components,
+        listen_quay,
+        quay_token,
+    } = args;
     if let Some(missing) = components.0.iter().find(|c| **c != Component::Quay) {
         return Err(SandboxError::Unavailable(*missing));
     }
@@ -37,7 +41,9 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
     println!("Try:");
     println!("  export QUAY_TOKEN={}", quay.admin_token().expose());
     println!("  curl -s -H \"Authorization: Bearer $QUAY_TOKEN\" {url}/api/v1/user/");
-    println!("  curl -s -X POST -H \"Authorization: Bearer $QUAY_TOKEN\" -H 'Content-Type: application/json' -d '{{\"name\":\"demo\"}}' {url}/api/v1/organization/");
+    println!(
+        "  curl -s -X POST -H \"Authorization: Bearer $QUAY_TOKEN\" -H 'Content-Type: application/json' -d '{{\"name\":\"demo\"}}' {url}/api/v1/organization/"
+    );
     println!("  curl -s -H \"Authorization: Bearer $QUAY_TOKEN\" {url}/_sandbox/quay/state");
     println!();
     println!("Press Ctrl-C to stop.");

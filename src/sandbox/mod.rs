@@ -3,3 +3,4 @@
 
 pub mod cmd;
 pub mod quay;
+pub mod registry_client;

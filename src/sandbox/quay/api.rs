@@ -2,7 +2,9 @@
 //! codes, the three error body shapes, validation order, OAuth scopes and
 //! organization permissions (see the recorded cases in the project's tests).
 
-use super::state::{Caller, OrgRecord, PrototypeRecord, QuayState, RobotRecord, quay_now, random_token, random_uuid};
+use super::state::{
+    Caller, OrgRecord, PrototypeRecord, QuayState, RobotRecord, quay_now, random_token, random_uuid,
+};
 use crate::quay::names;
 use crate::quay::types::Role;
 use serde_json::{Map, Value, json};
@@ -152,12 +154,13 @@ pub fn percent_decode(segment: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -167,7 +170,9 @@ pub fn percent_decode(segment: &str) -> String {
 
 /// Maps a path below `/api/v1` to a route.
 pub fn route(path: &str) -> Route {
-    let Some(rest) = path.strip_prefix("/api/v1") else { return Route::Unknown };
+    let Some(rest) = path.strip_prefix("/api/v1") else {
+        return Route::Unknown;
+    };
     let raw: Vec<&str> = rest.split('/').skip(1).collect();
     let s: Vec<String> = raw.iter().map(|p| percent_decode(p)).collect();
     let s: Vec<&str> = s.iter().map(String::as_str).collect();
@@ -180,16 +185,26 @@ pub fn route(path: &str) -> Route {
         ["organization", org] => Route::Org((*org).into()),
         ["organization", org, "robots"] => Route::Robots((*org).into()),
         ["organization", org, "robots", robot] => Route::Robot((*org).into(), (*robot).into()),
-        ["organization", org, "robots", robot, "regenerate"] => Route::RobotRegenerate((*org).into(), (*robot).into()),
-        ["organization", org, "robots", robot, "permissions"] => Route::RobotPermissions((*org).into(), (*robot).into()),
+        ["organization", org, "robots", robot, "regenerate"] => {
+            Route::RobotRegenerate((*org).into(), (*robot).into())
+        }
+        ["organization", org, "robots", robot, "permissions"] => {
+            Route::RobotPermissions((*org).into(), (*robot).into())
+        }
         ["organization", org, "prototypes"] => Route::Prototypes((*org).into()),
         ["organization", org, "prototypes", id] => Route::Prototype((*org).into(), (*id).into()),
         ["repository"] => Route::RepoList,
         ["repository", ""] => Route::NotAllowed,
         ["repository", ns, repo] => Route::Repo((*ns).into(), (*repo).into()),
-        ["repository", ns, repo, "changevisibility"] => Route::RepoVisibility((*ns).into(), (*repo).into()),
-        ["repository", ns, repo, "permissions", "user", ""] => Route::RepoPerms((*ns).into(), (*repo).into()),
-        ["repository", ns, repo, "permissions", "user", user] => Route::RepoPerm((*ns).into(), (*repo).into(), (*user).into()),
+        ["repository", ns, repo, "changevisibility"] => {
+            Route::RepoVisibility((*ns).into(), (*repo).into())
+        }
+        ["repository", ns, repo, "permissions", "user", ""] => {
+            Route::RepoPerms((*ns).into(), (*repo).into())
+        }
+        ["repository", ns, repo, "permissions", "user", user] => {
+            Route::RepoPerm((*ns).into(), (*repo).into(), (*user).into())
+        }
         ["repository", ns, repo, "tag", ""] => Route::Tags((*ns).into(), (*repo).into()),
         _ => Route::Unknown,
     }
@@ -254,20 +269,29 @@ fn dispatch(state: &mut QuayState, ctx: &Ctx, route: &Route, path: &str) -> R {
 // === request bodies ===
 
 fn json_body(ctx: &Ctx) -> Result<Value, Reply> {
-    let is_json = ctx
-        .content_type
-        .is_some_and(|ct| ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+    let is_json = ctx.content_type.is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    });
     if !is_json {
         return Err(message(
             415,
             "Did not attempt to load JSON data because the request Content-Type was not 'application/json'.",
         ));
     }
-    serde_json::from_slice(ctx.body).map_err(|e| message(400, &format!("Failed to decode JSON object: {e}")))
+    serde_json::from_slice(ctx.body)
+        .map_err(|e| message(400, &format!("Failed to decode JSON object: {e}")))
 }
 
 /// The first lines of a jsonschema error as Quay shows it.
-fn schema_error(ctx: &Ctx, first_line: &str, validator: &str, location: &str, instance: &Value) -> Reply {
+fn schema_error(
+    ctx: &Ctx,
+    first_line: &str,
+    validator: &str,
+    location: &str,
+    instance: &Value,
+) -> Reply {
     let detail = format!(
         "{first_line}\n\nFailed validating '{validator}' in schema{location}:\n    (schema)\n\nOn instance{location}:\n    {}",
         python_repr(instance)
@@ -279,10 +303,16 @@ fn python_repr(v: &Value) -> String {
     match v {
         Value::String(s) => format!("'{s}'"),
         Value::Object(m) => {
-            let items: Vec<String> = m.iter().map(|(k, v)| format!("'{k}': {}", python_repr(v))).collect();
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("'{k}': {}", python_repr(v)))
+                .collect();
             format!("{{{}}}", items.join(", "))
         }
-        Value::Array(a) => format!("[{}]", a.iter().map(python_repr).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(python_repr).collect::<Vec<_>>().join(", ")
+        ),
         Value::Null => "None".into(),
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
@@ -304,11 +334,23 @@ fn check_fields(
     enums: &[(&str, &[&str])],
 ) -> Result<(), Reply> {
     let Some(obj) = body.as_object() else {
-        return Err(schema_error(ctx, &format!("{} is not of type 'object'", python_repr(body)), "type", "", body));
+        return Err(schema_error(
+            ctx,
+            &format!("{} is not of type 'object'", python_repr(body)),
+            "type",
+            "",
+            body,
+        ));
     };
     for key in required {
         if !obj.contains_key(*key) {
-            return Err(schema_error(ctx, &format!("'{key}' is a required property"), "required", "", body));
+            return Err(schema_error(
+                ctx,
+                &format!("'{key}' is a required property"),
+                "required",
+                "",
+                body,
+            ));
         }
     }
     for (key, ty) in types {
@@ -323,17 +365,33 @@ fn check_fields(
                     FieldType::Object => "object",
                 };
                 let loc = format!("['properties']['{key}']");
-                return Err(schema_error(ctx, &format!("{} is not of type '{name}'", python_repr(v)), "type", &loc, v));
+                return Err(schema_error(
+                    ctx,
+                    &format!("{} is not of type '{name}'", python_repr(v)),
+                    "type",
+                    &loc,
+                    v,
+                ));
             }
         }
     }
     for (key, allowed) in enums {
-        if let Some(v) = obj.get(*key) {
-            if !v.as_str().is_some_and(|s| allowed.contains(&s)) {
-                let list = allowed.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ");
-                let loc = format!("['properties']['{key}']");
-                return Err(schema_error(ctx, &format!("{} is not one of [{list}]", python_repr(v)), "enum", &loc, v));
-            }
+        if let Some(v) = obj.get(*key)
+            && !v.as_str().is_some_and(|s| allowed.contains(&s))
+        {
+            let list = allowed
+                .iter()
+                .map(|a| format!("'{a}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let loc = format!("['properties']['{key}']");
+            return Err(schema_error(
+                ctx,
+                &format!("{} is not one of [{list}]", python_repr(v)),
+                "enum",
+                &loc,
+                v,
+            ));
         }
     }
     Ok(())
@@ -347,7 +405,11 @@ fn str_field<'v>(body: &'v Value, key: &str) -> Option<&'v str> {
 
 /// Quay's avatar block.
 pub fn avatar(name: &str, kind: &str) -> Value {
-    const COLORS: &[&str] = &["#969696", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#ff9896", "#9467bd", "#c5b0d5", "#8c564b", "#c49c94", "#e377c2", "#f7b6d2", "#7f7f7f", "#c7c7c7", "#bcbd22", "#1f77b4", "#17becf", "#9edae5"];
+    const COLORS: &[&str] = &[
+        "#969696", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#ff9896",
+        "#9467bd", "#c5b0d5", "#8c564b", "#c49c94", "#e377c2", "#f7b6d2", "#7f7f7f", "#c7c7c7",
+        "#bcbd22", "#1f77b4", "#17becf", "#9edae5",
+    ];
     let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
     let hash: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     let color = COLORS[usize::from(digest.as_ref()[0]) % COLORS.len()];
@@ -370,8 +432,12 @@ fn robot_json(org: &str, short: &str, r: &RobotRecord, view: RobotView) -> Value
         "token": r.token,
     });
     match view {
-        RobotView::Created => v["unstructured_metadata"] = r.metadata.clone().map_or(Value::Null, Value::Object),
-        RobotView::Get => v["unstructured_metadata"] = Value::Object(r.metadata.clone().unwrap_or_default()),
+        RobotView::Created => {
+            v["unstructured_metadata"] = r.metadata.clone().map_or(Value::Null, Value::Object)
+        }
+        RobotView::Get => {
+            v["unstructured_metadata"] = Value::Object(r.metadata.clone().unwrap_or_default())
+        }
         RobotView::Regenerated => {}
     }
     v
@@ -427,12 +493,26 @@ fn require_scope<'c>(ctx: &'c Ctx, scope: &str) -> Result<&'c str, Reply> {
 
 fn require_org_admin<'c>(state: &QuayState, ctx: &'c Ctx, org: &str) -> Result<&'c str, Reply> {
     let user = require_scope(ctx, "org:admin")?;
-    if state.is_org_admin(user, org) { Ok(user) } else { Err(unauthorized(ctx)) }
+    if state.is_org_admin(user, org) {
+        Ok(user)
+    } else {
+        Err(unauthorized(ctx))
+    }
 }
 
-fn require_repo_role(state: &QuayState, ctx: &Ctx, scope: &str, ns: &str, repo: &str, role: Role) -> Result<(), Reply> {
+fn require_repo_role(
+    state: &QuayState,
+    ctx: &Ctx,
+    scope: &str,
+    ns: &str,
+    repo: &str,
+    role: Role,
+) -> Result<(), Reply> {
     // Anonymous reads of public repositories are allowed.
-    if role == Role::Read && state.can_read(ctx.caller.user(), ns, repo) && (ctx.caller.user().is_none() || ctx.caller.has_scope(scope)) {
+    if role == Role::Read
+        && state.can_read(ctx.caller.user(), ns, repo)
+        && (ctx.caller.user().is_none() || ctx.caller.has_scope(scope))
+    {
         return Ok(());
     }
     let user = require_scope(ctx, scope)?;
@@ -456,13 +536,16 @@ fn get_user(state: &QuayState, ctx: &Ctx) -> R {
         .filter(|(_, o)| o.owners.contains(&user))
         .map(|(name, _)| json!({"name": name, "avatar": avatar(name, "org"), "can_create_repo": true, "public": false, "is_org_admin": true, "preferred_namespace": false}))
         .collect();
-    Ok(Reply::Json(200, json!({
-        "anonymous": false, "username": user, "avatar": avatar(&user, "user"), "can_create_repo": true,
-        "is_me": true, "verified": true, "email": record.email, "logins": [], "invoice_email": false,
-        "invoice_email_address": null, "preferred_namespace": false, "tag_expiration_s": 1209600, "prompts": [],
-        "company": null, "family_name": null, "given_name": null, "location": null, "is_free_account": true,
-        "has_password_set": true, "organizations": orgs, "super_user": record.super_user,
-    })))
+    Ok(Reply::Json(
+        200,
+        json!({
+            "anonymous": false, "username": user, "avatar": avatar(&user, "user"), "can_create_repo": true,
+            "is_me": true, "verified": true, "email": record.email, "logins": [], "invoice_email": false,
+            "invoice_email_address": null, "preferred_namespace": false, "tag_expiration_s": 1209600, "prompts": [],
+            "company": null, "family_name": null, "given_name": null, "location": null, "is_free_account": true,
+            "has_password_set": true, "organizations": orgs, "super_user": record.super_user,
+        }),
+    ))
 }
 
 fn superuser_users(state: &QuayState, ctx: &Ctx) -> R {
@@ -479,12 +562,19 @@ fn superuser_users(state: &QuayState, ctx: &Ctx) -> R {
 
 fn discovery() -> Value {
     let paths: Map<String, Value> = [
-        "/api/v1/user/", "/api/v1/organization/", "/api/v1/organization/{orgname}",
-        "/api/v1/organization/{orgname}/robots", "/api/v1/organization/{orgname}/robots/{robot_shortname}",
+        "/api/v1/user/",
+        "/api/v1/organization/",
+        "/api/v1/organization/{orgname}",
+        "/api/v1/organization/{orgname}/robots",
+        "/api/v1/organization/{orgname}/robots/{robot_shortname}",
         "/api/v1/organization/{orgname}/robots/{robot_shortname}/regenerate",
-        "/api/v1/organization/{orgname}/prototypes", "/api/v1/organization/{orgname}/prototypes/{prototypeid}",
-        "/api/v1/repository", "/api/v1/repository/{repository}", "/api/v1/repository/{repository}/changevisibility",
-        "/api/v1/repository/{repository}/permissions/user/", "/api/v1/repository/{repository}/permissions/user/{username}",
+        "/api/v1/organization/{orgname}/prototypes",
+        "/api/v1/organization/{orgname}/prototypes/{prototypeid}",
+        "/api/v1/repository",
+        "/api/v1/repository/{repository}",
+        "/api/v1/repository/{repository}/changevisibility",
+        "/api/v1/repository/{repository}/permissions/user/",
+        "/api/v1/repository/{repository}/permissions/user/{username}",
         "/api/v1/repository/{repository}/tag/",
     ]
     .iter()
@@ -498,10 +588,19 @@ fn discovery() -> Value {
 fn create_org(state: &mut QuayState, ctx: &Ctx) -> R {
     let user = require_scope(ctx, "user:admin")?.to_owned();
     let body = json_body(ctx)?;
-    check_fields(ctx, &body, &["name"], &[("name", FieldType::String), ("email", FieldType::String)], &[])?;
+    check_fields(
+        ctx,
+        &body,
+        &["name"],
+        &[("name", FieldType::String), ("email", FieldType::String)],
+        &[],
+    )?;
     let name = str_field(&body, "name").unwrap_or_default();
     if let Err(problem) = names::check_namespace_name(name) {
-        return Err(invalid(ctx, &format!("Invalid namespace {name}: {}", problem.quay_message())));
+        return Err(invalid(
+            ctx,
+            &format!("Invalid namespace {name}: {}", problem.quay_message()),
+        ));
     }
     if let Some(reason) = state.name_in_use(name) {
         return Err(invalid(ctx, reason));
@@ -521,23 +620,36 @@ fn create_org(state: &mut QuayState, ctx: &Ctx) -> R {
 
 fn get_org(state: &QuayState, ctx: &Ctx, org: &str) -> R {
     let o = state.orgs.get(org).ok_or_else(|| not_found(ctx))?;
-    let admin = ctx.caller.user().is_some_and(|u| state.is_org_admin(u, org));
+    let admin = ctx
+        .caller
+        .user()
+        .is_some_and(|u| state.is_org_admin(u, org));
     let member = ctx.caller.user().is_some_and(|u| o.owners.contains(u)) || admin;
     if !member {
-        return Ok(Reply::Json(200, json!({"name": org, "email": "", "avatar": avatar(org, "user"), "is_admin": false, "is_member": false})));
+        return Ok(Reply::Json(
+            200,
+            json!({"name": org, "email": "", "avatar": avatar(org, "user"), "is_admin": false, "is_member": false}),
+        ));
     }
-    Ok(Reply::Json(200, json!({
-        "name": org, "email": o.email, "avatar": avatar(org, "user"), "is_admin": admin, "is_member": true,
-        "teams": {"owners": {"name": "owners", "description": "", "role": "admin", "avatar": avatar("owners", "team"),
-            "can_view": true, "repo_count": 0, "member_count": o.owners.len(), "is_synced": false}},
-        "ordered_teams": ["owners"], "invoice_email": false, "invoice_email_address": null,
-        "tag_expiration_s": 1209600, "is_free_account": true,
-    })))
+    Ok(Reply::Json(
+        200,
+        json!({
+            "name": org, "email": o.email, "avatar": avatar(org, "user"), "is_admin": admin, "is_member": true,
+            "teams": {"owners": {"name": "owners", "description": "", "role": "admin", "avatar": avatar("owners", "team"),
+                "can_view": true, "repo_count": 0, "member_count": o.owners.len(), "is_synced": false}},
+            "ordered_teams": ["owners"], "invoice_email": false, "invoice_email_address": null,
+            "tag_expiration_s": 1209600, "is_free_account": true,
+        }),
+    ))
 }
 
 fn delete_org(state: &mut QuayState, ctx: &Ctx, org: &str) -> R {
     require_org_admin(state, ctx, org)?;
-    if state.delete_org(org) { Ok(Reply::Empty(204)) } else { Err(not_found(ctx)) }
+    if state.delete_org(org) {
+        Ok(Reply::Empty(204))
+    } else {
+        Err(not_found(ctx))
+    }
 }
 
 // === robots ===
@@ -545,11 +657,17 @@ fn delete_org(state: &mut QuayState, ctx: &Ctx, org: &str) -> R {
 fn list_robots(state: &QuayState, ctx: &Ctx, org: &str) -> R {
     require_org_admin(state, ctx, org)?;
     let truthy = |key: &str, default: bool| {
-        ctx.query.get(key).map_or(default, |v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+        ctx.query.get(key).map_or(default, |v| {
+            matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+        })
     };
     let with_token = truthy("token", true);
     let with_perms = truthy("permissions", false);
-    let limit: usize = ctx.query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(usize::MAX);
+    let limit: usize = ctx
+        .query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(usize::MAX);
     let robots: Vec<Value> = state
         .orgs
         .get(org)
@@ -578,32 +696,72 @@ fn list_robots(state: &QuayState, ctx: &Ctx, org: &str) -> R {
 
 fn get_robot(state: &QuayState, ctx: &Ctx, org: &str, short: &str) -> R {
     require_org_admin(state, ctx, org)?;
-    let o = state.orgs.get(org).ok_or_else(|| message(400, &format!("Organization does not exist: {org}")))?;
-    let r = o.robots.get(short).ok_or_else(|| message(400, "Could not find robot with specified username"))?;
+    let o = state
+        .orgs
+        .get(org)
+        .ok_or_else(|| message(400, &format!("Organization does not exist: {org}")))?;
+    let r = o
+        .robots
+        .get(short)
+        .ok_or_else(|| message(400, "Could not find robot with specified username"))?;
     Ok(Reply::Json(200, robot_json(org, short, r, RobotView::Get)))
 }
 
 fn create_robot(state: &mut QuayState, ctx: &Ctx, org: &str, short: &str) -> R {
     require_org_admin(state, ctx, org)?;
     // The body is optional; Quay reads it leniently.
-    let body: Value = if ctx.body.is_empty() { json!({}) } else { json_body(ctx).unwrap_or_else(|_| json!({})) };
-    check_fields(ctx, &body, &[], &[("description", FieldType::String), ("unstructured_metadata", FieldType::Object)], &[])?;
+    let body: Value = if ctx.body.is_empty() {
+        json!({})
+    } else {
+        json_body(ctx).unwrap_or_else(|_| json!({}))
+    };
+    check_fields(
+        ctx,
+        &body,
+        &[],
+        &[
+            ("description", FieldType::String),
+            ("unstructured_metadata", FieldType::Object),
+        ],
+        &[],
+    )?;
     let description = str_field(&body, "description").unwrap_or_default();
     if description.chars().count() > 255 {
-        return Err(schema_error(ctx, &format!("'{description}' is too long"), "maxLength", "['properties']['description']", &json!(description)));
+        return Err(schema_error(
+            ctx,
+            &format!("'{description}' is too long"),
+            "maxLength",
+            "['properties']['description']",
+            &json!(description),
+        ));
     }
     if let Err(problem) = names::check_namespace_name(short) {
-        return Err(invalid(ctx, &format!("The name for the robot '{short}' is invalid: {}", problem.quay_message())));
+        return Err(invalid(
+            ctx,
+            &format!(
+                "The name for the robot '{short}' is invalid: {}",
+                problem.quay_message()
+            ),
+        ));
     }
-    let o = state.orgs.get_mut(org).ok_or_else(|| message(400, &format!("Organization does not exist: {org}")))?;
+    let o = state
+        .orgs
+        .get_mut(org)
+        .ok_or_else(|| message(400, &format!("Organization does not exist: {org}")))?;
     if o.robots.contains_key(short) {
-        return Err(invalid(ctx, &format!("Existing robot with name: {org}+{short}")));
+        return Err(invalid(
+            ctx,
+            &format!("Existing robot with name: {org}+{short}"),
+        ));
     }
     let record = RobotRecord {
         description: description.to_owned(),
         token: random_token(64),
         created: quay_now(),
-        metadata: body.get("unstructured_metadata").and_then(Value::as_object).cloned(),
+        metadata: body
+            .get("unstructured_metadata")
+            .and_then(Value::as_object)
+            .cloned(),
         last_accessed: None,
     };
     let reply = robot_json(org, short, &record, RobotView::Created);
@@ -628,12 +786,18 @@ fn regenerate_robot(state: &mut QuayState, ctx: &Ctx, org: &str, short: &str) ->
         .and_then(|o| o.robots.get_mut(short))
         .ok_or_else(|| message(400, "Could not find robot with specified username"))?;
     r.token = random_token(64);
-    Ok(Reply::Json(200, robot_json(org, short, r, RobotView::Regenerated)))
+    Ok(Reply::Json(
+        200,
+        robot_json(org, short, r, RobotView::Regenerated),
+    ))
 }
 
 fn robot_permissions(state: &QuayState, ctx: &Ctx, org: &str, short: &str) -> R {
     require_org_admin(state, ctx, org)?;
-    let o = state.orgs.get(org).ok_or_else(|| message(400, &format!("Organization does not exist: {org}")))?;
+    let o = state
+        .orgs
+        .get(org)
+        .ok_or_else(|| message(400, &format!("Organization does not exist: {org}")))?;
     if !o.robots.contains_key(short) {
         return Err(message(400, "Could not find robot with specified username"));
     }
@@ -651,7 +815,11 @@ fn robot_permissions(state: &QuayState, ctx: &Ctx, org: &str, short: &str) -> R 
 fn list_prototypes(state: &QuayState, ctx: &Ctx, org: &str) -> R {
     require_org_admin(state, ctx, org)?;
     let o = state.orgs.get(org).ok_or_else(|| not_found(ctx))?;
-    let list: Vec<Value> = o.prototypes.iter().map(|p| prototype_json(state, org, p)).collect();
+    let list: Vec<Value> = o
+        .prototypes
+        .iter()
+        .map(|p| prototype_json(state, org, p))
+        .collect();
     Ok(Reply::Json(200, json!({ "prototypes": list })))
 }
 
@@ -661,10 +829,24 @@ fn create_prototype(state: &mut QuayState, ctx: &Ctx, org: &str) -> R {
         return Err(not_found(ctx));
     }
     let body = json_body(ctx)?;
-    check_fields(ctx, &body, &["role", "delegate"], &[("delegate", FieldType::Object)], &[("role", &["read", "write", "admin"])])?;
-    let role = str_field(&body, "role").and_then(Role::parse).unwrap_or(Role::Read);
+    check_fields(
+        ctx,
+        &body,
+        &["role", "delegate"],
+        &[("delegate", FieldType::Object)],
+        &[("role", &["read", "write", "admin"])],
+    )?;
+    let role = str_field(&body, "role")
+        .and_then(Role::parse)
+        .unwrap_or(Role::Read);
     let delegate = &body["delegate"];
-    check_fields(ctx, delegate, &["name", "kind"], &[("name", FieldType::String)], &[("kind", &["user", "team"])])?;
+    check_fields(
+        ctx,
+        delegate,
+        &["name", "kind"],
+        &[("name", FieldType::String)],
+        &[("kind", &["user", "team"])],
+    )?;
     let name = str_field(delegate, "name").unwrap_or_default();
     let exists = if str_field(delegate, "kind") == Some("team") {
         name == "owners"
@@ -676,13 +858,22 @@ fn create_prototype(state: &mut QuayState, ctx: &Ctx, org: &str) -> R {
     if !exists {
         return Err(invalid(ctx, "Missing delegate user or team"));
     }
-    let activating_user = body.get("activating_user").and_then(|a| a.get("name")).and_then(Value::as_str).map(str::to_owned);
-    if let Some(a) = &activating_user {
-        if !state.users.contains_key(a) {
-            return Err(invalid(ctx, "Unknown activating user"));
-        }
+    let activating_user = body
+        .get("activating_user")
+        .and_then(|a| a.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(a) = &activating_user
+        && !state.users.contains_key(a)
+    {
+        return Err(invalid(ctx, "Unknown activating user"));
     }
-    let p = PrototypeRecord { id: random_uuid(), role, delegate: name.to_owned(), activating_user };
+    let p = PrototypeRecord {
+        id: random_uuid(),
+        role,
+        delegate: name.to_owned(),
+        activating_user,
+    };
     let reply = prototype_json(state, org, &p);
     if let Some(o) = state.orgs.get_mut(org) {
         o.prototypes.push(p);
@@ -693,8 +884,16 @@ fn create_prototype(state: &mut QuayState, ctx: &Ctx, org: &str) -> R {
 fn update_prototype(state: &mut QuayState, ctx: &Ctx, org: &str, id: &str) -> R {
     require_org_admin(state, ctx, org)?;
     let body = json_body(ctx)?;
-    check_fields(ctx, &body, &["role"], &[], &[("role", &["read", "write", "admin"])])?;
-    let role = str_field(&body, "role").and_then(Role::parse).unwrap_or(Role::Read);
+    check_fields(
+        ctx,
+        &body,
+        &["role"],
+        &[],
+        &[("role", &["read", "write", "admin"])],
+    )?;
+    let role = str_field(&body, "role")
+        .and_then(Role::parse)
+        .unwrap_or(Role::Read);
     let p = state
         .orgs
         .get_mut(org)
@@ -710,7 +909,11 @@ fn delete_prototype(state: &mut QuayState, ctx: &Ctx, org: &str, id: &str) -> R 
     let o = state.orgs.get_mut(org).ok_or_else(|| not_found(ctx))?;
     let before = o.prototypes.len();
     o.prototypes.retain(|p| p.id != id);
-    if o.prototypes.len() == before { Err(not_found(ctx)) } else { Ok(Reply::Empty(204)) }
+    if o.prototypes.len() == before {
+        Err(not_found(ctx))
+    } else {
+        Ok(Reply::Empty(204))
+    }
 }
 
 // === repositories ===
@@ -724,7 +927,10 @@ fn list_repos(state: &QuayState, ctx: &Ctx) -> R {
     let namespace = ctx.query.get("namespace");
     let public_only = ctx.query.get("public").is_some_and(|v| v == "true");
     if namespace.is_none() && !public_only && ctx.query.get("starred").is_none() {
-        return Err(invalid(ctx, "namespace, starred or public are required for this API call"));
+        return Err(invalid(
+            ctx,
+            "namespace, starred or public are required for this API call",
+        ));
     }
     let user = ctx.caller.user();
     let mut visible: Vec<Value> = Vec::new();
@@ -738,8 +944,17 @@ fn list_repos(state: &QuayState, ctx: &Ctx) -> R {
             }
         }
     }
-    let offset: usize = ctx.query.get("next_page").and_then(|p| p.parse().ok()).unwrap_or(0);
-    let page: Vec<Value> = visible.iter().skip(offset).take(REPO_PAGE).cloned().collect();
+    let offset: usize = ctx
+        .query
+        .get("next_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let page: Vec<Value> = visible
+        .iter()
+        .skip(offset)
+        .take(REPO_PAGE)
+        .cloned()
+        .collect();
     let mut body = json!({ "repositories": page });
     if offset + REPO_PAGE < visible.len() {
         body["next_page"] = json!((offset + REPO_PAGE).to_string());
@@ -754,8 +969,15 @@ fn create_repo(state: &mut QuayState, ctx: &Ctx) -> R {
         ctx,
         &body,
         &["repository", "visibility", "description"],
-        &[("repository", FieldType::String), ("namespace", FieldType::String), ("description", FieldType::String)],
-        &[("visibility", &["public", "private"]), ("repo_kind", &["image", "application"])],
+        &[
+            ("repository", FieldType::String),
+            ("namespace", FieldType::String),
+            ("description", FieldType::String),
+        ],
+        &[
+            ("visibility", &["public", "private"]),
+            ("repo_kind", &["image", "application"]),
+        ],
     )?;
     let ns = str_field(&body, "namespace").unwrap_or(&user).to_owned();
     let name = str_field(&body, "repository").unwrap_or_default();
@@ -765,22 +987,43 @@ fn create_repo(state: &mut QuayState, ctx: &Ctx) -> R {
     if !state.orgs.contains_key(&ns) {
         // With superuser full access Quay skips the permission check and
         // then fails on the missing namespace: a real 500.
-        return Err(if state.is_superuser_with_access(&user) { server_error() } else { unauthorized(ctx) });
+        return Err(if state.is_superuser_with_access(&user) {
+            server_error()
+        } else {
+            unauthorized(ctx)
+        });
     }
     if !state.is_org_admin(&user, &ns) {
         return Err(unauthorized(ctx));
     }
-    if state.orgs.get(&ns).is_some_and(|o| o.repos.contains_key(name)) {
+    if state
+        .orgs
+        .get(&ns)
+        .is_some_and(|o| o.repos.contains_key(name))
+    {
         return Err(invalid(ctx, "Repository already exists"));
     }
     let public = str_field(&body, "visibility") == Some("public");
     let kind = str_field(&body, "repo_kind").unwrap_or("image").to_owned();
-    state.create_repo(&ns, name, public, str_field(&body, "description").unwrap_or_default(), &kind, Some(&user));
-    Ok(Reply::Json(201, json!({"namespace": ns, "name": name, "kind": kind})))
+    state.create_repo(
+        &ns,
+        name,
+        public,
+        str_field(&body, "description").unwrap_or_default(),
+        &kind,
+        Some(&user),
+    );
+    Ok(Reply::Json(
+        201,
+        json!({"namespace": ns, "name": name, "kind": kind}),
+    ))
 }
 
 fn get_repo(state: &QuayState, ctx: &Ctx, ns: &str, repo: &str) -> R {
-    let exists = state.orgs.get(ns).is_some_and(|o| o.repos.contains_key(repo));
+    let exists = state
+        .orgs
+        .get(ns)
+        .is_some_and(|o| o.repos.contains_key(repo));
     if !exists {
         // Admins learn it is missing; others cannot tell missing from forbidden.
         return match ctx.caller.user() {
@@ -793,23 +1036,43 @@ fn get_repo(state: &QuayState, ctx: &Ctx, ns: &str, repo: &str) -> R {
     let r = &state.orgs[ns].repos[repo];
     let role = ctx.caller.user().and_then(|u| state.repo_role(u, ns, repo));
     let tags: Map<String, Value> = r.tags.iter().map(|(name, t)| (name.clone(), json!({"name": name, "size": t.size, "last_modified": t.last_modified, "manifest_digest": t.digest}))).collect();
-    Ok(Reply::Json(200, json!({
-        "namespace": ns, "name": repo, "kind": r.kind, "description": r.description, "is_public": r.public,
-        "is_organization": true, "is_starred": false, "status_token": if r.public { "" } else { r.status_token.as_str() },
-        "trust_enabled": false, "tag_expiration_s": 1209600, "is_free_account": true, "state": "NORMAL",
-        "tags": tags, "can_write": role.is_some_and(|r| r >= Role::Write), "can_admin": role == Some(Role::Admin),
-    })))
+    Ok(Reply::Json(
+        200,
+        json!({
+            "namespace": ns, "name": repo, "kind": r.kind, "description": r.description, "is_public": r.public,
+            "is_organization": true, "is_starred": false, "status_token": if r.public { "" } else { r.status_token.as_str() },
+            "trust_enabled": false, "tag_expiration_s": 1209600, "is_free_account": true, "state": "NORMAL",
+            "tags": tags, "can_write": role.is_some_and(|r| r >= Role::Write), "can_admin": role == Some(Role::Admin),
+        }),
+    ))
 }
 
-fn existing_repo<'s>(state: &'s mut QuayState, ctx: &Ctx, ns: &str, repo: &str) -> Result<&'s mut super::state::RepoRecord, Reply> {
-    state.orgs.get_mut(ns).and_then(|o| o.repos.get_mut(repo)).ok_or_else(|| not_found(ctx))
+fn existing_repo<'s>(
+    state: &'s mut QuayState,
+    ctx: &Ctx,
+    ns: &str,
+    repo: &str,
+) -> Result<&'s mut super::state::RepoRecord, Reply> {
+    state
+        .orgs
+        .get_mut(ns)
+        .and_then(|o| o.repos.get_mut(repo))
+        .ok_or_else(|| not_found(ctx))
 }
 
 fn update_repo(state: &mut QuayState, ctx: &Ctx, ns: &str, repo: &str) -> R {
     require_repo_role(state, ctx, "repo:write", ns, repo, Role::Write)?;
     let body = json_body(ctx)?;
-    check_fields(ctx, &body, &["description"], &[("description", FieldType::String)], &[])?;
-    existing_repo(state, ctx, ns, repo)?.description = str_field(&body, "description").unwrap_or_default().to_owned();
+    check_fields(
+        ctx,
+        &body,
+        &["description"],
+        &[("description", FieldType::String)],
+        &[],
+    )?;
+    existing_repo(state, ctx, ns, repo)?.description = str_field(&body, "description")
+        .unwrap_or_default()
+        .to_owned();
     Ok(Reply::Json(200, json!({"success": true})))
 }
 
@@ -825,21 +1088,39 @@ fn delete_repo(state: &mut QuayState, ctx: &Ctx, ns: &str, repo: &str) -> R {
 fn change_visibility(state: &mut QuayState, ctx: &Ctx, ns: &str, repo: &str) -> R {
     require_repo_role(state, ctx, "repo:admin", ns, repo, Role::Admin)?;
     let body = json_body(ctx)?;
-    check_fields(ctx, &body, &["visibility"], &[], &[("visibility", &["public", "private"])])?;
+    check_fields(
+        ctx,
+        &body,
+        &["visibility"],
+        &[],
+        &[("visibility", &["public", "private"])],
+    )?;
     existing_repo(state, ctx, ns, repo)?.public = str_field(&body, "visibility") == Some("public");
     Ok(Reply::Json(200, json!({"success": true})))
 }
 
 fn list_repo_perms(state: &QuayState, ctx: &Ctx, ns: &str, repo: &str) -> R {
     require_repo_role(state, ctx, "repo:admin", ns, repo, Role::Admin)?;
-    let r = state.orgs.get(ns).and_then(|o| o.repos.get(repo)).ok_or_else(|| not_found(ctx))?;
-    let perms: Map<String, Value> = r.permissions.iter().map(|(who, role)| (who.clone(), permission_json(state, ns, who, *role))).collect();
+    let r = state
+        .orgs
+        .get(ns)
+        .and_then(|o| o.repos.get(repo))
+        .ok_or_else(|| not_found(ctx))?;
+    let perms: Map<String, Value> = r
+        .permissions
+        .iter()
+        .map(|(who, role)| (who.clone(), permission_json(state, ns, who, *role)))
+        .collect();
     Ok(Reply::Json(200, json!({ "permissions": perms })))
 }
 
 fn get_repo_perm(state: &QuayState, ctx: &Ctx, ns: &str, repo: &str, who: &str) -> R {
     require_repo_role(state, ctx, "repo:admin", ns, repo, Role::Admin)?;
-    let role = state.orgs.get(ns).and_then(|o| o.repos.get(repo)).and_then(|r| r.permissions.get(who));
+    let role = state
+        .orgs
+        .get(ns)
+        .and_then(|o| o.repos.get(repo))
+        .and_then(|r| r.permissions.get(who));
     match role {
         Some(role) => Ok(Reply::Json(200, permission_json(state, ns, who, *role))),
         None => Err(message(400, "User does not have permission for repo.")),
@@ -849,9 +1130,21 @@ fn get_repo_perm(state: &QuayState, ctx: &Ctx, ns: &str, repo: &str, who: &str) 
 fn put_repo_perm(state: &mut QuayState, ctx: &Ctx, ns: &str, repo: &str, who: &str) -> R {
     require_repo_role(state, ctx, "repo:admin", ns, repo, Role::Admin)?;
     let body = json_body(ctx)?;
-    check_fields(ctx, &body, &["role"], &[], &[("role", &["read", "write", "admin"])])?;
-    let role = str_field(&body, "role").and_then(Role::parse).unwrap_or(Role::Read);
-    let known = if who.contains('+') { state.robot_exists(who) } else { state.users.contains_key(who) };
+    check_fields(
+        ctx,
+        &body,
+        &["role"],
+        &[],
+        &[("role", &["read", "write", "admin"])],
+    )?;
+    let role = str_field(&body, "role")
+        .and_then(Role::parse)
+        .unwrap_or(Role::Read);
+    let known = if who.contains('+') {
+        state.robot_exists(who)
+    } else {
+        state.users.contains_key(who)
+    };
     if !known {
         return Err(invalid(ctx, &format!("Invalid username: {who}")));
     }
@@ -865,7 +1158,11 @@ fn put_repo_perm(state: &mut QuayState, ctx: &Ctx, ns: &str, repo: &str, who: &s
 
 fn delete_repo_perm(state: &mut QuayState, ctx: &Ctx, ns: &str, repo: &str, who: &str) -> R {
     require_repo_role(state, ctx, "repo:admin", ns, repo, Role::Admin)?;
-    let removed = state.orgs.get_mut(ns).and_then(|o| o.repos.get_mut(repo)).and_then(|r| r.permissions.remove(who));
+    let removed = state
+        .orgs
+        .get_mut(ns)
+        .and_then(|o| o.repos.get_mut(repo))
+        .and_then(|r| r.permissions.remove(who));
     match removed {
         Some(_) => Ok(Reply::Empty(204)),
         None => Err(invalid(ctx, "User does not have permission for repo.")),
@@ -873,12 +1170,30 @@ fn delete_repo_perm(state: &mut QuayState, ctx: &Ctx, ns: &str, repo: &str, who:
 }
 
 fn list_tags(state: &QuayState, ctx: &Ctx, ns: &str, repo: &str) -> R {
-    let r = state.orgs.get(ns).and_then(|o| o.repos.get(repo)).ok_or_else(|| not_found(ctx))?;
+    let r = state
+        .orgs
+        .get(ns)
+        .and_then(|o| o.repos.get(repo))
+        .ok_or_else(|| not_found(ctx))?;
     require_repo_role(state, ctx, "repo:read", ns, repo, Role::Read)?;
-    let limit = ctx.query.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).clamp(1, 100);
-    let page = ctx.query.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
+    let limit = ctx
+        .query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(50)
+        .clamp(1, 100);
+    let page = ctx
+        .query
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
     let specific = ctx.query.get("specificTag");
-    let mut tags: Vec<(&String, &super::state::TagRecord)> = r.tags.iter().filter(|(name, _)| specific.is_none_or(|s| s == *name)).collect();
+    let mut tags: Vec<(&String, &super::state::TagRecord)> = r
+        .tags
+        .iter()
+        .filter(|(name, _)| specific.is_none_or(|s| s == *name))
+        .collect();
     tags.sort_by(|a, b| b.1.start_ts.cmp(&a.1.start_ts).then(a.0.cmp(b.0)));
     let total = tags.len();
     let items: Vec<Value> = tags
@@ -887,7 +1202,10 @@ fn list_tags(state: &QuayState, ctx: &Ctx, ns: &str, repo: &str) -> R {
         .take(limit)
         .map(|(name, t)| json!({"name": name, "reversion": false, "start_ts": t.start_ts, "manifest_digest": t.digest, "is_manifest_list": false, "size": t.size, "last_modified": t.last_modified}))
         .collect();
-    Ok(Reply::Json(200, json!({"tags": items, "page": page, "has_additional": page * limit < total})))
+    Ok(Reply::Json(
+        200,
+        json!({"tags": items, "page": page, "has_additional": page * limit < total}),
+    ))
 }
 
 #[cfg(test)]
@@ -900,9 +1218,18 @@ mod tests {
         assert_eq!(route("/api/v1/user"), Route::AddSlash);
         assert_eq!(route("/api/v1/organization"), Route::AddSlash);
         assert_eq!(route("/api/v1/repository/"), Route::NotAllowed);
-        assert_eq!(route("/api/v1/organization/o/robots/b"), Route::Robot("o".into(), "b".into()));
-        assert_eq!(route("/api/v1/repository/o/r/permissions/user/o%2Bb"), Route::RepoPerm("o".into(), "r".into(), "o+b".into()));
-        assert_eq!(route("/api/v1/repository/o/r/permissions/user/o+b").template(), "/api/v1/repository/{org}/{repo}/permissions/user/{user}");
+        assert_eq!(
+            route("/api/v1/organization/o/robots/b"),
+            Route::Robot("o".into(), "b".into())
+        );
+        assert_eq!(
+            route("/api/v1/repository/o/r/permissions/user/o%2Bb"),
+            Route::RepoPerm("o".into(), "r".into(), "o+b".into())
+        );
+        assert_eq!(
+            route("/api/v1/repository/o/r/permissions/user/o+b").template(),
+            "/api/v1/repository/{org}/{repo}/permissions/user/{user}"
+        );
         assert_eq!(route("/api/v1/nothing"), Route::Unknown);
         assert_eq!(route("/elsewhere"), Route::Unknown);
     }
@@ -919,7 +1246,10 @@ mod tests {
 
     #[test]
     fn python_repr_matches_jsonschema_output() {
-        assert_eq!(python_repr(&json!({"email": "x7@example.com"})), "{'email': 'x7@example.com'}");
+        assert_eq!(
+            python_repr(&json!({"email": "x7@example.com"})),
+            "{'email': 'x7@example.com'}"
+        );
         assert_eq!(python_repr(&json!("owner")), "'owner'");
     }
 }

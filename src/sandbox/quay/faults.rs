@@ -63,7 +63,10 @@ pub struct Faults {
 
 impl Default for Faults {
     fn default() -> Self {
-        Self { config: FaultConfig::default(), rng: rand::rngs::StdRng::seed_from_u64(0x5eed) }
+        Self {
+            config: FaultConfig::default(),
+            rng: rand::rngs::StdRng::seed_from_u64(0x5eed),
+        }
     }
 }
 
@@ -84,14 +87,22 @@ impl Faults {
     /// Decides the fate of one request; returns the latency to add too.
     pub fn decide(&mut self, method: &str, path: &str) -> (Duration, FaultAction) {
         let c = &mut self.config;
-        if c.path_prefix.as_deref().is_some_and(|p| !path.starts_with(p))
-            || c.method.as_deref().is_some_and(|m| !m.eq_ignore_ascii_case(method))
+        if c.path_prefix
+            .as_deref()
+            .is_some_and(|p| !path.starts_with(p))
+            || c.method
+                .as_deref()
+                .is_some_and(|m| !m.eq_ignore_ascii_case(method))
         {
             return (Duration::ZERO, FaultAction::Pass);
         }
         let latency = Duration::from_millis(c.latency_ms);
         let status = c.error_status.unwrap_or(500);
-        let error = if c.error_after_effect { FaultAction::ErrorAfterEffect(status) } else { FaultAction::Error(status) };
+        let error = if c.error_after_effect {
+            FaultAction::ErrorAfterEffect(status)
+        } else {
+            FaultAction::Error(status)
+        };
         if c.down {
             return (latency, FaultAction::Error(503));
         }
@@ -170,7 +181,9 @@ impl RequestLog {
     pub fn counts(&self) -> BTreeMap<String, u64> {
         let mut counts = BTreeMap::new();
         for r in &self.records {
-            *counts.entry(format!("{} {}", r.method, r.template)).or_insert(0) += 1;
+            *counts
+                .entry(format!("{} {}", r.method, r.template))
+                .or_insert(0) += 1;
         }
         counts
     }
@@ -183,7 +196,16 @@ mod tests {
     #[test]
     fn next_counters_take_precedence_and_run_out() {
         let mut f = Faults::default();
-        f.set(FaultConfig { drop_next: 1, throttle_next: 1, fail_next: 1, retry_after_secs: 3, ..Default::default() }, None);
+        f.set(
+            FaultConfig {
+                drop_next: 1,
+                throttle_next: 1,
+                fail_next: 1,
+                retry_after_secs: 3,
+                ..Default::default()
+            },
+            None,
+        );
         assert_eq!(f.decide("GET", "/api/v1/user/").1, FaultAction::Drop);
         assert_eq!(f.decide("GET", "/api/v1/user/").1, FaultAction::Throttle(3));
         assert_eq!(f.decide("GET", "/api/v1/user/").1, FaultAction::Error(500));
@@ -193,24 +215,57 @@ mod tests {
     #[test]
     fn rates_are_seeded_and_roughly_right() {
         let mut f = Faults::default();
-        f.set(FaultConfig { error_rate: 0.3, error_status: Some(503), ..Default::default() }, Some(42));
-        let errors = (0..10_000).filter(|_| f.decide("GET", "/api/").1 == FaultAction::Error(503)).count();
+        f.set(
+            FaultConfig {
+                error_rate: 0.3,
+                error_status: Some(503),
+                ..Default::default()
+            },
+            Some(42),
+        );
+        let errors = (0..10_000)
+            .filter(|_| f.decide("GET", "/api/").1 == FaultAction::Error(503))
+            .count();
         assert!((2_700..3_300).contains(&errors), "{errors}");
     }
 
     #[test]
     fn filters_restrict_faults() {
         let mut f = Faults::default();
-        f.set(FaultConfig { fail_next: 5, method: Some("POST".into()), path_prefix: Some("/api/v1/repository".into()), ..Default::default() }, None);
+        f.set(
+            FaultConfig {
+                fail_next: 5,
+                method: Some("POST".into()),
+                path_prefix: Some("/api/v1/repository".into()),
+                ..Default::default()
+            },
+            None,
+        );
         assert_eq!(f.decide("GET", "/api/v1/repository").1, FaultAction::Pass);
-        assert_eq!(f.decide("POST", "/api/v1/organization/").1, FaultAction::Pass);
-        assert_eq!(f.decide("POST", "/api/v1/repository").1, FaultAction::Error(500));
+        assert_eq!(
+            f.decide("POST", "/api/v1/organization/").1,
+            FaultAction::Pass
+        );
+        assert_eq!(
+            f.decide("POST", "/api/v1/repository").1,
+            FaultAction::Error(500)
+        );
     }
 
     #[test]
     fn down_answers_503_and_latency_is_reported() {
         let mut f = Faults::default();
-        f.set(FaultConfig { down: true, latency_ms: 20, ..Default::default() }, None);
-        assert_eq!(f.decide("GET", "/api/"), (Duration::from_millis(20), FaultAction::Error(503)));
+        f.set(
+            FaultConfig {
+                down: true,
+                latency_ms: 20,
+                ..Default::default()
+            },
+            None,
+        );
+        assert_eq!(
+            f.decide("GET", "/api/"),
+            (Duration::from_millis(20), FaultAction::Error(503))
+        );
     }
 }

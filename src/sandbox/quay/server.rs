@@ -40,6 +40,9 @@ pub struct EmbeddedQuayConfig {
     /// How long a deleted organization's name stays unavailable (Quay's
     /// namespace garbage collection).
     pub deleted_name_hold: Duration,
+    /// Serve below this path prefix (e.g. `/quay`), as Quay behind a
+    /// reverse proxy; empty for the root.
+    pub path_prefix: String,
 }
 
 impl std::fmt::Debug for EmbeddedQuayConfig {
@@ -63,6 +66,7 @@ impl Default for EmbeddedQuayConfig {
             tls: None,
             superusers_full_access: true,
             deleted_name_hold: Duration::from_secs(2),
+            path_prefix: String::new(),
         }
     }
 }
@@ -73,6 +77,7 @@ struct Inner {
     log: Mutex<RequestLog>,
     scheme: &'static str,
     admin_token: SecretString,
+    path_prefix: String,
 }
 
 /// Locks a mutex, recovering the data if a holder panicked.
@@ -89,7 +94,9 @@ pub struct EmbeddedQuay {
 
 impl std::fmt::Debug for EmbeddedQuay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedQuay").field("url", &self.url()).finish_non_exhaustive()
+        f.debug_struct("EmbeddedQuay")
+            .field("url", &self.url())
+            .finish_non_exhaustive()
     }
 }
 
@@ -135,6 +142,7 @@ impl EmbeddedQuay {
             tls,
             superusers_full_access,
             deleted_name_hold,
+            path_prefix,
         } = config;
         let admin_token = admin_token.unwrap_or_else(|| SecretString::new(random_token(40)));
         let mut state = QuayState::new(superusers_full_access, deleted_name_hold);
@@ -146,10 +154,15 @@ impl EmbeddedQuay {
             log: Mutex::new(RequestLog::default()),
             scheme: if tls.is_some() { "https" } else { "http" },
             admin_token,
+            path_prefix: path_prefix.trim_end_matches('/').to_owned(),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
         let server = net::serve(&listen, tls, router).await?;
-        Ok(Self { inner, server, admin_user })
+        Ok(Self {
+            inner,
+            server,
+            admin_user,
+        })
     }
 
     /// `http(s)://127.0.0.1:port`.
@@ -216,7 +229,12 @@ impl EmbeddedQuay {
 
     /// A robot's current token.
     pub fn robot_token(&self, org: &str, short: &str) -> Option<SecretString> {
-        lock(&self.inner.state).orgs.get(org)?.robots.get(short).map(|r| SecretString::new(r.token.clone()))
+        lock(&self.inner.state)
+            .orgs
+            .get(org)?
+            .robots
+            .get(short)
+            .map(|r| SecretString::new(r.token.clone()))
     }
 
     /// Runs namespace garbage collection now: deleted organization names
@@ -240,8 +258,16 @@ fn snapshot(state: &QuayState) -> Snapshot {
                 name.clone(),
                 OrgSnapshot {
                     owners: o.owners.iter().cloned().collect(),
-                    robots: o.robots.iter().map(|(s, r)| (s.clone(), r.description.clone())).collect(),
-                    prototypes: o.prototypes.iter().map(|p| (p.delegate.clone(), p.role)).collect(),
+                    robots: o
+                        .robots
+                        .iter()
+                        .map(|(s, r)| (s.clone(), r.description.clone()))
+                        .collect(),
+                    prototypes: o
+                        .prototypes
+                        .iter()
+                        .map(|p| (p.delegate.clone(), p.role))
+                        .collect(),
                     repositories: o
                         .repos
                         .iter()
@@ -251,7 +277,11 @@ fn snapshot(state: &QuayState) -> Snapshot {
                                 RepoSnapshot {
                                     public: r.public,
                                     permissions: r.permissions.clone(),
-                                    tags: r.tags.iter().map(|(t, rec)| (t.clone(), rec.digest.clone())).collect(),
+                                    tags: r
+                                        .tags
+                                        .iter()
+                                        .map(|(t, rec)| (t.clone(), rec.digest.clone()))
+                                        .collect(),
                                 },
                             )
                         })
@@ -271,7 +301,10 @@ fn parse_query(query: &str) -> BTreeMap<String, String> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (api::percent_decode(&k.replace('+', " ")), api::percent_decode(&v.replace('+', " ")))
+            (
+                api::percent_decode(&k.replace('+', " ")),
+                api::percent_decode(&v.replace('+', " ")),
+            )
         })
         .collect()
 }
@@ -290,9 +323,15 @@ fn reply_to_response(reply: Reply) -> Response {
         Reply::Json(status, v) => response(status, "application/json", v.to_string()),
         Reply::Empty(status) => response(status, "application/json", Body::empty()),
         Reply::Html(status, html) => response(status, "text/html; charset=utf-8", html),
-        Reply::Csrf => response(403, "text/html; charset=utf-8", r#"{"error": "CSRF token was invalid or missing."}"#),
+        Reply::Csrf => response(
+            403,
+            "text/html; charset=utf-8",
+            r#"{"error": "CSRF token was invalid or missing."}"#,
+        ),
         Reply::Redirect(location) => {
-            let html = format!("<!doctype html>\n<html lang=en>\n<title>Redirecting...</title>\n<h1>Redirecting...</h1>\n<p>You should be redirected automatically to the target URL: <a href=\"{location}\">{location}</a>. If not, click the link.\n");
+            let html = format!(
+                "<!doctype html>\n<html lang=en>\n<title>Redirecting...</title>\n<h1>Redirecting...</h1>\n<p>You should be redirected automatically to the target URL: <a href=\"{location}\">{location}</a>. If not, click the link.\n"
+            );
             let mut r = response(308, "text/html; charset=utf-8", html);
             if let Ok(v) = HeaderValue::from_str(&location) {
                 r.headers_mut().insert(LOCATION, v);
@@ -314,34 +353,70 @@ fn injected_error(status: u16) -> Response {
     if status == 500 {
         reply_to_response(Reply::Html(500, "<html>\n  <head>\n    <title>Internal Server Error</title>\n  </head>\n  <body>\n    <h1><p>Internal Server Error</p></h1>\n  </body>\n</html>\n".into()))
     } else {
-        response(status, "text/html", format!("<html><body><h1>{status}</h1></body></html>"))
+        response(
+            status,
+            "text/html",
+            format!("<html><body><h1>{status}</h1></body></html>"),
+        )
     }
 }
 
 async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let method = parts.method.as_str().to_owned();
-    let path = parts.uri.path().to_owned();
+    let full_path = parts.uri.path();
+    let path = match full_path.strip_prefix(inner.path_prefix.as_str()) {
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        _ => return response(404, "text/html", "<h1>Not Found</h1>"),
+    };
     let query_string = parts.uri.query().unwrap_or_default().to_owned();
-    let header = |name: http::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let host = header(HOST).or_else(|| parts.uri.authority().map(|a| a.to_string())).unwrap_or_else(|| "localhost".into());
-    let base = format!("{}://{host}", inner.scheme);
+    let header = |name: http::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let host = header(HOST)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".into());
+    let base = format!("{}://{host}{}", inner.scheme, inner.path_prefix);
     let authorization = header(http::header::AUTHORIZATION);
     let content_type = header(CONTENT_TYPE);
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return response(413, "application/json", json!({"message": "Request body too large"}).to_string());
+        return response(
+            413,
+            "application/json",
+            json!({"message": "Request body too large"}).to_string(),
+        );
     };
 
     if let Some(rest) = path.strip_prefix("/_sandbox/quay/") {
-        return control(&inner, &method, rest, &query_string, authorization.as_deref(), &body);
+        return control(
+            &inner,
+            &method,
+            rest,
+            &query_string,
+            authorization.as_deref(),
+            &body,
+        );
     }
     let is_api = path.starts_with("/api/");
     let is_registry = path == "/v2" || path.starts_with("/v2/");
     if !is_api && !is_registry {
         return response(404, "text/html", "<h1>Not Found</h1>");
     }
-    let template = if is_api { api::route(&path).template() } else { registry::template(&path) };
-    let mut record = RequestRecord { method: method.clone(), template: template.to_owned(), path: path.clone(), status: 0 };
+    let template = if is_api {
+        api::route(&path).template()
+    } else {
+        registry::template(&path)
+    };
+    let mut record = RequestRecord {
+        method: method.clone(),
+        template: template.to_owned(),
+        path: path.clone(),
+        status: 0,
+    };
 
     let (latency, action) = lock(&inner.faults).decide(&method, &path);
     if !latency.is_zero() {
@@ -358,7 +433,11 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         FaultAction::Throttle(secs) => {
             record.status = 429;
             lock(&inner.log).push(record);
-            let mut r = response(429, "text/html", "<html><head><title>429 Too Many Requests</title></head><body><center><h1>429 Too Many Requests</h1></center><hr><center>nginx</center></body></html>");
+            let mut r = response(
+                429,
+                "text/html",
+                "<html><head><title>429 Too Many Requests</title></head><body><center><h1>429 Too Many Requests</h1></center><hr><center>nginx</center></body></html>",
+            );
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 r.headers_mut().insert(http::header::RETRY_AFTER, v);
             }
@@ -373,7 +452,10 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     }
 
     let started = Instant::now();
-    let bearer = authorization.as_deref().and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
+    let bearer = authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::trim);
     let mut resp = if is_api {
         let query = parse_query(&query_string);
         let route = api::route(&path);
@@ -420,15 +502,36 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     resp
 }
 
-fn control(inner: &Inner, method: &str, rest: &str, query: &str, authorization: Option<&str>, body: &Bytes) -> Response {
-    let token = authorization.and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
+fn control(
+    inner: &Inner,
+    method: &str,
+    rest: &str,
+    query: &str,
+    authorization: Option<&str>,
+    body: &Bytes,
+) -> Response {
+    let token = authorization
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::trim);
     if token != Some(inner.admin_token.expose()) {
-        return response(401, "application/json", json!({"message": "the sandbox control API needs the admin token"}).to_string());
+        return response(
+            401,
+            "application/json",
+            json!({"message": "the sandbox control API needs the admin token"}).to_string(),
+        );
     }
-    let bad = |msg: String| response(400, "application/json", json!({ "message": msg }).to_string());
+    let bad = |msg: String| {
+        response(
+            400,
+            "application/json",
+            json!({ "message": msg }).to_string(),
+        )
+    };
     let ok = |v: serde_json::Value| response(200, "application/json", v.to_string());
     match (method, rest) {
-        ("GET", "state") => ok(serde_json::to_value(snapshot(&lock(&inner.state))).unwrap_or_default()),
+        ("GET", "state") => {
+            ok(serde_json::to_value(snapshot(&lock(&inner.state))).unwrap_or_default())
+        }
         ("GET", "requests") => {
             let log = lock(&inner.log);
             ok(json!({"counts": log.counts(), "total": log.records().len()}))
@@ -437,7 +540,9 @@ fn control(inner: &Inner, method: &str, rest: &str, query: &str, authorization: 
             lock(&inner.log).clear();
             ok(json!({}))
         }
-        ("GET", "faults") => ok(serde_json::to_value(lock(&inner.faults).config()).unwrap_or_default()),
+        ("GET", "faults") => {
+            ok(serde_json::to_value(lock(&inner.faults).config()).unwrap_or_default())
+        }
         ("PUT", "faults") => match serde_json::from_slice::<FaultConfig>(body) {
             Ok(config) => {
                 let seed = parse_query(query).get("seed").and_then(|s| s.parse().ok());
@@ -466,7 +571,12 @@ fn control(inner: &Inner, method: &str, rest: &str, query: &str, authorization: 
             }
             let token = random_token(40);
             let scopes: Vec<&str> = req.scopes.iter().map(String::as_str).collect();
-            state.add_token(&token, &req.user, &scopes, req.ttl_secs.map(Duration::from_secs));
+            state.add_token(
+                &token,
+                &req.user,
+                &scopes,
+                req.ttl_secs.map(Duration::from_secs),
+            );
             ok(json!({ "token": token }))
         }
         ("POST", "users") => {
@@ -483,6 +593,10 @@ fn control(inner: &Inner, method: &str, rest: &str, query: &str, authorization: 
             lock(&inner.state).add_user(&req.name, &req.password, req.super_user);
             ok(json!({}))
         }
-        _ => response(404, "application/json", json!({"message": "unknown sandbox control endpoint"}).to_string()),
+        _ => response(
+            404,
+            "application/json",
+            json!({"message": "unknown sandbox control endpoint"}).to_string(),
+        ),
     }
 }

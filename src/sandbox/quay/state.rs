@@ -13,7 +13,14 @@ use std::time::{Duration, Instant};
 
 /// OAuth scopes of Quay (`auth/scopes.py`).
 pub const ALL_SCOPES: &[&str] = &[
-    "org:admin", "repo:admin", "repo:create", "repo:read", "repo:write", "super:user", "user:admin", "user:read",
+    "org:admin",
+    "repo:admin",
+    "repo:create",
+    "repo:read",
+    "repo:write",
+    "super:user",
+    "user:admin",
+    "user:read",
 ];
 
 /// Whether a token holding `granted` satisfies `required`, with Quay's
@@ -164,7 +171,9 @@ pub struct QuayState {
 pub fn random_token(len: usize) -> String {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut rng = rand::rng();
-    (0..len).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+    (0..len)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 /// A random UUID (v4) string.
@@ -172,13 +181,31 @@ pub fn random_uuid() -> String {
     let b: [u8; 16] = rand::rng().random();
     format!(
         "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-{:01x}{:01x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0x0f, b[7], 8 | (b[8] & 0x03), b[8] >> 4, b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6] & 0x0f,
+        b[7],
+        8 | (b[8] & 0x03),
+        b[8] >> 4,
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
     )
 }
 
 /// Now, as Quay formats dates (`Tue, 24 Nov 2026 15:52:46 -0000`).
 pub fn quay_now() -> String {
-    jiff::Timestamp::now().strftime("%a, %d %b %Y %H:%M:%S -0000").to_string()
+    jiff::Timestamp::now()
+        .strftime("%a, %d %b %Y %H:%M:%S -0000")
+        .to_string()
 }
 
 impl QuayState {
@@ -201,7 +228,11 @@ impl QuayState {
     pub fn add_user(&mut self, name: &str, password: &str, super_user: bool) {
         self.users.insert(
             name.to_owned(),
-            UserRecord { email: format!("{name}@example.com"), password: password.to_owned(), super_user },
+            UserRecord {
+                email: format!("{name}@example.com"),
+                password: password.to_owned(),
+                super_user,
+            },
         );
     }
 
@@ -220,10 +251,18 @@ impl QuayState {
     /// The caller a bearer token stands for. An unknown or expired token is
     /// anonymous: Quay falls back to (absent) session auth.
     pub fn caller(&self, bearer: Option<&str>) -> Caller {
-        let Some(token) = bearer else { return Caller::Anonymous };
+        let Some(token) = bearer else {
+            return Caller::Anonymous;
+        };
         match self.tokens.get(token) {
-            Some(t) if t.expires_at.is_none_or(|e| e > Instant::now()) && self.users.contains_key(&t.user) => {
-                Caller::User { name: t.user.clone(), scopes: t.scopes.clone() }
+            Some(t)
+                if t.expires_at.is_none_or(|e| e > Instant::now())
+                    && self.users.contains_key(&t.user) =>
+            {
+                Caller::User {
+                    name: t.user.clone(),
+                    scopes: t.scopes.clone(),
+                }
             }
             _ => Caller::Anonymous,
         }
@@ -236,7 +275,8 @@ impl QuayState {
     /// Whether `user` administers organization `org` (existing or not, for
     /// superusers with full access).
     pub fn is_org_admin(&self, user: &str, org: &str) -> bool {
-        self.is_superuser_with_access(user) || self.orgs.get(org).is_some_and(|o| o.owners.contains(user))
+        self.is_superuser_with_access(user)
+            || self.orgs.get(org).is_some_and(|o| o.owners.contains(user))
     }
 
     /// Whether the name is taken by a user, an organization, or a deleted
@@ -258,32 +298,57 @@ impl QuayState {
         if self.is_org_admin(who, org) {
             return Some(Role::Admin);
         }
-        self.orgs.get(org)?.repos.get(repo)?.permissions.get(who).copied()
+        self.orgs
+            .get(org)?
+            .repos
+            .get(repo)?
+            .permissions
+            .get(who)
+            .copied()
     }
 
     /// Whether `who` (a user, a robot, or anonymous) may pull.
     pub fn can_read(&self, who: Option<&str>, org: &str, repo: &str) -> bool {
-        let public = self.orgs.get(org).and_then(|o| o.repos.get(repo)).is_some_and(|r| r.public);
+        let public = self
+            .orgs
+            .get(org)
+            .and_then(|o| o.repos.get(repo))
+            .is_some_and(|r| r.public);
         public || who.and_then(|w| self.repo_role(w, org, repo)).is_some()
     }
 
     /// Whether `who` may push.
     pub fn can_write(&self, who: Option<&str>, org: &str, repo: &str) -> bool {
-        who.and_then(|w| self.repo_role(w, org, repo)).is_some_and(|r| r >= Role::Write)
+        who.and_then(|w| self.repo_role(w, org, repo))
+            .is_some_and(|r| r >= Role::Write)
     }
 
     /// Whether a robot name `org+short` exists.
     pub fn robot_exists(&self, full: &str) -> bool {
-        full.split_once('+')
-            .is_some_and(|(org, short)| self.orgs.get(org).is_some_and(|o| o.robots.contains_key(short)))
+        full.split_once('+').is_some_and(|(org, short)| {
+            self.orgs
+                .get(org)
+                .is_some_and(|o| o.robots.contains_key(short))
+        })
     }
 
     /// Creates a repository as Quay's `create_repository` does: a real user
     /// creator gets admin, and default permissions apply only when that user
     /// is not the namespace itself.
-    pub fn create_repo(&mut self, org: &str, repo: &str, public: bool, description: &str, kind: &str, creator: Option<&str>) {
-        let creator_is_user = creator.is_some_and(|c| !c.contains('+') && self.users.contains_key(c));
-        let Some(o) = self.orgs.get_mut(org) else { return };
+    pub fn create_repo(
+        &mut self,
+        org: &str,
+        repo: &str,
+        public: bool,
+        description: &str,
+        kind: &str,
+        creator: Option<&str>,
+    ) {
+        let creator_is_user =
+            creator.is_some_and(|c| !c.contains('+') && self.users.contains_key(c));
+        let Some(o) = self.orgs.get_mut(org) else {
+            return;
+        };
         let mut permissions = BTreeMap::new();
         if let (true, Some(user)) = (creator_is_user, creator) {
             permissions.insert(user.to_owned(), Role::Admin);
@@ -315,7 +380,8 @@ impl QuayState {
         if self.orgs.remove(org).is_none() {
             return false;
         }
-        self.deleted_names.insert(org.to_owned(), Instant::now() + self.deleted_name_hold);
+        self.deleted_names
+            .insert(org.to_owned(), Instant::now() + self.deleted_name_hold);
         // Robots of the org lose every grant elsewhere too.
         let prefix = format!("{org}+");
         for o in self.orgs.values_mut() {
@@ -330,7 +396,9 @@ impl QuayState {
     /// Deletes a robot and its grants.
     pub fn delete_robot(&mut self, org: &str, short: &str) -> bool {
         let full = format!("{org}+{short}");
-        let Some(o) = self.orgs.get_mut(org) else { return false };
+        let Some(o) = self.orgs.get_mut(org) else {
+            return false;
+        };
         if o.robots.remove(short).is_none() {
             return false;
         }
@@ -377,7 +445,12 @@ mod tests {
                 email: String::new(),
                 owners: ["alice".to_owned()].into(),
                 robots: BTreeMap::new(),
-                prototypes: vec![PrototypeRecord { id: "p1".into(), role: Role::Write, delegate: "org+builder".into(), activating_user: None }],
+                prototypes: vec![PrototypeRecord {
+                    id: "p1".into(),
+                    role: Role::Write,
+                    delegate: "org+builder".into(),
+                    activating_user: None,
+                }],
                 repos: BTreeMap::new(),
             },
         );
@@ -387,7 +460,11 @@ mod tests {
     #[test]
     fn scopes_imply_like_quay() {
         let g: BTreeSet<String> = ["repo:admin".to_owned()].into();
-        assert!(scope_satisfied(&g, "repo:read") && scope_satisfied(&g, "repo:write") && scope_satisfied(&g, "repo:create"));
+        assert!(
+            scope_satisfied(&g, "repo:read")
+                && scope_satisfied(&g, "repo:write")
+                && scope_satisfied(&g, "repo:create")
+        );
         assert!(!scope_satisfied(&g, "org:admin"));
         let g: BTreeSet<String> = ["repo:read".to_owned()].into();
         assert!(!scope_satisfied(&g, "repo:write"));
@@ -397,8 +474,14 @@ mod tests {
     fn prototypes_apply_only_to_user_created_repos() {
         let mut s = state();
         s.create_repo("org", "byuser", false, "", "image", Some("alice"));
-        assert_eq!(s.orgs["org"].repos["byuser"].permissions.get("org+builder"), Some(&Role::Write));
-        assert_eq!(s.orgs["org"].repos["byuser"].permissions.get("alice"), Some(&Role::Admin));
+        assert_eq!(
+            s.orgs["org"].repos["byuser"].permissions.get("org+builder"),
+            Some(&Role::Write)
+        );
+        assert_eq!(
+            s.orgs["org"].repos["byuser"].permissions.get("alice"),
+            Some(&Role::Admin)
+        );
         s.create_repo("org", "byrobot", false, "", "image", Some("org+builder"));
         assert!(s.orgs["org"].repos["byrobot"].permissions.is_empty());
         s.create_repo("org", "bypush", false, "", "image", None);
@@ -410,7 +493,10 @@ mod tests {
         let mut s = state();
         assert!(s.delete_org("org"));
         assert_eq!(s.name_in_use("org"), Some("Username is not available"));
-        assert_eq!(s.name_in_use("admin"), Some("A user or organization with this name already exists"));
+        assert_eq!(
+            s.name_in_use("admin"),
+            Some("A user or organization with this name already exists")
+        );
         assert_eq!(s.name_in_use("free"), None);
         s.deleted_names.insert("org".into(), Instant::now());
         assert_eq!(s.name_in_use("org"), None);

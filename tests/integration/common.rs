@@ -1,0 +1,35 @@
+use quay_bridge_operator::quay::{QuayClient, QuayClientConfig, QuayMetrics, RetryPolicy};
+use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig};
+use quay_bridge_operator::secret::SecretString;
+use std::time::Duration;
+
+pub fn init() {
+    quay_bridge_operator::install_crypto_provider();
+}
+
+pub async fn quay() -> EmbeddedQuay {
+    init();
+    EmbeddedQuay::start(EmbeddedQuayConfig::default())
+        .await
+        .expect("embedded Quay starts")
+}
+
+/// Retries fast, so fault tests take milliseconds.
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(40),
+        max_retry_after: Duration::from_secs(5),
+    }
+}
+
+pub fn client_with(quay: &EmbeddedQuay, token: SecretString, metrics: QuayMetrics) -> QuayClient {
+    let mut config = QuayClientConfig::new(quay.url(), token);
+    config.retry = fast_retry();
+    QuayClient::new(config, metrics).expect("client builds")
+}
+
+pub fn client(quay: &EmbeddedQuay) -> QuayClient {
+    client_with(quay, quay.admin_token(), QuayMetrics::default())
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real client and servers over loopback.
+
+// A failed expectation in a test is a panic by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod common;
+mod quay_client;
+mod quay_faults;
+mod quay_recorded;
+mod quay_registry;
+mod quay_tls;
+mod secret_hygiene;

@@ -2,5 +2,6 @@
 //! the whole flow runs on a laptop and in tests.
 
 pub mod cmd;
+pub mod kube;
 pub mod quay;
 pub mod registry_client;

@@ -5,6 +5,7 @@
 
 mod cli;
 mod common;
+mod kube_api;
 mod quay_client;
 mod quay_faults;
 mod quay_recorded;

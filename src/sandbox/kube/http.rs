@@ -1,0 +1,954 @@
+//! The HTTP face of the embedded apiserver: discovery, CRUD, patch, watch.
+
+use super::errors::ApiError;
+use super::patch::{self, PatchError};
+use super::resources::ResourceDef;
+use super::selectors::{FieldSelector, LabelSelector, labels_of};
+use super::server::{KubeRequest, KubeState};
+use super::store::{CommitError, EventType, StoredEvent, Update, WriteOptions, name_of, rv_of};
+use super::{admission, openshift, table};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderValue, StatusCode};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const MAX_BODY: usize = 32 * 1024 * 1024;
+const WRITE_RETRIES: usize = 8;
+
+fn respond(status: u16, body: &Value) -> Response {
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(e: &ApiError) -> Response {
+    let mut r = respond(e.code, &e.to_status());
+    if e.code == 429 {
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// What a path addresses.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The kind.
+    pub def: ResourceDef,
+    /// Namespace from the path (empty for cluster scope or all namespaces).
+    pub namespace: Option<String>,
+    /// Object name.
+    pub name: Option<String>,
+    /// Subresource.
+    pub subresource: Option<String>,
+}
+
+/// Parses `/api/v1/...` and `/apis/{g}/{v}/...` resource paths.
+pub fn parse_target(st: &KubeState, path: &str) -> Result<Target, ApiError> {
+    let segs: Vec<&str> = path
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::path_not_found()),
+    };
+    let (namespace, plural, name, sub) = match rest {
+        [p] => (None, *p, None, None),
+        ["namespaces", n, s @ ("status" | "finalize")] if group.is_empty() => {
+            (None, "namespaces", Some(*n), Some(*s))
+        }
+        ["namespaces", ns, p] => (Some(*ns), *p, None, None),
+        ["namespaces", ns, p, n] => (Some(*ns), *p, Some(*n), None),
+        ["namespaces", ns, p, n, s] => (Some(*ns), *p, Some(*n), Some(*s)),
+        [p, n] => (None, *p, Some(*n), None),
+        [p, n, s] => (None, *p, Some(*n), Some(*s)),
+        _ => return Err(ApiError::path_not_found()),
+    };
+    let store = st.lock_store();
+    let def = store
+        .registry
+        .get(group, version, plural)
+        .cloned()
+        .ok_or_else(ApiError::path_not_found)?;
+    if namespace.is_some() && !def.namespaced {
+        return Err(ApiError::path_not_found());
+    }
+    if !def.namespaced && name.is_none() && namespace.is_some() {
+        return Err(ApiError::path_not_found());
+    }
+    if def.namespaced && name.is_some() && namespace.is_none() {
+        return Err(ApiError::path_not_found());
+    }
+    Ok(Target {
+        def,
+        namespace: namespace.map(str::to_owned),
+        name: name.map(str::to_owned),
+        subresource: sub.map(str::to_owned),
+    })
+}
+
+/// Parsed query string (last value wins).
+pub fn parse_query(q: &str) -> BTreeMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let dec = |s: &str| crate::sandbox::quay::api::percent_decode(&s.replace('+', " "));
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+fn verb(method: &str, t: &Target, query: &BTreeMap<String, String>) -> &'static str {
+    match (method, t.name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// The apiserver's request handler.
+pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let query = parse_query(parts.uri.query().unwrap_or_default());
+    let method = parts.method.as_str().to_owned();
+    let header = |name: http::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let accept = header(ACCEPT).unwrap_or_default();
+    let content_type = header(CONTENT_TYPE).unwrap_or_default();
+    let user_agent = header(http::header::USER_AGENT).unwrap_or_default();
+    let identity = match st.identity(header(http::header::AUTHORIZATION).as_deref()) {
+        Some(i) => i,
+        None => {
+            return error(&ApiError {
+                code: 401,
+                reason: "Unauthorized",
+                message: "Unauthorized".into(),
+                details: None,
+            });
+        }
+    };
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return error(&ApiError {
+            code: 413,
+            reason: "RequestEntityTooLarge",
+            message: "request body too large".into(),
+            details: None,
+        });
+    };
+    if let Some(reply) = discovery(&st, &path, &header(http::header::HOST).unwrap_or_default()) {
+        return reply;
+    }
+    if let Some(rest) = path.strip_prefix("/_sandbox/kube/") {
+        return super::server::control(&st, &method, rest, &query, &identity, &body);
+    }
+    let target = match parse_target(&st, &path) {
+        Ok(t) => t,
+        Err(e) => return error(&e),
+    };
+    let verb = verb(&method, &target, &query);
+    st.record(KubeRequest {
+        identity: identity.clone(),
+        verb: verb.to_owned(),
+        group: target.def.group.clone(),
+        resource: target.def.plural.clone(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        subresource: target.subresource.clone().unwrap_or_default(),
+        name: target.name.clone().unwrap_or_default(),
+    });
+    let (latency, injected) = st.decide_fault(&method);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(e) = injected {
+        return error(&e);
+    }
+    let manager = query.get("fieldManager").cloned().unwrap_or_else(|| {
+        let agent = user_agent.split('/').next().unwrap_or_default();
+        if agent.is_empty() {
+            "unknown".to_owned()
+        } else {
+            agent.to_owned()
+        }
+    });
+    let opts = WriteOptions {
+        dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        manager,
+    };
+    let wants_table = accept.contains("as=Table");
+    let result = match (method.as_str(), &target) {
+        (
+            "GET",
+            Target {
+                name: Some(_),
+                subresource: None | Some(_),
+                ..
+            },
+        ) => get_item(&st, &target, wants_table),
+        ("GET", _) if verb == "watch" => return watch(st.clone(), target, &query, wants_table),
+        ("GET", _) => list(&st, &target, &query, wants_table),
+        ("POST", Target { name: None, .. }) => create(&st, &target, &body, &opts, &identity).await,
+        (
+            "POST",
+            Target {
+                name: Some(_),
+                subresource: Some(sub),
+                ..
+            },
+        ) if sub == "instantiate" && target.def.plural == "buildconfigs" => {
+            openshift::instantiate(&st, &target, &body, &opts, &identity).await
+        }
+        ("PUT", Target { name: Some(_), .. }) => {
+            update(&st, &target, &body, &opts, &identity).await
+        }
+        ("PATCH", Target { name: Some(_), .. }) => {
+            patch_item(&st, &target, &body, &content_type, &query, &opts, &identity).await
+        }
+        (
+            "DELETE",
+            Target {
+                name: Some(_),
+                subresource: None,
+                ..
+            },
+        ) => delete(&st, &target, &body, &opts),
+        ("DELETE", Target { name: None, .. }) => delete_collection(&st, &target, &query, &opts),
+        _ => Err(ApiError::method_not_allowed()),
+    };
+    match result {
+        Ok((status, v)) => respond(status, &v),
+        Err(e) => error(&e),
+    }
+}
+
+fn discovery(st: &KubeState, path: &str, host: &str) -> Option<Response> {
+    let store = st.lock_store();
+    let reply = match path.trim_end_matches('/') {
+        "/version" => {
+            json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-sandbox", "gitCommit": "", "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "n/a", "compiler": "rustc", "platform": "linux/amd64"})
+        }
+        "/healthz" | "/readyz" | "/livez" => {
+            let mut r = Response::new(Body::from("ok"));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            return Some(r);
+        }
+        "/api" => {
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}]})
+        }
+        "/apis" => {
+            let groups: Vec<Value> = store
+                .registry
+                .groups()
+                .into_iter()
+                .filter(|(g, _)| !g.is_empty())
+                .map(|(g, versions)| {
+                    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+                    json!({"name": g, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or_default()})
+                })
+                .collect();
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        }
+        "/api/v1" => store.registry.resource_list("", "v1")?,
+        p => {
+            let segs: Vec<&str> = p.trim_start_matches('/').split('/').collect();
+            match segs.as_slice() {
+                ["apis", g] => {
+                    let versions = store.registry.groups().remove(*g)?;
+                    let vs: Vec<Value> = versions
+                        .iter()
+                        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                        .collect();
+                    json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or_default()})
+                }
+                ["apis", g, v] => store.registry.resource_list(g, v)?,
+                ["openapi", ..] => return Some(error(&ApiError::path_not_found())),
+                _ => return None,
+            }
+        }
+    };
+    Some(respond(200, &reply))
+}
+
+fn get_item(st: &KubeState, t: &Target, wants_table: bool) -> Result<(u16, Value), ApiError> {
+    if t.def.create_only {
+        return Err(ApiError::method_not_allowed());
+    }
+    let store = st.lock_store();
+    let name = t.name.as_deref().unwrap_or_default();
+    let obj = store.get_or_404(&t.def, t.namespace.as_deref().unwrap_or_default(), name)?;
+    match t.subresource.as_deref() {
+        None => {}
+        Some("status") if t.def.status_subresource => {}
+        Some(_) => return Err(ApiError::path_not_found()),
+    }
+    if wants_table {
+        return Ok((200, table::table(&t.def, &[&obj], store.rv())));
+    }
+    Ok((200, (*obj).clone()))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: u64,
+    start: String,
+}
+
+fn selectors(
+    def: &ResourceDef,
+    query: &BTreeMap<String, String>,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    let extra: Vec<&str> = def.field_selectors.iter().map(String::as_str).collect();
+    let fields = FieldSelector::parse(
+        query.get("fieldSelector").map_or("", String::as_str),
+        &extra,
+    )
+    .map_err(ApiError::bad_request)?;
+    Ok((labels, fields))
+}
+
+fn list(
+    st: &KubeState,
+    t: &Target,
+    query: &BTreeMap<String, String>,
+    wants_table: bool,
+) -> Result<(u16, Value), ApiError> {
+    if t.def.create_only {
+        return Err(ApiError::method_not_allowed());
+    }
+    let (labels, fields) = selectors(&t.def, query)?;
+    let store = st.lock_store();
+    let mut items = store.list(&t.def, t.namespace.as_deref(), &labels, &fields);
+    let mut list_rv = store.rv();
+    if let Some(token) = query.get("continue").filter(|c| !c.is_empty()) {
+        let decoded: ContinueToken =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+        if decoded.rv < store.compacted_rv() {
+            return Err(ApiError::expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            ));
+        }
+        list_rv = decoded.rv;
+        items.retain(|o| key_of(o) > decoded.start);
+    }
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let mut meta = json!({"resourceVersion": list_rv.to_string()});
+    if let Some(limit) = limit
+        && items.len() > limit
+    {
+        items.truncate(limit);
+        let start = items.last().map(|o| key_of(o)).unwrap_or_default();
+        let token = serde_json::to_vec(&ContinueToken { rv: list_rv, start }).unwrap_or_default();
+        meta["continue"] = json!(base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token
+        ));
+    }
+    if wants_table {
+        let refs: Vec<&Value> = items.iter().map(|o| o.as_ref()).collect();
+        let mut t = table::table(&t.def, &refs, list_rv);
+        t["metadata"] = meta;
+        return Ok((200, t));
+    }
+    let items: Vec<Value> = items.iter().map(|o| (**o).clone()).collect();
+    Ok((
+        200,
+        json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": meta, "items": items}),
+    ))
+}
+
+fn key_of(obj: &Value) -> String {
+    format!("{}/{}", super::store::namespace_of(obj), name_of(obj))
+}
+
+// === watch ===
+
+fn watch_line(kind: &str, object: Value) -> Bytes {
+    let mut line = json!({"type": kind, "object": object}).to_string();
+    line.push('\n');
+    Bytes::from(line)
+}
+
+struct WatchFilter {
+    res: (String, String),
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl WatchFilter {
+    fn matches(&self, obj: &Value) -> bool {
+        (self.labels.is_empty() || self.labels.matches(&labels_of(obj))) && self.fields.matches(obj)
+    }
+
+    /// The event a watcher with this filter sees, if any (selector
+    /// transitions turn MODIFIED into ADDED or DELETED).
+    fn translate(&self, ev: &StoredEvent) -> Option<(&'static str, Arc<Value>)> {
+        if ev.res != self.res
+            || self
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| ns != ev.namespace)
+        {
+            return None;
+        }
+        let now = self.matches(&ev.object);
+        let before = ev.prev.as_deref().is_some_and(|p| self.matches(p));
+        match ev.kind {
+            EventType::Added if now => Some(("ADDED", ev.object.clone())),
+            EventType::Modified if now && before => Some(("MODIFIED", ev.object.clone())),
+            EventType::Modified if now => Some(("ADDED", ev.object.clone())),
+            EventType::Modified if before => Some(("DELETED", ev.object.clone())),
+            EventType::Deleted if now || before => Some(("DELETED", ev.object.clone())),
+            _ => None,
+        }
+    }
+}
+
+fn watch(
+    st: Arc<KubeState>,
+    t: Target,
+    query: &BTreeMap<String, String>,
+    wants_table: bool,
+) -> Response {
+    let (labels, fields) = match selectors(&t.def, query) {
+        Ok(s) => s,
+        Err(e) => return error(&e),
+    };
+    let filter = WatchFilter {
+        res: (t.def.group.clone(), t.def.plural.clone()),
+        namespace: t.namespace.clone(),
+        labels,
+        fields,
+    };
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(Duration::from_secs(1800), Duration::from_secs);
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|b| b == "true");
+    let from: Option<u64> = query
+        .get("resourceVersion")
+        .and_then(|rv| rv.parse().ok())
+        .filter(|rv| *rv > 0);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    let mut reset = st.watch_reset.subscribe();
+    let def = t.def.clone();
+    // Replay and subscription happen under one lock, so nothing is missed.
+    let (initial, mut live, mut last_rv, expired) = {
+        let store = st.lock_store();
+        let live = store.subscribe();
+        match from {
+            Some(rv) => match store.history_since(rv, &filter.res) {
+                Some(events) => {
+                    let lines: Vec<(&'static str, Arc<Value>)> =
+                        events.iter().filter_map(|e| filter.translate(e)).collect();
+                    (
+                        lines,
+                        live,
+                        events
+                            .last()
+                            .map_or(rv.max(store.rv()), |e| e.rv.max(store.rv())),
+                        false,
+                    )
+                }
+                None => (Vec::new(), live, rv, true),
+            },
+            None => {
+                let objs = store.list(
+                    &def,
+                    filter.namespace.as_deref(),
+                    &filter.labels,
+                    &filter.fields,
+                );
+                (
+                    objs.into_iter().map(|o| ("ADDED", o)).collect(),
+                    live,
+                    store.rv(),
+                    false,
+                )
+            }
+        }
+    };
+    let render = move |obj: &Value| -> Value {
+        if wants_table {
+            table::table(&def, &[obj], rv_of(obj).unwrap_or_default())
+        } else {
+            obj.clone()
+        }
+    };
+    let kind = t.def.kind.clone();
+    let api_version = t.def.api_version();
+    tokio::spawn(async move {
+        if expired {
+            let status = ApiError::expired(format!(
+                "too old resource version: {} ({})",
+                from.unwrap_or_default(),
+                st.lock_store().compacted_rv()
+            ))
+            .to_status();
+            let _ = tx.send(watch_line("ERROR", status)).await;
+            return;
+        }
+        for (ty, obj) in initial {
+            if tx.send(watch_line(ty, render(&obj))).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut bookmark = tokio::time::interval(Duration::from_secs(60));
+        bookmark.tick().await;
+        loop {
+            tokio::select! {
+                ev = live.recv() => match ev {
+                    Ok(ev) => {
+                        if ev.rv <= last_rv {
+                            continue;
+                        }
+                        last_rv = ev.rv;
+                        if let Some((ty, obj)) = filter.translate(&ev)
+                            && tx.send(watch_line(ty, render(&obj))).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    // Too slow or closed: end; the client resumes from its last RV.
+                    Err(_) => return,
+                },
+                _ = bookmark.tick(), if bookmarks => {
+                    let obj = json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": last_rv.to_string()}});
+                    if tx.send(watch_line("BOOKMARK", obj)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = &mut deadline => return,
+                _ = reset.changed() => return,
+                () = tx.closed() => return,
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::TRANSFER_ENCODING,
+        HeaderValue::from_static("chunked"),
+    );
+    r
+}
+
+// === writes ===
+
+fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body could not be decoded as JSON: {e}"
+        ))
+    })
+}
+
+/// Creates an object through admission; used by POST and by the simulated
+/// OpenShift controllers that create through the API (instantiate).
+pub async fn create_object(
+    st: &KubeState,
+    def: &ResourceDef,
+    ns: &str,
+    obj: Value,
+    opts: &WriteOptions,
+    identity: &str,
+) -> Result<Arc<Value>, ApiError> {
+    let candidate = st.lock_store().prepare_create(def, ns, obj)?;
+    let mutated = admission::mutate(
+        st,
+        def,
+        "CREATE",
+        None,
+        candidate.clone(),
+        None,
+        identity,
+        opts.dry_run,
+    )
+    .await?;
+    let mutated = keep_identity(mutated, &candidate);
+    st.lock_store().commit_create(def, mutated, opts)
+}
+
+/// Webhooks may not change what the server owns.
+fn keep_identity(mut mutated: Value, original: &Value) -> Value {
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "generation",
+    ] {
+        if let Some(v) = original.pointer(&format!("/metadata/{k}")) {
+            mutated["metadata"][k] = v.clone();
+        }
+    }
+    mutated
+}
+
+async fn create(
+    st: &KubeState,
+    t: &Target,
+    body: &Bytes,
+    opts: &WriteOptions,
+    identity: &str,
+) -> Result<(u16, Value), ApiError> {
+    let obj = parse_body(body)?;
+    let ns = t.namespace.clone().unwrap_or_default();
+    if t.def.plural == "imagestreamimports" {
+        return openshift::import(st, &t.def, &ns, obj, opts, identity).await;
+    }
+    let stored = create_object(st, &t.def, &ns, obj, opts, identity).await?;
+    Ok((201, (*stored).clone()))
+}
+
+async fn update(
+    st: &KubeState,
+    t: &Target,
+    body: &Bytes,
+    opts: &WriteOptions,
+    identity: &str,
+) -> Result<(u16, Value), ApiError> {
+    let (ns, name) = (
+        t.namespace.clone().unwrap_or_default(),
+        t.name.clone().unwrap_or_default(),
+    );
+    let sub = t.subresource.as_deref();
+    match sub {
+        None => {}
+        Some("status") if t.def.status_subresource => {}
+        Some("finalize") if t.def.plural == "namespaces" => return finalize_namespace(st, t, body),
+        Some(_) => return Err(ApiError::path_not_found()),
+    }
+    if t.def.create_only {
+        return Err(ApiError::method_not_allowed());
+    }
+    let body = parse_body(body)?;
+    let precondition = body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    for _ in 0..WRITE_RETRIES {
+        let old = st.lock_store().get_or_404(&t.def, &ns, &name)?;
+        let old_rv = rv_of(&old).unwrap_or_default();
+        if precondition
+            .as_deref()
+            .is_some_and(|p| p != old_rv.to_string())
+        {
+            return Err(ApiError::conflict(&t.def, &name));
+        }
+        let mutated = admission::mutate(
+            st,
+            &t.def,
+            "UPDATE",
+            sub,
+            body.clone(),
+            Some(&old),
+            identity,
+            opts.dry_run,
+        )
+        .await?;
+        match st.lock_store().commit_update(
+            &t.def,
+            Update {
+                ns: &ns,
+                name: &name,
+                read_rv: old_rv,
+                object: mutated,
+                subresource: sub,
+                apply_owners: None,
+            },
+            opts,
+        ) {
+            Ok(v) => return Ok((200, (*v).clone())),
+            Err(CommitError::Retry) if precondition.is_none() => continue,
+            Err(CommitError::Retry) => return Err(ApiError::conflict(&t.def, &name)),
+            Err(CommitError::Api(e)) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(&t.def, &name))
+}
+
+fn finalize_namespace(st: &KubeState, t: &Target, body: &Bytes) -> Result<(u16, Value), ApiError> {
+    let body = parse_body(body)?;
+    let name = t.name.clone().unwrap_or_default();
+    let mut store = st.lock_store();
+    let old = store.get_or_404(&t.def, "", &name)?;
+    let mut new = (*old).clone();
+    new["spec"]["finalizers"] = body
+        .pointer("/spec/finalizers")
+        .cloned()
+        .unwrap_or(json!([]));
+    store
+        .controller_write(&t.def, new, "namespace-controller")
+        .map(|v| (200, (*v).clone()))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn patch_item(
+    st: &KubeState,
+    t: &Target,
+    body: &Bytes,
+    content_type: &str,
+    query: &BTreeMap<String, String>,
+    opts: &WriteOptions,
+    identity: &str,
+) -> Result<(u16, Value), ApiError> {
+    let (ns, name) = (
+        t.namespace.clone().unwrap_or_default(),
+        t.name.clone().unwrap_or_default(),
+    );
+    let sub = t.subresource.as_deref();
+    match sub {
+        None => {}
+        Some("status") if t.def.status_subresource => {}
+        Some(_) => return Err(ApiError::path_not_found()),
+    }
+    if t.def.create_only {
+        return Err(ApiError::method_not_allowed());
+    }
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let force = query.get("force").is_some_and(|f| f == "true");
+    let is_apply = media == "application/apply-patch+yaml";
+    if force && !is_apply {
+        return Err(ApiError::bad_request(
+            "force is only supported for apply patches",
+        ));
+    }
+    if is_apply && query.get("fieldManager").is_none_or(String::is_empty) {
+        return Err(ApiError::unprocessable(
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        ));
+    }
+    if media == "application/strategic-merge-patch+json" && t.def.custom {
+        return Err(ApiError::unsupported_media_type(&media));
+    }
+    if !matches!(
+        media.as_str(),
+        "application/json-patch+json"
+            | "application/merge-patch+json"
+            | "application/strategic-merge-patch+json"
+            | "application/apply-patch+yaml"
+    ) {
+        return Err(ApiError::unsupported_media_type(&media));
+    }
+    let patch_doc: Value = serde_json::from_slice(body).map_err(|e| {
+        if is_apply {
+            ApiError::bad_request(format!(
+                "the sandbox accepts apply configurations as JSON only: {e}"
+            ))
+        } else {
+            ApiError::bad_request(format!("the patch could not be decoded: {e}"))
+        }
+    })?;
+    for _ in 0..WRITE_RETRIES {
+        let existing = st.lock_store().get(&t.def, &ns, &name);
+        let Some(old) = existing else {
+            if is_apply && sub.is_none() {
+                // Server-side apply creates what is missing.
+                let mut owners = patch::Ownership::new();
+                let mut obj = json!({"metadata": {"name": name}});
+                patch::apply(&mut obj, &patch_doc, &opts.manager, true, &mut owners)
+                    .map_err(|_| ApiError::internal("apply on an empty object"))?;
+                let ops = owners
+                    .keys()
+                    .map(|k| (k.clone(), "Apply".to_owned()))
+                    .collect();
+                obj["metadata"]["managedFields"] = patch::to_managed_fields(
+                    &owners,
+                    &ops,
+                    &t.def.api_version(),
+                    &super::store::now_rfc3339(),
+                );
+                let stored = create_object(st, &t.def, &ns, obj, opts, identity).await?;
+                return Ok((201, (*stored).clone()));
+            }
+            return Err(ApiError::not_found(&t.def, &name));
+        };
+        let old_rv = rv_of(&old).unwrap_or_default();
+        let mut new = (*old).clone();
+        let mut apply_owners = None;
+        let patched = match media.as_str() {
+            "application/json-patch+json" => patch::json_patch(&mut new, &patch_doc),
+            "application/merge-patch+json" => {
+                patch::merge_patch(&mut new, &patch_doc);
+                Ok(())
+            }
+            "application/strategic-merge-patch+json" => {
+                patch::strategic_merge_patch(&mut new, &patch_doc)
+            }
+            _ => {
+                let (mut owners, _) =
+                    patch::from_managed_fields(old.pointer("/metadata/managedFields"));
+                match patch::apply(&mut new, &patch_doc, &opts.manager, force, &mut owners) {
+                    Ok(()) => {
+                        apply_owners = Some(owners);
+                        Ok(())
+                    }
+                    Err(conflicts) => {
+                        let list = conflicts
+                            .iter()
+                            .map(|c| format!("conflict with {:?}: {}", c.manager, c.field))
+                            .collect::<Vec<_>>()
+                            .join("\n- ");
+                        let msg = format!(
+                            "Apply failed with {} conflict{}: {list}",
+                            conflicts.len(),
+                            if conflicts.len() == 1 { "" } else { "s" }
+                        );
+                        return Err(ApiError::apply_conflict(&t.def, &name, msg));
+                    }
+                }
+            }
+        };
+        match patched {
+            Ok(()) => {}
+            Err(PatchError::Malformed(m)) => return Err(ApiError::bad_request(m)),
+            Err(PatchError::Failed(m)) => return Err(ApiError::unprocessable(m)),
+        }
+        // A resourceVersion in the patched object is a precondition.
+        let wanted = new
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if wanted.as_deref().is_some_and(|w| w != old_rv.to_string()) {
+            return Err(ApiError::conflict(&t.def, &name));
+        }
+        let mutated = admission::mutate(
+            st,
+            &t.def,
+            "UPDATE",
+            sub,
+            new,
+            Some(&old),
+            identity,
+            opts.dry_run,
+        )
+        .await?;
+        match st.lock_store().commit_update(
+            &t.def,
+            Update {
+                ns: &ns,
+                name: &name,
+                read_rv: old_rv,
+                object: mutated,
+                subresource: sub,
+                apply_owners,
+            },
+            opts,
+        ) {
+            Ok(v) => return Ok((200, (*v).clone())),
+            Err(CommitError::Retry) => continue,
+            Err(CommitError::Api(e)) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(&t.def, &name))
+}
+
+fn delete(
+    st: &KubeState,
+    t: &Target,
+    body: &Bytes,
+    opts: &WriteOptions,
+) -> Result<(u16, Value), ApiError> {
+    if t.def.create_only {
+        return Err(ApiError::method_not_allowed());
+    }
+    let (ns, name) = (
+        t.namespace.clone().unwrap_or_default(),
+        t.name.clone().unwrap_or_default(),
+    );
+    let options: Value = if body.is_empty() {
+        json!({})
+    } else {
+        parse_body(body)?
+    };
+    let precondition = options
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str);
+    let mut store = st.lock_store();
+    let deleted = store.delete(&t.def, &ns, &name, opts, precondition)?;
+    if super::store::is_deleting(&deleted) || t.def.custom {
+        return Ok((200, (*deleted).clone()));
+    }
+    Ok((
+        200,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": {"name": name, "group": t.def.group, "kind": t.def.plural, "uid": deleted.pointer("/metadata/uid").cloned().unwrap_or_default()}}),
+    ))
+}
+
+fn delete_collection(
+    st: &KubeState,
+    t: &Target,
+    query: &BTreeMap<String, String>,
+    opts: &WriteOptions,
+) -> Result<(u16, Value), ApiError> {
+    if t.def.create_only {
+        return Err(ApiError::method_not_allowed());
+    }
+    let (labels, fields) = selectors(&t.def, query)?;
+    let mut store = st.lock_store();
+    let targets = store.list(&t.def, t.namespace.as_deref(), &labels, &fields);
+    let mut items = Vec::new();
+    for obj in targets {
+        let (ns, name) = (
+            super::store::namespace_of(&obj).to_owned(),
+            name_of(&obj).to_owned(),
+        );
+        if let Ok(d) = store.delete(&t.def, &ns, &name, opts, None) {
+            items.push((*d).clone());
+        }
+    }
+    Ok((
+        200,
+        json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": {"resourceVersion": store.rv().to_string()}, "items": items}),
+    ))
+}

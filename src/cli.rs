@@ -50,6 +50,18 @@ pub struct SandboxArgs {
     /// printed when not given.
     #[arg(long, env = "SANDBOX_QUAY_TOKEN", hide_env_values = true)]
     pub quay_token: Option<String>,
+
+    /// Address of the embedded Kubernetes API server (HTTPS).
+    #[arg(long, env = "SANDBOX_LISTEN_KUBE", default_value = "127.0.0.1:6443")]
+    pub listen_kube: String,
+
+    /// Where to write a kubeconfig for the embedded API server.
+    #[arg(
+        long,
+        env = "SANDBOX_KUBECONFIG_OUT",
+        default_value = "sandbox.kubeconfig"
+    )]
+    pub kubeconfig_out: std::path::PathBuf,
 }
 
 /// A sandbox component.
@@ -114,6 +126,7 @@ mod tests {
         let cli = Cli::try_parse_from(["quay-bridge-operator", "sandbox"]).unwrap();
         let Command::Sandbox(args) = cli.command;
         assert_eq!(args.listen_quay, "127.0.0.1:8080");
+        assert_eq!(args.listen_kube, "127.0.0.1:6443");
         assert_eq!(args.components.0, [Component::Quay].into());
         assert!(args.quay_token.is_none());
     }

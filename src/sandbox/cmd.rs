@@ -1,5 +1,6 @@
 //! `quay-bridge-operator sandbox`: runs the embedded components on loopback.
 
+use super::kube::{ADMIN_IDENTITY, EmbeddedKube, EmbeddedKubeConfig};
 use super::quay::{EmbeddedQuay, EmbeddedQuayConfig};
 use crate::cli::{Component, SandboxArgs};
 use crate::secret::SecretString;
@@ -11,8 +12,13 @@ pub enum SandboxError {
     /// A component could not start.
     #[error(transparent)]
     Net(#[from] crate::net::NetError),
+    /// The kubeconfig could not be written.
+    #[error("cannot write the kubeconfig to {0}: {1}")]
+    Kubeconfig(String, std::io::Error),
     /// A component was asked for that this build cannot run.
-    #[error("sandbox component {0:?} is not available in this build; run with --components quay")]
+    #[error(
+        "sandbox component {0:?} is not available in this build; run with --components kube,quay"
+    )]
     Unavailable(Component),
 }
 
@@ -22,34 +28,64 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
         components,
         listen_quay,
         quay_token,
+        listen_kube,
+        kubeconfig_out,
     } = args;
-    if let Some(missing) = components.0.iter().find(|c| **c != Component::Quay) {
+    if let Some(missing) = components.0.iter().find(|c| **c == Component::Operator) {
         return Err(SandboxError::Unavailable(*missing));
     }
-    let config = EmbeddedQuayConfig {
-        listen: listen_quay,
-        admin_token: quay_token.map(SecretString::new),
-        ..EmbeddedQuayConfig::default()
-    };
-    let quay = EmbeddedQuay::start(config).await?;
-    let url = quay.url();
-    // The sandbox exists to be used by hand: print how.
-    println!("Embedded Quay listening on {url}");
-    println!("  admin user:  {}", quay.admin_user());
-    println!("  admin token: {}", quay.admin_token().expose());
-    println!();
-    println!("Try:");
-    println!("  export QUAY_TOKEN={}", quay.admin_token().expose());
-    println!("  curl -s -H \"Authorization: Bearer $QUAY_TOKEN\" {url}/api/v1/user/");
-    println!(
-        "  curl -s -X POST -H \"Authorization: Bearer $QUAY_TOKEN\" -H 'Content-Type: application/json' -d '{{\"name\":\"demo\"}}' {url}/api/v1/organization/"
-    );
-    println!("  curl -s -H \"Authorization: Bearer $QUAY_TOKEN\" {url}/_sandbox/quay/state");
-    println!();
+    let mut quay = None;
+    if components.0.contains(&Component::Quay) {
+        let config = EmbeddedQuayConfig {
+            listen: listen_quay,
+            admin_token: quay_token.map(SecretString::new),
+            ..EmbeddedQuayConfig::default()
+        };
+        let q = EmbeddedQuay::start(config).await?;
+        let url = q.url();
+        // The sandbox exists to be used by hand: print how.
+        println!("Embedded Quay listening on {url}");
+        println!("  admin user:  {}", q.admin_user());
+        println!("  admin token: {}", q.admin_token().expose());
+        println!(
+            "  try: curl -s -H \"Authorization: Bearer {}\" {url}/api/v1/user/",
+            q.admin_token().expose()
+        );
+        quay = Some(q);
+    }
+    let mut kube = None;
+    if components.0.contains(&Component::Kube) {
+        let k = EmbeddedKube::start(EmbeddedKubeConfig {
+            listen: Some(listen_kube),
+            ..EmbeddedKubeConfig::default()
+        })
+        .await?;
+        if let Some(q) = &quay {
+            let host = q.url().trim_start_matches("http://").to_owned();
+            k.register_registry(&host, &q.url());
+        }
+        k.write_kubeconfig(&kubeconfig_out, ADMIN_IDENTITY)
+            .map_err(|e| SandboxError::Kubeconfig(kubeconfig_out.display().to_string(), e))?;
+        println!(
+            "Embedded Kubernetes API server listening on {}",
+            k.url().unwrap_or_default()
+        );
+        println!("  kubeconfig:  {}", kubeconfig_out.display());
+        println!(
+            "  try: kubectl --kubeconfig {} get namespaces",
+            kubeconfig_out.display()
+        );
+        kube = Some(k);
+    }
     println!("Press Ctrl-C to stop.");
     shutdown_signal().await;
     tracing::info!("shutting down");
-    quay.shutdown().await;
+    if let Some(k) = kube {
+        k.shutdown().await;
+    }
+    if let Some(q) = quay {
+        q.shutdown().await;
+    }
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
 }

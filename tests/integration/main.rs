@@ -6,6 +6,8 @@
 mod cli;
 mod common;
 mod kube_api;
+mod kube_kubectl;
+mod kube_openshift;
 mod quay_client;
 mod quay_faults;
 mod quay_recorded;

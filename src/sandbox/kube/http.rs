@@ -199,6 +199,18 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
         manager,
     };
     let wants_table = accept.contains("as=Table");
+    // Bodies are JSON only; like an apiserver that does not serve a
+    // content type (protobuf, CBOR), answer 415 so client-go falls back
+    // to JSON.
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if matches!(method.as_str(), "POST" | "PUT")
+        && !body.is_empty()
+        && !media.is_empty()
+        && media != "application/json"
+        && media != "*/*"
+    {
+        return error(&ApiError::unsupported_media_type(media));
+    }
     let result = match (method.as_str(), &target) {
         (
             "GET",
@@ -285,6 +297,9 @@ fn discovery(st: &KubeState, path: &str, host: &str) -> Option<Response> {
                     json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or_default()})
                 }
                 ["apis", g, v] => store.registry.resource_list(g, v)?,
+                ["openapi", "v3"] => store.registry.openapi_v3_root(),
+                ["openapi", "v3", "api", v] => store.registry.openapi_v3_document("", v)?,
+                ["openapi", "v3", "apis", g, v] => store.registry.openapi_v3_document(g, v)?,
                 ["openapi", ..] => return Some(error(&ApiError::path_not_found())),
                 _ => return None,
             }

@@ -460,6 +460,65 @@ impl Registry {
         groups
     }
 
+    /// The OpenAPI v3 root: one document per group version.
+    pub fn openapi_v3_root(&self) -> Value {
+        let mut paths = serde_json::Map::new();
+        for (group, versions) in self.groups() {
+            for v in versions {
+                let key = if group.is_empty() {
+                    format!("api/{v}")
+                } else {
+                    format!("apis/{group}/{v}")
+                };
+                paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", self.defs.len())}));
+            }
+        }
+        json!({"paths": paths})
+    }
+
+    /// A group version's OpenAPI v3 document: the operations of each kind
+    /// with their group-version-kind and query parameters (what kubectl
+    /// reads to learn that server-side field validation is supported).
+    pub fn openapi_v3_document(&self, group: &str, version: &str) -> Option<Value> {
+        let defs: Vec<&ResourceDef> = self
+            .defs
+            .values()
+            .filter(|d| d.group == group && d.version == version)
+            .collect();
+        if defs.is_empty() {
+            return None;
+        }
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let mut paths = serde_json::Map::new();
+        for d in defs {
+            let gvk = json!({"group": d.group, "version": d.version, "kind": d.kind});
+            let params = json!([
+                {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
+                {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
+                {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+            ]);
+            let op = |action: &str| json!({"x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": action, "parameters": params, "responses": {"200": {"description": "OK"}}});
+            let base = if d.namespaced {
+                format!("{prefix}/namespaces/{{namespace}}/{}", d.plural)
+            } else {
+                format!("{prefix}/{}", d.plural)
+            };
+            if d.create_only {
+                paths.insert(base, json!({"post": op("post")}));
+                continue;
+            }
+            paths.insert(base.clone(), json!({"get": op("list"), "post": op("post")}));
+            paths.insert(format!("{base}/{{name}}"), json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+        }
+        Some(
+            json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths, "components": {"schemas": {}}}),
+        )
+    }
+
     /// An `APIResourceList` for one group version.
     pub fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
         let defs: Vec<&ResourceDef> = self

@@ -1,0 +1,227 @@
+//! The installed `kubectl` against the embedded apiserver over TLS.
+
+use crate::common;
+use quay_bridge_operator::sandbox::kube::{ADMIN_IDENTITY, EmbeddedKube, EmbeddedKubeConfig};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl is installed (.ci/run installs it)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let (success, stdout, stderr) = kubectl(kubeconfig, args);
+    assert!(success, "kubectl {args:?} failed: {stderr}");
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_get_patch_apply_watch_delete() {
+    common::init();
+    let k = EmbeddedKube::start(EmbeddedKubeConfig {
+        listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    k.write_kubeconfig(&kc, ADMIN_IDENTITY).unwrap();
+    let manifest = dir.path().join("objects.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kc-demo\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: kc-demo\ndata:\n  a: \"1\"\n",
+    )
+    .unwrap();
+    let kc = kc.as_path();
+    let created =
+        tokio::task::block_in_place(|| ok(kc, &["create", "-f", manifest.to_str().unwrap()]));
+    assert!(
+        created.contains("namespace/kc-demo created") && created.contains("configmap/cfg created"),
+        "{created}"
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&tokio::task::block_in_place(|| {
+        ok(
+            kc,
+            &["get", "configmap", "cfg", "-n", "kc-demo", "-o", "json"],
+        )
+    }))
+    .unwrap();
+    assert_eq!(json["data"]["a"], "1");
+    assert!(json["metadata"]["uid"].is_string());
+
+    let table = tokio::task::block_in_place(|| ok(kc, &["get", "namespaces"]));
+    assert!(
+        table.lines().next().unwrap().starts_with("NAME")
+            && table.contains("kc-demo")
+            && table.contains("Active"),
+        "{table}"
+    );
+
+    tokio::task::block_in_place(|| {
+        ok(
+            kc,
+            &[
+                "patch",
+                "configmap",
+                "cfg",
+                "-n",
+                "kc-demo",
+                "--type=merge",
+                "-p",
+                r#"{"data":{"b":"2"}}"#,
+            ],
+        );
+        ok(
+            kc,
+            &[
+                "patch",
+                "configmap",
+                "cfg",
+                "-n",
+                "kc-demo",
+                "--type=json",
+                "-p",
+                r#"[{"op":"add","path":"/data/c","value":"3"}]"#,
+            ],
+        );
+        ok(
+            kc,
+            &[
+                "patch",
+                "configmap",
+                "cfg",
+                "-n",
+                "kc-demo",
+                "-p",
+                r#"{"data":{"d":"4"}}"#,
+            ],
+        );
+    });
+    let data = tokio::task::block_in_place(|| {
+        ok(
+            kc,
+            &[
+                "get",
+                "configmap",
+                "cfg",
+                "-n",
+                "kc-demo",
+                "-o",
+                "jsonpath={.data}",
+            ],
+        )
+    });
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        data,
+        serde_json::json!({"a": "1", "b": "2", "c": "3", "d": "4"})
+    );
+
+    // apply (client side, then server side) over the same object.
+    std::fs::write(&manifest, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: kc-demo\ndata:\n  a: \"10\"\n").unwrap();
+    tokio::task::block_in_place(|| ok(kc, &["apply", "-f", manifest.to_str().unwrap()]));
+    let applied = tokio::task::block_in_place(|| {
+        ok(
+            kc,
+            &["apply", "--server-side", "-f", manifest.to_str().unwrap()],
+        )
+    });
+    assert!(applied.contains("serverside-applied"), "{applied}");
+    assert_eq!(
+        tokio::task::block_in_place(|| ok(
+            kc,
+            &[
+                "get",
+                "configmap",
+                "cfg",
+                "-n",
+                "kc-demo",
+                "-o",
+                "jsonpath={.data.a}"
+            ]
+        )),
+        "10"
+    );
+
+    // get -w sees a change made while it watches.
+    let mut watch = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args([
+            "get",
+            "configmap",
+            "cfg",
+            "-n",
+            "kc-demo",
+            "-w",
+            "-o",
+            "jsonpath={.metadata.labels.stage}{\"\\n\"}",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take(2)
+            .collect::<Vec<_>>()
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::task::block_in_place(|| {
+        ok(
+            kc,
+            &[
+                "label",
+                "configmap",
+                "cfg",
+                "-n",
+                "kc-demo",
+                "stage=watched",
+            ],
+        )
+    });
+    let mut waited = Duration::ZERO;
+    while !reader.is_finished() && waited < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let lines = reader.join().unwrap();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("watched"),
+        "watch output {lines:?}"
+    );
+
+    let deleted =
+        tokio::task::block_in_place(|| ok(kc, &["delete", "configmap", "cfg", "-n", "kc-demo"]));
+    assert!(deleted.contains("deleted"), "{deleted}");
+    let (found, _, stderr) =
+        tokio::task::block_in_place(|| kubectl(kc, &["get", "configmap", "cfg", "-n", "kc-demo"]));
+    assert!(!found && stderr.contains("NotFound"), "{stderr}");
+    tokio::task::block_in_place(|| ok(kc, &["delete", "namespace", "kc-demo"]));
+    assert!(
+        k.requests().iter().any(|r| r.identity == ADMIN_IDENTITY
+            && r.verb == "watch"
+            && r.resource == "configmaps")
+    );
+    k.shutdown().await;
+}

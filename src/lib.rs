@@ -2,7 +2,10 @@
 //! to Red Hat Quay.
 
 pub mod cli;
+pub mod config;
+pub mod crd;
 pub mod net;
+pub mod plan;
 pub mod quay;
 pub mod sandbox;
 pub mod secret;

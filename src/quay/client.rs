@@ -416,14 +416,28 @@ impl QuayClient {
 
     /// `GET /api/v1/organization/{org}/robots`, with or without tokens.
     pub async fn list_robots(&self, org: &str, with_tokens: bool) -> Result<Vec<Robot>, QuayError> {
+        self.list_robots_with(org, with_tokens, false).await
+    }
+
+    /// `GET /api/v1/organization/{org}/robots`; with `permissions` each robot
+    /// names the repositories it holds a permission on.
+    pub async fn list_robots_with(
+        &self,
+        org: &str,
+        with_tokens: bool,
+        permissions: bool,
+    ) -> Result<Vec<Robot>, QuayError> {
         names::validate(NameKind::Organization, org)?;
         let url = self.url(&["organization", org, "robots"], false)?;
-        let token = if with_tokens { "true" } else { "false" };
+        let flag = |b: bool| if b { "true" } else { "false" };
         let list: RobotList = self
             .get_json(
                 ep::ROBOT_LIST,
                 url,
-                &[("permissions", "false"), ("token", token)],
+                &[
+                    ("permissions", flag(permissions)),
+                    ("token", flag(with_tokens)),
+                ],
             )
             .await?;
         Ok(list.robots)

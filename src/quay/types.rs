@@ -138,6 +138,10 @@ pub struct Robot {
     /// Free JSON metadata (`null` on create when none was given).
     #[serde(default)]
     pub unstructured_metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Repositories the robot holds a permission on (lists asked with
+    /// `permissions=true`).
+    #[serde(default)]
+    pub repositories: Vec<String>,
 }
 
 impl Robot {

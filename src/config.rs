@@ -1,0 +1,379 @@
+//! One validated integration configuration, from either API group.
+
+use crate::crd::{
+    CaBundleRef, ImageStreamDeletionPolicy, LegacyQuayIntegration, NamespaceDeletionPolicy,
+    QuayIntegration, RepositoryVisibility, RobotRole,
+};
+use crate::quay::{Role, Visibility, names, parse_base_url, registry_host};
+use kube::ResourceExt;
+use reqwest::Url;
+
+/// The API group a QuayIntegration came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ApiGroup {
+    /// `quay.redhat.com/v1`.
+    Current,
+    /// `redhatcop.redhat.io/v1alpha1`.
+    Legacy,
+}
+
+/// The namespace finalizer of the current group.
+pub const FINALIZER: &str = "quay.redhat.com/quayintegrations";
+/// The namespace finalizer the legacy operator used.
+pub const LEGACY_FINALIZER: &str = "redhatcop.redhat.io/quayintegrations";
+/// The QuayIntegration finalizer: releases namespace finalizers on deletion.
+pub const INTEGRATION_FINALIZER: &str = "quay.redhat.com/release-namespaces";
+/// Namespace annotation naming its Quay organization.
+pub const ORGANIZATION_ANNOTATION: &str = "quay.redhat.com/organization";
+/// Label on every Secret the operator manages.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Its value.
+pub const MANAGED_BY: &str = "quay-bridge-operator";
+/// Field manager of the operator's writes.
+pub const FIELD_MANAGER: &str = "quay-bridge-operator";
+
+impl ApiGroup {
+    /// The group name.
+    pub fn group(self) -> &'static str {
+        match self {
+            ApiGroup::Current => "quay.redhat.com",
+            ApiGroup::Legacy => "redhatcop.redhat.io",
+        }
+    }
+
+    /// Prefix of the Build annotations this group's webhook writes.
+    pub fn annotation_prefix(self) -> &'static str {
+        match self {
+            ApiGroup::Current => "quay-registry-operator.quay.redhat.com",
+            ApiGroup::Legacy => "quay-registry-operator.redhatcop.redhat.io",
+        }
+    }
+}
+
+/// Identity of a QuayIntegration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IntegrationId {
+    /// API group.
+    pub group: ApiGroup,
+    /// Object name (cluster-scoped).
+    pub name: String,
+}
+
+impl std::fmt::Display for IntegrationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "quayintegrations.{}/{}", self.group.group(), self.name)
+    }
+}
+
+/// Where the token is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecretKeyRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Key.
+    pub key: String,
+}
+
+/// A validated integration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationConfig {
+    /// Which CR.
+    pub id: IntegrationId,
+    /// Its generation.
+    pub generation: Option<i64>,
+    /// Cluster identifier (as written).
+    pub cluster_id: String,
+    /// Organization name prefix.
+    pub organization_prefix: String,
+    /// Quay's URL.
+    pub quay_url: Url,
+    /// `host[:port]` of Quay's registry.
+    pub registry_host: String,
+    /// The token Secret.
+    pub credentials: SecretKeyRef,
+    /// Allow list.
+    pub allow: Vec<String>,
+    /// Deny list.
+    pub deny: Vec<String>,
+    /// Imports are insecure.
+    pub insecure_registry: bool,
+    /// Imports are scheduled.
+    pub scheduled_import: bool,
+    /// Service accounts and robot roles.
+    pub service_accounts: Vec<(String, Role)>,
+    /// Extra CA for Quay's API.
+    pub ca_bundle: Option<CaBundleRef>,
+    /// Skip TLS verification to Quay's API.
+    pub insecure_tls: bool,
+    /// Organization on namespace deletion.
+    pub namespace_deletion: NamespaceDeletionPolicy,
+    /// Repository on ImageStream deletion.
+    pub image_stream_deletion: ImageStreamDeletionPolicy,
+    /// Visibility of new repositories.
+    pub visibility: Visibility,
+    /// Adopt foreign organizations.
+    pub adopt: bool,
+}
+
+/// Why a QuayIntegration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `clusterID` unusable in names.
+    #[error("clusterID {0:?} must be lower-case letters and digits separated by single '.' or '-'")]
+    ClusterId(String),
+    /// `quayHostname` unusable.
+    #[error("quayHostname: {0}")]
+    QuayUrl(String),
+    /// The credentials reference is unusable.
+    #[error("credentials: {0}")]
+    Credentials(String),
+    /// A service account entry is unusable.
+    #[error("serviceAccounts: {0}")]
+    ServiceAccount(String),
+    /// The organization prefix is unusable.
+    #[error(
+        "organizationPrefix {0:?} must be empty or end in '_', '-' or '.' after a valid Quay name"
+    )]
+    Prefix(String),
+}
+
+fn role(r: RobotRole) -> Role {
+    match r {
+        RobotRole::Read => Role::Read,
+        RobotRole::Write => Role::Write,
+        RobotRole::Admin => Role::Admin,
+    }
+}
+
+/// The default service accounts and their robots' roles.
+pub fn default_service_accounts() -> Vec<(String, Role)> {
+    vec![
+        ("builder".into(), Role::Write),
+        ("default".into(), Role::Read),
+        ("deployer".into(), Role::Read),
+    ]
+}
+
+fn valid_cluster_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id.split(['.', '-']).all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    id: IntegrationId,
+    generation: Option<i64>,
+    cluster_id: &str,
+    quay_hostname: &str,
+    credentials: SecretKeyRef,
+    allow: &[String],
+    deny: &[String],
+    common: &crate::crd::CommonSettings,
+) -> Result<IntegrationConfig, ConfigError> {
+    if !valid_cluster_id(cluster_id) {
+        return Err(ConfigError::ClusterId(cluster_id.to_owned()));
+    }
+    let quay_url =
+        parse_base_url(quay_hostname).map_err(|e| ConfigError::QuayUrl(e.to_string()))?;
+    if credentials.name.is_empty() || credentials.namespace.is_empty() || credentials.key.is_empty()
+    {
+        return Err(ConfigError::Credentials(
+            "name, namespace and key must not be empty".into(),
+        ));
+    }
+    let prefix = common.organization_prefix.clone().unwrap_or_default();
+    if !prefix.is_empty() {
+        let stem = prefix.trim_end_matches(['_', '-', '.']);
+        if stem.len() + 1 != prefix.len()
+            || names::check_namespace_name(&format!("{stem}x")).is_err()
+        {
+            return Err(ConfigError::Prefix(prefix));
+        }
+    }
+    let service_accounts = match &common.service_accounts {
+        None => default_service_accounts(),
+        Some(list) => {
+            let mut out: Vec<(String, Role)> = Vec::new();
+            for sa in list {
+                names::validate(names::NameKind::Robot, &sa.name)
+                    .map_err(|e| ConfigError::ServiceAccount(e.to_string()))?;
+                if out.iter().any(|(n, _)| n == &sa.name) {
+                    return Err(ConfigError::ServiceAccount(format!(
+                        "{} is listed twice",
+                        sa.name
+                    )));
+                }
+                out.push((sa.name.clone(), role(sa.role)));
+            }
+            out
+        }
+    };
+    Ok(IntegrationConfig {
+        registry_host: registry_host(&quay_url),
+        quay_url,
+        id,
+        generation,
+        cluster_id: cluster_id.to_owned(),
+        organization_prefix: prefix,
+        credentials,
+        allow: allow.to_vec(),
+        deny: deny.to_vec(),
+        insecure_registry: common.insecure_registry,
+        scheduled_import: common.scheduled_image_stream_import,
+        service_accounts,
+        ca_bundle: common.quay_ca_bundle.clone(),
+        insecure_tls: common.insecure_skip_tls_verify,
+        namespace_deletion: common.namespace_deletion_policy,
+        image_stream_deletion: common.image_stream_deletion_policy,
+        visibility: match common.repository_visibility {
+            RepositoryVisibility::Private => Visibility::Private,
+            RepositoryVisibility::Public => Visibility::Public,
+        },
+        adopt: common.adopt_existing_organizations,
+    })
+}
+
+/// From a `quay.redhat.com/v1` QuayIntegration.
+pub fn from_current(qi: &QuayIntegration) -> Result<IntegrationConfig, ConfigError> {
+    let s = &qi.spec;
+    let credentials = SecretKeyRef {
+        namespace: s.credentials_secret.namespace.clone(),
+        name: s.credentials_secret.name.clone(),
+        key: s.credentials_secret.key.clone(),
+    };
+    let id = IntegrationId {
+        group: ApiGroup::Current,
+        name: qi.name_any(),
+    };
+    build(
+        id,
+        qi.metadata.generation,
+        &s.cluster_id,
+        &s.quay_hostname,
+        credentials,
+        &s.allowlist_namespaces,
+        &s.denylist_namespaces,
+        &s.common,
+    )
+}
+
+/// From a `redhatcop.redhat.io/v1alpha1` QuayIntegration.
+pub fn from_legacy(qi: &LegacyQuayIntegration) -> Result<IntegrationConfig, ConfigError> {
+    let s = &qi.spec;
+    let Some((namespace, name)) = s.credentials_secret_name.split_once('/') else {
+        return Err(ConfigError::Credentials(format!(
+            "credentialsSecretName {:?} must be <namespace>/<name>",
+            s.credentials_secret_name
+        )));
+    };
+    let credentials = SecretKeyRef {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        key: s
+            .credentials_secret_key
+            .clone()
+            .unwrap_or_else(|| "token".into()),
+    };
+    let id = IntegrationId {
+        group: ApiGroup::Legacy,
+        name: qi.name_any(),
+    };
+    build(
+        id,
+        qi.metadata.generation,
+        &s.cluster_id,
+        &s.quay_hostname,
+        credentials,
+        &s.whitelist_namespaces,
+        &s.blacklist_namespaces,
+        &s.common,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn current(spec: serde_json::Value) -> Result<IntegrationConfig, ConfigError> {
+        let qi: QuayIntegration = serde_json::from_value(json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "q", "generation": 3}, "spec": spec})).unwrap();
+        from_current(&qi)
+    }
+
+    fn base() -> serde_json::Value {
+        json!({"credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": "https://quay.example.com:8443/"})
+    }
+
+    #[test]
+    fn defaults_and_derived_values() {
+        let c = current(base()).unwrap();
+        assert_eq!(c.cluster_id, "openshift");
+        assert_eq!(c.registry_host, "quay.example.com:8443");
+        assert_eq!(c.credentials.key, "token");
+        assert_eq!(c.service_accounts, default_service_accounts());
+        assert_eq!(c.generation, Some(3));
+        assert_eq!(c.visibility, Visibility::Private);
+    }
+
+    #[test]
+    fn the_custom_token_key_is_the_key_read() {
+        let mut spec = base();
+        spec["credentialsSecret"]["key"] = json!("quay-token");
+        assert_eq!(current(spec).unwrap().credentials.key, "quay-token");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        for (field, value) in [
+            ("clusterID", json!("Prod")),
+            ("clusterID", json!("a--b")),
+            ("clusterID", json!("a_b")),
+            ("clusterID", json!("")),
+            ("quayHostname", json!("quay.example.com")),
+            ("organizationPrefix", json!("bad")),
+            ("organizationPrefix", json!("x__")),
+        ] {
+            let mut spec = base();
+            spec[field] = value.clone();
+            assert!(current(spec).is_err(), "{field}={value}");
+        }
+        let mut spec = base();
+        spec["serviceAccounts"] =
+            json!([{"name": "builder", "role": "write"}, {"name": "builder", "role": "read"}]);
+        assert!(matches!(current(spec), Err(ConfigError::ServiceAccount(_))));
+    }
+
+    #[test]
+    fn legacy_credentials_name_is_split() {
+        let qi: LegacyQuayIntegration = serde_json::from_value(json!({"apiVersion": "redhatcop.redhat.io/v1alpha1", "kind": "QuayIntegration", "metadata": {"name": "l"},
+            "spec": {"credentialsSecretName": "openshift-operators/quay-integration", "quayHostname": "https://q.example.com", "whitelistNamespaces": ["a"], "blacklistNamespaces": ["b"]}})).unwrap();
+        let c = from_legacy(&qi).unwrap();
+        assert_eq!(
+            (
+                c.credentials.namespace.as_str(),
+                c.credentials.name.as_str(),
+                c.credentials.key.as_str()
+            ),
+            ("openshift-operators", "quay-integration", "token")
+        );
+        assert_eq!(
+            (c.allow.clone(), c.deny.clone()),
+            (vec!["a".to_owned()], vec!["b".to_owned()])
+        );
+        assert_eq!(c.id.group, ApiGroup::Legacy);
+        let mut bad = qi.clone();
+        bad.spec.credentials_secret_name = "no-slash".into();
+        assert!(matches!(
+            from_legacy(&bad),
+            Err(ConfigError::Credentials(_))
+        ));
+    }
+}

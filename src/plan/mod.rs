@@ -1,0 +1,7 @@
+//! Pure decisions: which namespaces, which names, who owns an
+//! organization, and what to change in Quay and Kubernetes. No I/O here;
+//! the controllers read, call these, apply, and report.
+
+pub mod names;
+pub mod namespace;
+pub mod selection;

@@ -33,6 +33,9 @@ pub enum Command {
     /// Run embedded stand-ins for Quay (and, as they land, the cluster and
     /// the operator) on loopback, until Ctrl-C or SIGTERM.
     Sandbox(SandboxArgs),
+    /// Print the QuayIntegration CustomResourceDefinitions (both API groups)
+    /// as YAML, as committed in `crds/`.
+    Crd,
 }
 
 /// `sandbox` flags.
@@ -124,7 +127,9 @@ mod tests {
     #[test]
     fn sandbox_defaults() {
         let cli = Cli::try_parse_from(["quay-bridge-operator", "sandbox"]).unwrap();
-        let Command::Sandbox(args) = cli.command;
+        let Command::Sandbox(args) = cli.command else {
+            panic!("expected sandbox")
+        };
         assert_eq!(args.listen_quay, "127.0.0.1:8080");
         assert_eq!(args.listen_kube, "127.0.0.1:6443");
         assert_eq!(args.components.0, [Component::Quay].into());

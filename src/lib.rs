@@ -3,8 +3,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod controller;
 pub mod crd;
 pub mod net;
+pub mod openshift;
 pub mod plan;
 pub mod quay;
 pub mod sandbox;

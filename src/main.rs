@@ -9,7 +9,14 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     let result = match cli.command {
-        Command::Sandbox(args) => sandbox::cmd::run(args).await,
+        Command::Sandbox(args) => sandbox::cmd::run(args).await.map_err(|e| e.to_string()),
+        Command::Crd => match quay_bridge_operator::crd::crds_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -208,3 +208,22 @@ async fn sandbox_kube_writes_a_kubeconfig_kubectl_uses() {
         waited += Duration::from_millis(50);
     }
 }
+
+#[test]
+fn committed_crds_are_current() {
+    let out = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
+        .arg("crd")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/quayintegrations.yaml"
+    ))
+    .unwrap();
+    assert!(
+        generated == committed,
+        "crds/quayintegrations.yaml is stale: run `cargo run -- crd > crds/quayintegrations.yaml`"
+    );
+}

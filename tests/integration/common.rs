@@ -5,6 +5,12 @@ use std::time::Duration;
 
 pub fn init() {
     quay_bridge_operator::install_crypto_provider();
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
 }
 
 pub async fn quay() -> EmbeddedQuay {

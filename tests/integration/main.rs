@@ -8,6 +8,7 @@ mod common;
 mod kube_api;
 mod kube_kubectl;
 mod kube_openshift;
+mod operator;
 mod quay_client;
 mod quay_faults;
 mod quay_recorded;

@@ -199,6 +199,7 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
         manager,
     };
     let wants_table = accept.contains("as=Table");
+    let wants_metadata = accept.contains("as=PartialObjectMetadata");
     // Bodies are JSON only; like an apiserver that does not serve a
     // content type (protobuf, CBOR), answer 415 so client-go falls back
     // to JSON.
@@ -219,9 +220,13 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
                 subresource: None | Some(_),
                 ..
             },
-        ) => get_item(&st, &target, wants_table),
-        ("GET", _) if verb == "watch" => return watch(st.clone(), target, &query, wants_table),
-        ("GET", _) => list(&st, &target, &query, wants_table),
+        ) => get_item(&st, &target, wants_table)
+            .map(|(c, v)| (c, if wants_metadata { partial(&v) } else { v })),
+        ("GET", _) if verb == "watch" => {
+            return watch(st.clone(), target, &query, wants_table, wants_metadata);
+        }
+        ("GET", _) => list(&st, &target, &query, wants_table)
+            .map(|(c, v)| (c, if wants_metadata { partial_list(v) } else { v })),
         ("POST", Target { name: None, .. }) => create(&st, &target, &body, &opts, &identity).await,
         (
             "POST",
@@ -403,6 +408,23 @@ fn list(
     ))
 }
 
+/// The object reduced to its metadata, as `as=PartialObjectMetadata` asks.
+fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or_default()})
+}
+
+fn partial_list(mut list: Value) -> Value {
+    let items: Vec<Value> = list
+        .get("items")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(partial).collect())
+        .unwrap_or_default();
+    list["items"] = json!(items);
+    list["kind"] = json!("PartialObjectMetadataList");
+    list["apiVersion"] = json!("meta.k8s.io/v1");
+    list
+}
+
 fn key_of(obj: &Value) -> String {
     format!("{}/{}", super::store::namespace_of(obj), name_of(obj))
 }
@@ -456,6 +478,7 @@ fn watch(
     t: Target,
     query: &BTreeMap<String, String>,
     wants_table: bool,
+    wants_metadata: bool,
 ) -> Response {
     let (labels, fields) = match selectors(&t.def, query) {
         Ok(s) => s,
@@ -520,6 +543,8 @@ fn watch(
     let render = move |obj: &Value| -> Value {
         if wants_table {
             table::table(&def, &[obj], rv_of(obj).unwrap_or_default())
+        } else if wants_metadata {
+            partial(obj)
         } else {
             obj.clone()
         }

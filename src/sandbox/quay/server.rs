@@ -197,6 +197,11 @@ impl EmbeddedQuay {
         SecretString::new(token)
     }
 
+    /// Revokes an OAuth token.
+    pub fn revoke_token(&self, token: &SecretString) {
+        lock(&self.inner.state).tokens.remove(token.expose());
+    }
+
     /// Replaces the fault configuration (`seed` makes rates reproducible).
     pub fn set_faults(&self, config: FaultConfig, seed: Option<u64>) {
         lock(&self.inner.faults).set(config, seed);

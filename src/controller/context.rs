@@ -1,0 +1,545 @@
+//! What every reconcile shares: the client, caches, Quay clients, the
+//! Quay health gate, per-namespace outcomes and backoff, Events, metrics.
+
+use super::error::Error;
+use crate::config::{IntegrationConfig, IntegrationId, SecretKeyRef, from_current, from_legacy};
+use crate::crd::{CaBundleKind, LegacyQuayIntegration, QuayIntegration};
+use crate::openshift::ImageStream;
+use crate::plan::namespace::QuayView;
+use crate::quay::{QuayClient, QuayClientConfig, QuayMetrics, RetryPolicy};
+use crate::secret::SecretString;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use rand::Rng;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Operator settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Namespaces reconciled at once.
+    pub concurrency: u16,
+    /// Periodic resync of a converged namespace against Quay.
+    pub resync: Duration,
+    /// How often QuayIntegration status is refreshed.
+    pub status_interval: Duration,
+    /// How often a down Quay is probed.
+    pub probe_interval: Duration,
+    /// Longest backoff of a failing namespace.
+    pub max_backoff: Duration,
+    /// Quay connect timeout.
+    pub quay_connect_timeout: Duration,
+    /// Quay request timeout.
+    pub quay_request_timeout: Duration,
+    /// Quay retry policy.
+    pub retry: RetryPolicy,
+    /// This replica's name (Events' reporting instance).
+    pub instance: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            resync: Duration::from_secs(600),
+            status_interval: Duration::from_secs(30),
+            probe_interval: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            quay_connect_timeout: Duration::from_secs(5),
+            quay_request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            instance: "quay-bridge-operator".into(),
+        }
+    }
+}
+
+/// The last outcome of a namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NsState {
+    /// Bridged without error.
+    Managed,
+    /// The last reconcile failed.
+    Failing(String),
+    /// Left alone because of a conflict (several integrations, a foreign
+    /// organization, another cluster with the same clusterID).
+    Conflict(String),
+}
+
+/// A namespace's outcome and which integration it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NsOutcome {
+    /// The integrations concerned (several for a conflict between them).
+    pub integrations: Vec<IntegrationId>,
+    /// What happened.
+    pub state: NsState,
+}
+
+/// The result of checking a token against Quay.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TokenCheck {
+    pub creds_ok: bool,
+    pub creds_reason: &'static str,
+    pub creds_msg: String,
+    pub reachable: bool,
+    pub reach_reason: &'static str,
+    pub reach_msg: String,
+}
+
+pub(crate) struct CachedView {
+    pub org: String,
+    pub view: QuayView,
+    pub fetched: Instant,
+    pub generation: Option<i64>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    controller: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    controller: &'static str,
+    category: &'static str,
+}
+
+/// Operator metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    reconciles: Family<ReconcileLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    /// Quay client metrics.
+    pub quay: QuayMetrics,
+}
+
+impl Metrics {
+    /// Registers every series.
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let m = Self {
+            quay: QuayMetrics::register(registry),
+            ..Self::default()
+        };
+        registry.register(
+            "reconciles",
+            "Reconciles by controller and result",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_failures",
+            "Failed reconciles by controller and error category",
+            m.failures.clone(),
+        );
+        m
+    }
+
+    /// Counts a reconcile.
+    pub fn reconciled(&self, controller: &'static str, ok: bool) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                controller,
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// Counts a failure by category.
+    pub fn failed(&self, controller: &'static str, category: &'static str) {
+        self.failures
+            .get_or_create(&FailureLabels {
+                controller,
+                category,
+            })
+            .inc();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+struct Health {
+    down: bool,
+    client: QuayClient,
+}
+
+/// Shared state.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// Settings.
+    pub options: Options,
+    /// UID of the `kube-system` namespace: tells clusters apart.
+    pub cluster_uid: String,
+    /// QuayIntegrations (`quay.redhat.com`).
+    pub current: Store<QuayIntegration>,
+    /// QuayIntegrations (`redhatcop.redhat.io`), when that CRD is installed.
+    pub legacy: Option<Store<LegacyQuayIntegration>>,
+    /// Namespaces.
+    pub namespaces: Store<Namespace>,
+    /// Service accounts.
+    pub service_accounts: Store<ServiceAccount>,
+    /// Secrets this operator manages (label-selected).
+    pub secrets: Store<Secret>,
+    /// ImageStream metadata, when the kind is served.
+    pub image_streams: Option<Store<PartialObjectMeta<ImageStream>>>,
+    /// Metrics.
+    pub metrics: Metrics,
+    pub(crate) credentials: Mutex<HashMap<(String, String), Store<Secret>>>,
+    clients: Mutex<HashMap<String, QuayClient>>,
+    pub(crate) views: Mutex<HashMap<String, CachedView>>,
+    health: Mutex<HashMap<String, Health>>,
+    outcomes: Mutex<BTreeMap<String, NsOutcome>>,
+    failures: Mutex<HashMap<String, u32>>,
+    reported: Mutex<HashSet<(String, String)>>,
+    pub(crate) generations: Mutex<HashMap<String, i64>>,
+    pub(crate) token_checks: Mutex<HashMap<String, (Instant, TokenCheck)>>,
+    trigger: watch::Sender<u64>,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("cluster_uid", &self.cluster_uid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The stores a Context reads.
+pub struct Stores {
+    /// QuayIntegrations.
+    pub current: Store<QuayIntegration>,
+    /// Legacy QuayIntegrations.
+    pub legacy: Option<Store<LegacyQuayIntegration>>,
+    /// Namespaces.
+    pub namespaces: Store<Namespace>,
+    /// Service accounts.
+    pub service_accounts: Store<ServiceAccount>,
+    /// Managed Secrets.
+    pub secrets: Store<Secret>,
+    /// ImageStream metadata.
+    pub image_streams: Option<Store<PartialObjectMeta<ImageStream>>>,
+}
+
+impl Context {
+    /// Builds the context.
+    pub fn new(
+        client: Client,
+        options: Options,
+        cluster_uid: String,
+        stores: Stores,
+        metrics: Metrics,
+    ) -> (Arc<Self>, watch::Receiver<u64>) {
+        let (trigger, rx) = watch::channel(0);
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: crate::config::FIELD_MANAGER.into(),
+                instance: Some(options.instance.clone()),
+            },
+        );
+        let Stores {
+            current,
+            legacy,
+            namespaces,
+            service_accounts,
+            secrets,
+            image_streams,
+        } = stores;
+        let ctx = Self {
+            client,
+            options,
+            cluster_uid,
+            current,
+            legacy,
+            namespaces,
+            service_accounts,
+            secrets,
+            image_streams,
+            metrics,
+            credentials: Mutex::default(),
+            clients: Mutex::default(),
+            views: Mutex::default(),
+            health: Mutex::default(),
+            outcomes: Mutex::default(),
+            failures: Mutex::default(),
+            reported: Mutex::default(),
+            generations: Mutex::default(),
+            token_checks: Mutex::default(),
+            trigger,
+            recorder,
+        };
+        (Arc::new(ctx), rx)
+    }
+
+    /// Every valid integration that is not being deleted.
+    pub fn integrations(&self) -> Vec<IntegrationConfig> {
+        let mut out: Vec<IntegrationConfig> = self
+            .current
+            .state()
+            .iter()
+            .filter(|q| q.meta().deletion_timestamp.is_none())
+            .filter_map(|q| from_current(q).ok())
+            .collect();
+        if let Some(legacy) = &self.legacy {
+            out.extend(
+                legacy
+                    .state()
+                    .iter()
+                    .filter(|q| q.meta().deletion_timestamp.is_none())
+                    .filter_map(|q| from_legacy(q).ok()),
+            );
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Re-reconciles every namespace (integration or credentials changed,
+    /// Quay came back).
+    pub fn trigger_all(&self) {
+        self.trigger.send_modify(|g| *g += 1);
+    }
+
+    /// Reads the token.
+    pub(crate) async fn token(&self, creds: &SecretKeyRef) -> Result<SecretString, Error> {
+        let cached = lock(&self.credentials)
+            .get(&(creds.namespace.clone(), creds.name.clone()))
+            .cloned();
+        let from_cache = cached
+            .and_then(|store| store.get(&ObjectRef::new(&creds.name).within(&creds.namespace)));
+        let secret = match from_cache {
+            Some(s) => Some((*s).clone()),
+            // Not watched yet, or not there: ask the API server.
+            None => {
+                Api::<Secret>::namespaced(self.client.clone(), &creds.namespace)
+                    .get_opt(&creds.name)
+                    .await?
+            }
+        };
+        let Some(secret) = secret else {
+            return Err(Error::Credentials(format!(
+                "Secret {}/{} not found",
+                creds.namespace, creds.name
+            )));
+        };
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&creds.key))
+            .map(|b| String::from_utf8_lossy(&b.0).trim().to_owned());
+        match value {
+            Some(v) if !v.is_empty() => Ok(SecretString::new(v)),
+            _ => Err(Error::Credentials(format!(
+                "Secret {}/{} has no key {:?}",
+                creds.namespace, creds.name, creds.key
+            ))),
+        }
+    }
+
+    async fn ca_bundle(&self, cfg: &IntegrationConfig) -> Result<Option<Vec<u8>>, Error> {
+        let Some(r) = &cfg.ca_bundle else {
+            return Ok(None);
+        };
+        let pem = match r.kind {
+            CaBundleKind::ConfigMap => {
+                Api::<ConfigMap>::namespaced(self.client.clone(), &r.namespace)
+                    .get_opt(&r.name)
+                    .await?
+                    .and_then(|c| c.data.and_then(|d| d.get(&r.key).cloned()))
+                    .map(String::into_bytes)
+            }
+            CaBundleKind::Secret => Api::<Secret>::namespaced(self.client.clone(), &r.namespace)
+                .get_opt(&r.name)
+                .await?
+                .and_then(|s| s.data.and_then(|d| d.get(&r.key).map(|b| b.0.clone()))),
+        };
+        pem.map(Some).ok_or_else(|| {
+            Error::Config(format!(
+                "CA bundle {}/{} key {:?} not found",
+                r.namespace, r.name, r.key
+            ))
+        })
+    }
+
+    /// The Quay client of an integration (shared pool, rebuilt when the
+    /// token or TLS settings change). Fails fast while Quay is down.
+    pub async fn quay(&self, cfg: &IntegrationConfig) -> Result<QuayClient, Error> {
+        let url = cfg.quay_url.to_string();
+        if lock(&self.health).get(&url).is_some_and(|h| h.down) {
+            return Err(Error::QuayDown(url));
+        }
+        let token = self.token(&cfg.credentials).await?;
+        let key = format!(
+            "{url}|{}|{}|{:?}|{:x}",
+            cfg.insecure_tls,
+            cfg.credentials.key,
+            cfg.ca_bundle,
+            token_fingerprint(&token)
+        );
+        if let Some(c) = lock(&self.clients).get(&key) {
+            return Ok(c.clone());
+        }
+        let mut config = QuayClientConfig::new(url.clone(), token);
+        config.insecure = cfg.insecure_tls;
+        config.ca_bundle_pem = self.ca_bundle(cfg).await?;
+        config.connect_timeout = self.options.quay_connect_timeout;
+        config.request_timeout = self.options.quay_request_timeout;
+        config.retry = self.options.retry.clone();
+        let client = QuayClient::new(config, self.metrics.quay.clone())?;
+        lock(&self.clients).insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Records that a Quay call failed because Quay seems down: namespaces
+    /// stop calling it until the probe sees it back.
+    pub fn quay_failed(&self, cfg: &IntegrationConfig, client: &QuayClient) {
+        let url = cfg.quay_url.to_string();
+        let mut health = lock(&self.health);
+        let entry = health.entry(url.clone()).or_insert_with(|| Health {
+            down: false,
+            client: client.clone(),
+        });
+        if !entry.down {
+            tracing::warn!(quay = %url, "Quay is unavailable; pausing calls until it answers again");
+        }
+        entry.down = true;
+        entry.client = client.clone();
+    }
+
+    /// Whether Quay is believed down.
+    pub fn quay_is_down(&self, cfg: &IntegrationConfig) -> bool {
+        lock(&self.health)
+            .get(&cfg.quay_url.to_string())
+            .is_some_and(|h| h.down)
+    }
+
+    /// Probes every Quay believed down; those that answer are back: their
+    /// namespaces' backoff is reset and everything is reconciled.
+    pub async fn probe(&self) {
+        let down: Vec<(String, QuayClient)> = lock(&self.health)
+            .iter()
+            .filter(|(_, h)| h.down)
+            .map(|(u, h)| (u.clone(), h.client.clone()))
+            .collect();
+        let mut recovered = false;
+        for (url, client) in down {
+            let answered = match client.current_user().await {
+                Ok(_) => true,
+                Err(e) => !matches!(
+                    e.category(),
+                    crate::quay::Category::Unavailable | crate::quay::Category::RateLimited
+                ),
+            };
+            if answered {
+                tracing::info!(quay = %url, "Quay answers again");
+                if let Some(h) = lock(&self.health).get_mut(&url) {
+                    h.down = false;
+                }
+                recovered = true;
+            }
+        }
+        if recovered {
+            lock(&self.failures).clear();
+            self.trigger_all();
+        }
+    }
+
+    /// The delay before retrying a failed namespace: exponential per
+    /// namespace, with jitter, capped.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = lock(&self.failures);
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        let base = Duration::from_millis(250).saturating_mul(1u32 << (*n - 1).min(16));
+        let capped = base.min(self.options.max_backoff);
+        let jitter = rand::rng().random_range(0.8..1.2);
+        capped.mul_f64(jitter)
+    }
+
+    /// Forgets a namespace's failures.
+    pub fn succeeded(&self, key: &str) {
+        lock(&self.failures).remove(key);
+    }
+
+    /// Records a namespace outcome.
+    pub fn set_outcome(&self, namespace: &str, outcome: Option<NsOutcome>) {
+        let mut outcomes = lock(&self.outcomes);
+        match outcome {
+            Some(o) => {
+                outcomes.insert(namespace.to_owned(), o);
+            }
+            None => {
+                outcomes.remove(namespace);
+            }
+        }
+    }
+
+    /// Outcomes of the namespaces an integration is concerned with.
+    pub fn outcomes_of(&self, id: &IntegrationId) -> Vec<(String, NsOutcome)> {
+        lock(&self.outcomes)
+            .iter()
+            .filter(|(_, o)| o.integrations.contains(id))
+            .map(|(n, o)| (n.clone(), o.clone()))
+            .collect()
+    }
+
+    /// Forgets everything about a namespace.
+    pub fn forget(&self, namespace: &str) {
+        self.set_outcome(namespace, None);
+        lock(&self.views).remove(namespace);
+        lock(&self.failures).remove(namespace);
+        lock(&self.reported).retain(|(n, _)| n != namespace);
+    }
+
+    /// Publishes an Event on a namespace. With `once`, an identical reason
+    /// is published only the first time (until the namespace is forgotten).
+    pub async fn event(
+        &self,
+        ns: &Namespace,
+        warning: bool,
+        reason: &str,
+        note: String,
+        once: bool,
+    ) {
+        if once && !lock(&self.reported).insert((ns.name_any(), reason.to_owned())) {
+            return;
+        }
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &ns.object_ref(&())).await {
+            tracing::debug!(error = %e, "event not published");
+        }
+    }
+
+    /// Clears a once-only report, so it is published again if it recurs.
+    pub fn clear_report(&self, namespace: &str, reason: &str) {
+        lock(&self.reported).remove(&(namespace.to_owned(), reason.to_owned()));
+    }
+}
+
+pub(crate) fn token_fingerprint(token: &SecretString) -> u64 {
+    // Not a secret: a key to notice the token changed.
+    let d = ring::digest::digest(&ring::digest::SHA256, token.expose().as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d.as_ref()[..8]);
+    u64::from_le_bytes(b)
+}

@@ -1,0 +1,444 @@
+//! The QuayIntegration controller (both API groups): validates the spec,
+//! watches the credentials Secret, checks Quay and the token, reports
+//! conditions and namespace counts, re-reconciles namespaces when the spec
+//! changes, and releases namespace finalizers when it is deleted.
+
+use super::context::{Context, NsState, TokenCheck, token_fingerprint};
+use super::error::Error;
+use crate::config::{
+    ApiGroup, ConfigError, FIELD_MANAGER, INTEGRATION_FINALIZER, IntegrationConfig, from_current,
+    from_legacy,
+};
+use crate::crd::{LegacyQuayIntegration, QuayIntegration, QuayIntegrationStatus};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::ClusterResourceScope;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+const CONTROLLER: &str = "quayintegration";
+
+/// What both QuayIntegration kinds offer the controller.
+pub trait IntegrationResource:
+    Resource<DynamicType = (), Scope = ClusterResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// The validated configuration.
+    fn config(&self) -> Result<IntegrationConfig, ConfigError>;
+    /// The current status.
+    fn status(&self) -> Option<&QuayIntegrationStatus>;
+    /// The API group.
+    fn api_group() -> ApiGroup;
+}
+
+impl IntegrationResource for QuayIntegration {
+    fn config(&self) -> Result<IntegrationConfig, ConfigError> {
+        from_current(self)
+    }
+    fn status(&self) -> Option<&QuayIntegrationStatus> {
+        self.status.as_ref()
+    }
+    fn api_group() -> ApiGroup {
+        ApiGroup::Current
+    }
+}
+
+impl IntegrationResource for LegacyQuayIntegration {
+    fn config(&self) -> Result<IntegrationConfig, ConfigError> {
+        from_legacy(self)
+    }
+    fn status(&self) -> Option<&QuayIntegrationStatus> {
+        self.status.as_ref()
+    }
+    fn api_group() -> ApiGroup {
+        ApiGroup::Legacy
+    }
+}
+
+/// Reconciles one QuayIntegration.
+pub async fn reconcile<K: IntegrationResource>(
+    qi: Arc<K>,
+    ctx: Arc<Context>,
+) -> Result<Action, kube::runtime::finalizer::Error<Error>> {
+    let api: Api<K> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, INTEGRATION_FINALIZER, qi, |event| async {
+        match event {
+            FinalizerEvent::Apply(qi) => apply(qi.as_ref(), &ctx).await,
+            FinalizerEvent::Cleanup(_) => {
+                // Without this integration its namespaces are no longer
+                // selected: their reconcile releases the finalizers and keeps
+                // the organizations.
+                ctx.trigger_all();
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await;
+    ctx.metrics.reconciled(CONTROLLER, result.is_ok());
+    result
+}
+
+/// Retries with the integration's own backoff.
+pub fn error_policy<K: IntegrationResource>(
+    qi: Arc<K>,
+    err: &kube::runtime::finalizer::Error<Error>,
+    ctx: Arc<Context>,
+) -> Action {
+    let category = match err {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
+        _ => "kubernetes",
+    };
+    ctx.metrics.failed(CONTROLLER, category);
+    Action::requeue(ctx.backoff(&format!("qi/{}", qi.name_any())))
+}
+
+fn condition(
+    kind: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: &[Condition],
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last = previous
+        .iter()
+        .find(|c| c.type_ == kind && c.status == status)
+        .map(|c| c.last_transition_time.clone());
+    Condition {
+        type_: kind.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: last.unwrap_or_else(|| Time(jiff::Timestamp::now())),
+    }
+}
+
+/// Watches the credentials Secret so a changed token reaches every
+/// namespace at once.
+fn watch_credentials(ctx: &Arc<Context>, namespace: &str, name: &str) {
+    let key = (namespace.to_owned(), name.to_owned());
+    let mut watched = ctx
+        .credentials
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if watched.contains_key(&key) {
+        return;
+    }
+    let (reader, writer) = reflector::store();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let stream = reflector(
+        writer,
+        watcher(
+            api,
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let ctx2 = Arc::downgrade(ctx);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut first = true;
+        while let Some(event) = stream.next().await {
+            let Some(ctx) = ctx2.upgrade() else { return };
+            if event.is_ok() && !first {
+                ctx.trigger_all();
+            }
+            first = false;
+        }
+    });
+    watched.insert(key, reader);
+}
+
+async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Action, Error> {
+    let name = qi.name_any();
+    let uid = qi.uid().unwrap_or_default();
+    let generation = qi.meta().generation;
+    let previous: Vec<Condition> = qi
+        .status()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let changed = {
+        let mut seen = ctx
+            .generations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = seen.insert(uid.clone(), generation.unwrap_or_default());
+        before != Some(generation.unwrap_or_default())
+    };
+    if changed {
+        // The spec changed (or this replica sees it for the first time):
+        // every namespace it may select is reconciled again.
+        ctx.trigger_all();
+    }
+    let status = match qi.config() {
+        Err(e) => QuayIntegrationStatus {
+            conditions: vec![
+                condition(
+                    "Ready",
+                    false,
+                    "InvalidSpec",
+                    e.to_string(),
+                    generation,
+                    &previous,
+                ),
+                condition(
+                    "CredentialsValid",
+                    false,
+                    "InvalidSpec",
+                    "the spec is invalid".into(),
+                    generation,
+                    &previous,
+                ),
+                condition(
+                    "QuayReachable",
+                    false,
+                    "InvalidSpec",
+                    "the spec is invalid".into(),
+                    generation,
+                    &previous,
+                ),
+                condition(
+                    "Conflict",
+                    false,
+                    "InvalidSpec",
+                    "the spec is invalid".into(),
+                    generation,
+                    &previous,
+                ),
+            ],
+            observed_generation: generation,
+            managed_namespaces: 0,
+            failing_namespaces: 0,
+            last_error: Some(e.to_string()),
+        },
+        Ok(cfg) => {
+            watch_credentials(ctx, &cfg.credentials.namespace, &cfg.credentials.name);
+            let TokenCheck {
+                creds_ok,
+                creds_reason,
+                creds_msg,
+                reachable: reach_ok,
+                reach_reason,
+                reach_msg,
+            } = check_quay(&cfg, ctx).await;
+            let outcomes = ctx.outcomes_of(&cfg.id);
+            let managed = outcomes
+                .iter()
+                .filter(|(_, o)| o.state == NsState::Managed)
+                .count() as u32;
+            let failing: Vec<&(String, super::context::NsOutcome)> = outcomes
+                .iter()
+                .filter(|(_, o)| matches!(o.state, NsState::Failing(_)))
+                .collect();
+            let conflicts: Vec<String> = outcomes
+                .iter()
+                .filter_map(|(n, o)| {
+                    if let NsState::Conflict(m) = &o.state {
+                        Some(format!("{n}: {m}"))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            let last_error = failing.first().and_then(|(n, o)| {
+                if let NsState::Failing(m) = &o.state {
+                    Some(format!("{n}: {m}"))
+                } else {
+                    None
+                }
+            });
+            let ready = creds_ok && reach_ok && failing.is_empty();
+            let ready_msg = if ready {
+                format!("{managed} namespaces bridged to {}", cfg.quay_url)
+            } else if !creds_ok {
+                creds_msg.clone()
+            } else if !reach_ok {
+                reach_msg.clone()
+            } else {
+                format!(
+                    "{} namespaces failing; last error: {}",
+                    failing.len(),
+                    last_error.clone().unwrap_or_default()
+                )
+            };
+            let conflict_msg = if conflicts.is_empty() {
+                "no conflicts".to_owned()
+            } else {
+                conflicts
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            QuayIntegrationStatus {
+                conditions: vec![
+                    condition(
+                        "Ready",
+                        ready,
+                        if ready { "Converged" } else { "NotReady" },
+                        ready_msg,
+                        generation,
+                        &previous,
+                    ),
+                    condition(
+                        "CredentialsValid",
+                        creds_ok,
+                        creds_reason,
+                        creds_msg,
+                        generation,
+                        &previous,
+                    ),
+                    condition(
+                        "QuayReachable",
+                        reach_ok,
+                        reach_reason,
+                        reach_msg,
+                        generation,
+                        &previous,
+                    ),
+                    condition(
+                        "Conflict",
+                        !conflicts.is_empty(),
+                        if conflicts.is_empty() {
+                            "NoConflict"
+                        } else {
+                            "NamespacesInConflict"
+                        },
+                        conflict_msg,
+                        generation,
+                        &previous,
+                    ),
+                ],
+                observed_generation: generation,
+                managed_namespaces: managed,
+                failing_namespaces: failing.len() as u32,
+                last_error,
+            }
+        }
+    };
+    if qi.status() != Some(&status) {
+        let api: Api<K> = Api::all(ctx.client.clone());
+        api.patch_status(
+            &name,
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &Patch::Merge(serde_json::json!({"status": status})),
+        )
+        .await?;
+    }
+    Ok(Action::requeue(ctx.options.status_interval))
+}
+
+/// How long a token check is trusted before Quay is asked again.
+const TOKEN_CHECK_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Checks the token against Quay, at most once a minute per token.
+async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
+    let down = |msg: String| TokenCheck {
+        creds_ok: true,
+        creds_reason: "Unknown",
+        creds_msg: "Quay is unavailable; the token was not checked".into(),
+        reachable: false,
+        reach_reason: "Unavailable",
+        reach_msg: msg,
+    };
+    if ctx.quay_is_down(cfg) {
+        return down(format!("Quay at {} does not answer", cfg.quay_url));
+    }
+    let client = match ctx.quay(cfg).await {
+        Ok(c) => c,
+        Err(Error::Credentials(m)) => {
+            return TokenCheck {
+                creds_ok: false,
+                creds_reason: "SecretMissing",
+                creds_msg: m,
+                reachable: false,
+                reach_reason: "Unknown",
+                reach_msg: "no usable token".into(),
+            };
+        }
+        Err(Error::QuayDown(u)) => return down(format!("Quay at {u} does not answer")),
+        Err(e) => {
+            return TokenCheck {
+                creds_ok: false,
+                creds_reason: "ClientError",
+                creds_msg: e.to_string(),
+                reachable: false,
+                reach_reason: "ClientError",
+                reach_msg: e.to_string(),
+            };
+        }
+    };
+    let key = match ctx.token(&cfg.credentials).await {
+        Ok(t) => format!("{}|{:x}", cfg.quay_url, token_fingerprint(&t)),
+        Err(_) => String::new(),
+    };
+    if let Some((at, check)) = ctx
+        .token_checks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+        && at.elapsed() < TOKEN_CHECK_TTL
+    {
+        return check.clone();
+    }
+    let answering = format!("Quay at {} answers", cfg.quay_url);
+    let check = match client.current_user().await {
+        Ok(user) => TokenCheck {
+            creds_ok: true,
+            creds_reason: "TokenAccepted",
+            creds_msg: format!("the token belongs to Quay user {}", user.username),
+            reachable: true,
+            reach_reason: "Answering",
+            reach_msg: answering,
+        },
+        Err(e) => match e.category() {
+            crate::quay::Category::Auth => TokenCheck {
+                creds_ok: false,
+                creds_reason: "TokenRejected",
+                creds_msg: format!("Quay refused the token: {e}"),
+                reachable: true,
+                reach_reason: "Answering",
+                reach_msg: answering,
+            },
+            crate::quay::Category::Unavailable | crate::quay::Category::RateLimited => {
+                ctx.quay_failed(cfg, &client);
+                return down(e.to_string());
+            }
+            _ => TokenCheck {
+                creds_ok: false,
+                creds_reason: "Unexpected",
+                creds_msg: e.to_string(),
+                reachable: true,
+                reach_reason: "Answering",
+                reach_msg: e.to_string(),
+            },
+        },
+    };
+    ctx.token_checks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key, (std::time::Instant::now(), check.clone()));
+    check
+}

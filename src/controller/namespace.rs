@@ -1,0 +1,732 @@
+//! The namespace controller: from a namespace and the integration that
+//! selects it, converge its Quay organization, robots, default
+//! permissions, repositories, Secrets and service-account links.
+
+use super::context::{CachedView, Context, NsOutcome, NsState};
+use super::error::Error;
+use crate::config::{
+    FIELD_MANAGER, FINALIZER, IntegrationConfig, LEGACY_FINALIZER, MANAGED_BY, MANAGED_BY_LABEL,
+    ORGANIZATION_ANNOTATION,
+};
+use crate::crd::NamespaceDeletionPolicy;
+use crate::plan::names::{self, Marker, REPOSITORY_DESCRIPTION};
+use crate::plan::namespace::{
+    KubeAction, ObservedRepository, ObservedRobot, ObservedSecret, ObservedServiceAccount,
+    Ownership, QuayAction, QuayView, ownership, plan_kube, plan_quay,
+};
+use crate::plan::selection::{self, Manager};
+use crate::quay::QuayClient;
+use crate::quay::types::NewRobot;
+use crate::secret::SecretString;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+const CONTROLLER: &str = "namespace";
+
+/// Reconciles one namespace.
+pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = ns.name_any();
+    let result = reconcile_inner(&ns, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, result.is_ok());
+    match &result {
+        Ok(_) => ctx.succeeded(&name),
+        Err(e) => tracing::debug!(namespace = %name, error = %e, "namespace reconcile failed"),
+    }
+    result
+}
+
+/// Retries a failed namespace with its own backoff; Quay outages are
+/// reported once and recovered from by the probe.
+pub fn error_policy(ns: Arc<Namespace>, err: &Error, ctx: Arc<Context>) -> Action {
+    let name = ns.name_any();
+    ctx.metrics.failed(CONTROLLER, err.category());
+    let integrations = ctx.integrations();
+    if let Manager::One(cfg) = selection::manager(&integrations, &name) {
+        ctx.set_outcome(
+            &name,
+            Some(NsOutcome {
+                integrations: vec![cfg.id.clone()],
+                state: NsState::Failing(err.to_string()),
+            }),
+        );
+        let ctx2 = ctx.clone();
+        let ns2 = ns.clone();
+        let note = err.to_string();
+        let reason = match err {
+            Error::QuayDown(_) => "QuayUnavailable",
+            Error::Quay(q) if q.category() == crate::quay::Category::Unavailable => {
+                "QuayUnavailable"
+            }
+            Error::Credentials(_) => "CredentialsInvalid",
+            _ => "ReconcileFailed",
+        };
+        tokio::spawn(async move { ctx2.event(&ns2, true, reason, note, true).await });
+    }
+    Action::requeue(ctx.backoff(&name))
+}
+
+fn has_finalizer(ns: &Namespace) -> bool {
+    ns.finalizers()
+        .iter()
+        .any(|f| f == FINALIZER || f == LEGACY_FINALIZER)
+}
+
+async fn reconcile_inner(ns: &Namespace, ctx: &Arc<Context>) -> Result<Action, Error> {
+    let name = ns.name_any();
+    let integrations = ctx.integrations();
+    let manager = selection::manager(&integrations, &name);
+    if ns.meta().deletion_timestamp.is_some() {
+        if !has_finalizer(ns) {
+            ctx.forget(&name);
+            return Ok(Action::await_change());
+        }
+        if let Manager::One(cfg) = &manager {
+            cleanup(ns, cfg, ctx).await?;
+        }
+        release(ns, ctx).await?;
+        ctx.forget(&name);
+        return Ok(Action::await_change());
+    }
+    match manager {
+        Manager::None => {
+            if has_finalizer(ns) {
+                // No longer selected: let the namespace go, keep the organization.
+                release(ns, ctx).await?;
+                ctx.event(ns, false, "Released", "no QuayIntegration selects this namespace any more; its Quay organization is kept".into(), true).await;
+            }
+            ctx.forget(&name);
+            Ok(Action::await_change())
+        }
+        Manager::Conflict(ids) => {
+            let list = ids
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let msg = format!("selected by several QuayIntegrations ({list}); left alone");
+            ctx.set_outcome(
+                &name,
+                Some(NsOutcome {
+                    integrations: ids,
+                    state: NsState::Conflict(msg.clone()),
+                }),
+            );
+            ctx.event(ns, true, "MultipleIntegrations", msg, true).await;
+            Ok(Action::await_change())
+        }
+        Manager::One(cfg) => manage(ns, cfg, ctx).await,
+    }
+}
+
+fn conflict(ctx: &Context, ns: &str, cfg: &IntegrationConfig, msg: String) {
+    ctx.set_outcome(
+        ns,
+        Some(NsOutcome {
+            integrations: vec![cfg.id.clone()],
+            state: NsState::Conflict(msg),
+        }),
+    );
+}
+
+async fn manage(
+    ns: &Namespace,
+    cfg: &IntegrationConfig,
+    ctx: &Arc<Context>,
+) -> Result<Action, Error> {
+    let name = ns.name_any();
+    let org = match names::organization(cfg, &name) {
+        Ok(org) => org,
+        Err(e) => {
+            // Nothing will make this name valid but a change of the
+            // namespace or the integration, both of which reconcile again.
+            let msg = format!("cannot bridge to Quay: {e}");
+            ctx.set_outcome(
+                &name,
+                Some(NsOutcome {
+                    integrations: vec![cfg.id.clone()],
+                    state: NsState::Failing(msg.clone()),
+                }),
+            );
+            ctx.event(ns, true, "InvalidOrganizationName", msg, true)
+                .await;
+            return Ok(Action::await_change());
+        }
+    };
+    ensure_namespace_metadata(ns, &org, ctx).await?;
+    let client = ctx.quay(cfg).await?;
+    let result = converge(ns, cfg, &org, &client, ctx).await;
+    if let Err(e) = &result
+        && e.quay_unavailable()
+    {
+        ctx.quay_failed(cfg, &client);
+        ctx.views
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&name);
+    }
+    result
+}
+
+async fn observe(client: &QuayClient, org: &str) -> Result<QuayView, Error> {
+    let prototypes = match client.list_prototypes(org).await {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => return Ok(QuayView::default()),
+        Err(e) => return Err(e.into()),
+    };
+    let (robots, repos) = tokio::join!(
+        client.list_robots_with(org, true, true),
+        client.list_repositories(org)
+    );
+    Ok(QuayView::from_answers(robots?, prototypes, repos?))
+}
+
+fn image_streams(ctx: &Context, ns: &str) -> BTreeSet<String> {
+    ctx.image_streams
+        .as_ref()
+        .map(|s| {
+            s.state()
+                .iter()
+                .filter(|i| i.namespace().as_deref() == Some(ns))
+                .map(|i| i.name_any())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn converge(
+    ns: &Namespace,
+    cfg: &IntegrationConfig,
+    org: &str,
+    client: &QuayClient,
+    ctx: &Arc<Context>,
+) -> Result<Action, Error> {
+    let name = ns.name_any();
+    // Reuse what this operator saw and did in Quay recently, unless the
+    // integration changed: only the periodic resync goes back to Quay, so a
+    // burst of Kubernetes events costs no Quay request.
+    let fresh_for = ctx.options.resync.mul_f64(0.9);
+    let cached = {
+        let views = ctx
+            .views
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        views
+            .get(&name)
+            .filter(|c| {
+                c.org == org && c.generation == cfg.generation && c.fetched.elapsed() < fresh_for
+            })
+            .map(|c| (c.view.clone(), c.fetched))
+    };
+    let (mut view, fetched) = match cached {
+        Some(v) => v,
+        None => (observe(client, org).await?, Instant::now()),
+    };
+    match ownership(&view, &cfg.cluster_id, &ctx.cluster_uid) {
+        Ownership::Absent | Ownership::Ours | Ownership::Empty => {}
+        Ownership::Foreign if cfg.adopt => {}
+        Ownership::Foreign => {
+            let msg = format!(
+                "Quay organization {org} exists and was not created by this operator; it is left untouched (set adoptExistingOrganizations to take it over)"
+            );
+            conflict(ctx, &name, cfg, msg.clone());
+            ctx.event(ns, true, "OrganizationConflict", msg, true).await;
+            return Ok(Action::requeue(ctx.options.resync));
+        }
+        Ownership::OtherCluster { cluster_uid } => {
+            let msg = format!(
+                "Quay organization {org} is managed by another cluster with the same clusterID {:?} (cluster UID {cluster_uid}); give each cluster its own clusterID",
+                cfg.cluster_id
+            );
+            conflict(ctx, &name, cfg, msg.clone());
+            ctx.event(ns, true, "DuplicateClusterID", msg, true).await;
+            return Ok(Action::requeue(ctx.options.resync));
+        }
+    }
+    let marker = Marker {
+        cluster_id: cfg.cluster_id.clone(),
+        cluster_uid: ctx.cluster_uid.clone(),
+        namespace: name.clone(),
+    };
+    let streams = image_streams(ctx, &name);
+    let actions = plan_quay(cfg, org, &marker, &view, &streams);
+    let applied = apply_quay(ns, cfg, org, client, &actions, &mut view, ctx).await;
+    ctx.views
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(
+            name.clone(),
+            CachedView {
+                org: org.to_owned(),
+                view: view.clone(),
+                fetched,
+                generation: cfg.generation,
+            },
+        );
+    applied?;
+
+    let tokens: BTreeMap<String, SecretString> = view
+        .robots
+        .iter()
+        .filter_map(|r| r.token.clone().map(|t| (r.short.clone(), t)))
+        .collect();
+    let secrets = observed_secrets(ctx, &name);
+    let accounts = observed_service_accounts(ctx, &name);
+    let plan = plan_kube(cfg, org, &tokens, &secrets, &accounts);
+    apply_kube(ns, &plan.actions, ctx).await?;
+    ctx.set_outcome(
+        &name,
+        Some(NsOutcome {
+            integrations: vec![cfg.id.clone()],
+            state: NsState::Managed,
+        }),
+    );
+    ctx.clear_report(&name, "QuayUnavailable");
+    ctx.clear_report(&name, "ReconcileFailed");
+    if !plan.waiting_for.is_empty() {
+        tracing::debug!(namespace = %name, waiting_for = ?plan.waiting_for, "service accounts not created yet");
+    }
+    Ok(Action::requeue(ctx.options.resync))
+}
+
+/// Applies Quay actions in order, keeping `view` equal to what Quay now holds.
+async fn apply_quay(
+    ns: &Namespace,
+    cfg: &IntegrationConfig,
+    org: &str,
+    client: &QuayClient,
+    actions: &[QuayAction],
+    view: &mut QuayView,
+    ctx: &Context,
+) -> Result<(), Error> {
+    for action in actions {
+        match action {
+            QuayAction::CreateOrganization => {
+                match client.create_organization(org, None).await {
+                    Ok(()) => {}
+                    // Created concurrently (or by someone else): look again next time.
+                    Err(e) if e.is_already_exists() => {
+                        ctx.views
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .remove(&ns.name_any());
+                        return Err(e.into());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                view.exists = true;
+                ctx.event(
+                    ns,
+                    false,
+                    "OrganizationCreated",
+                    format!("created Quay organization {org}"),
+                    false,
+                )
+                .await;
+            }
+            QuayAction::CreateRobot { short, description } => {
+                let robot = client
+                    .create_robot(
+                        org,
+                        short,
+                        &NewRobot {
+                            description: description.clone(),
+                            unstructured_metadata: None,
+                        },
+                    )
+                    .await?;
+                view.robots.retain(|r| &r.short != short);
+                view.robots.push(ObservedRobot {
+                    short: short.clone(),
+                    marker: Marker::parse(description),
+                    token: robot.token,
+                    repositories: robot.repositories.into_iter().collect(),
+                });
+            }
+            QuayAction::CreatePrototype { short, role } => {
+                let p = client.create_robot_prototype(org, short, *role).await?;
+                view.prototypes.push((p.id, p.role, p.delegate.name));
+            }
+            QuayAction::DeletePrototype { id } => {
+                match client.delete_prototype(org, id).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                view.prototypes.retain(|(i, _, _)| i != id);
+            }
+            QuayAction::CreateRepository { name } => {
+                match client
+                    .create_repository(org, name, cfg.visibility, REPOSITORY_DESCRIPTION)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.is_already_exists() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                // Created by a real user: Quay applied the default permissions.
+                let delegates: BTreeSet<String> =
+                    view.prototypes.iter().map(|(_, _, d)| d.clone()).collect();
+                for r in &mut view.robots {
+                    if delegates.contains(&names::robot_account(org, &r.short)) {
+                        r.repositories.insert(name.clone());
+                    }
+                }
+                view.repositories.push(ObservedRepository {
+                    name: name.clone(),
+                    managed: true,
+                });
+            }
+            QuayAction::DeleteRepository { name } => {
+                client.delete_repository(org, name).await?;
+                view.repositories.retain(|r| &r.name != name);
+                for r in &mut view.robots {
+                    r.repositories.remove(name);
+                }
+            }
+            QuayAction::GrantRepository { repo, short, role } => {
+                client
+                    .set_repository_permission(org, repo, &names::robot_account(org, short), *role)
+                    .await?;
+                if let Some(r) = view.robots.iter_mut().find(|r| &r.short == short) {
+                    r.repositories.insert(repo.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn observed_secrets(ctx: &Context, ns: &str) -> BTreeMap<String, ObservedSecret> {
+    ctx.secrets
+        .state()
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(ns))
+        .map(|s| {
+            let payload = s
+                .data
+                .as_ref()
+                .and_then(|d| d.get(".dockerconfigjson"))
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+            (
+                s.name_any(),
+                ObservedSecret {
+                    type_: s.type_.clone().unwrap_or_default(),
+                    dockerconfigjson: payload,
+                    labels: s.labels().clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn observed_service_accounts(ctx: &Context, ns: &str) -> BTreeMap<String, ObservedServiceAccount> {
+    ctx.service_accounts
+        .state()
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(ns))
+        .map(|sa| {
+            let secrets = sa
+                .secrets
+                .iter()
+                .flatten()
+                .filter_map(|r| r.name.clone())
+                .collect();
+            let pulls = sa
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone())
+                .collect();
+            (
+                sa.name_any(),
+                ObservedServiceAccount {
+                    secrets,
+                    image_pull_secrets: pulls,
+                },
+            )
+        })
+        .collect()
+}
+
+async fn apply_kube(ns: &Namespace, actions: &[KubeAction], ctx: &Context) -> Result<(), Error> {
+    let name = ns.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &name);
+    for action in actions {
+        match action {
+            KubeAction::ApplySecret {
+                name: secret_name,
+                service_account,
+                payload,
+            } => {
+                let desired: Secret = serde_json::from_value(json!({
+                    "metadata": {
+                        "name": secret_name, "namespace": name,
+                        "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+                        "annotations": {"kubernetes.io/service-account.name": service_account},
+                    },
+                    "type": "kubernetes.io/dockerconfigjson",
+                }))
+                .map_err(|e| Error::Config(e.to_string()))?;
+                let mut desired = desired;
+                desired.data = Some(
+                    [(
+                        ".dockerconfigjson".to_owned(),
+                        ByteString(payload.expose().as_bytes().to_vec()),
+                    )]
+                    .into(),
+                );
+                let current = ctx.secrets.get(&ObjectRef::new(secret_name).within(&name));
+                let existing = match current {
+                    Some(c) => Some((*c).clone()),
+                    // Not in the label-selected cache: maybe it exists without our label.
+                    None => secrets.get_opt(secret_name).await?,
+                };
+                match existing {
+                    None => {
+                        secrets
+                            .create(
+                                &PostParams {
+                                    field_manager: Some(FIELD_MANAGER.into()),
+                                    ..Default::default()
+                                },
+                                &desired,
+                            )
+                            .await?;
+                        ctx.event(
+                            ns,
+                            false,
+                            "SecretCreated",
+                            format!(
+                                "created Secret {secret_name} for service account {service_account}"
+                            ),
+                            false,
+                        )
+                        .await;
+                    }
+                    Some(old) if old.type_.as_deref() != Some("kubernetes.io/dockerconfigjson") => {
+                        // The type of a Secret cannot change: replace it.
+                        secrets.delete(secret_name, &Default::default()).await?;
+                        secrets
+                            .create(
+                                &PostParams {
+                                    field_manager: Some(FIELD_MANAGER.into()),
+                                    ..Default::default()
+                                },
+                                &desired,
+                            )
+                            .await?;
+                    }
+                    Some(old) => {
+                        desired.metadata.resource_version = old.metadata.resource_version.clone();
+                        let mut labels = old.labels().clone();
+                        labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+                        desired.metadata.labels = Some(labels);
+                        let mut annotations = old.annotations().clone();
+                        annotations.insert(
+                            "kubernetes.io/service-account.name".into(),
+                            service_account.clone(),
+                        );
+                        desired.metadata.annotations = Some(annotations);
+                        secrets
+                            .replace(
+                                secret_name,
+                                &PostParams {
+                                    field_manager: Some(FIELD_MANAGER.into()),
+                                    ..Default::default()
+                                },
+                                &desired,
+                            )
+                            .await?;
+                        ctx.event(ns, false, "SecretUpdated", format!("restored Secret {secret_name} for service account {service_account}"), false).await;
+                    }
+                }
+            }
+            KubeAction::LinkServiceAccount {
+                service_account,
+                secret,
+                mountable,
+                pull,
+            } => {
+                let mut patch = serde_json::Map::new();
+                if *mountable {
+                    patch.insert("secrets".into(), json!([{"name": secret}]));
+                }
+                if *pull {
+                    patch.insert("imagePullSecrets".into(), json!([{"name": secret}]));
+                }
+                let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+                    Api::namespaced(ctx.client.clone(), &name);
+                accounts
+                    .patch(
+                        service_account,
+                        &PatchParams {
+                            field_manager: Some(FIELD_MANAGER.into()),
+                            ..Default::default()
+                        },
+                        &Patch::Strategic(serde_json::Value::Object(patch)),
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds our finalizer (replacing the legacy one) and the organization
+/// annotation, when missing.
+async fn ensure_namespace_metadata(ns: &Namespace, org: &str, ctx: &Context) -> Result<(), Error> {
+    let current = ns.finalizers().to_vec();
+    let mut wanted: Vec<String> = current
+        .iter()
+        .filter(|f| *f != LEGACY_FINALIZER)
+        .cloned()
+        .collect();
+    if !wanted.iter().any(|f| f == FINALIZER) {
+        wanted.push(FINALIZER.into());
+    }
+    let annotated = ns
+        .annotations()
+        .get(ORGANIZATION_ANNOTATION)
+        .map(String::as_str)
+        == Some(org);
+    if wanted == current && annotated {
+        return Ok(());
+    }
+    let mut ops = Vec::new();
+    if wanted != current {
+        if ns.meta().finalizers.is_none() {
+            ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": null}));
+            ops.push(json!({"op": "add", "path": "/metadata/finalizers", "value": wanted}));
+        } else {
+            ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": current}));
+            ops.push(json!({"op": "replace", "path": "/metadata/finalizers", "value": wanted}));
+        }
+    }
+    if !annotated {
+        if ns.meta().annotations.is_none() {
+            ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {ORGANIZATION_ANNOTATION: org}}));
+        } else {
+            ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", ORGANIZATION_ANNOTATION.replace('~', "~0").replace('/', "~1")), "value": org}));
+        }
+    }
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
+        .map_err(|e| Error::Config(e.to_string()))?;
+    Api::<Namespace>::all(ctx.client.clone())
+        .patch(
+            &ns.name_any(),
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &Patch::Json::<()>(patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Removes our finalizers (current and legacy) from the namespace.
+async fn release(ns: &Namespace, ctx: &Context) -> Result<(), Error> {
+    let current = ns.finalizers().to_vec();
+    let wanted: Vec<String> = current
+        .iter()
+        .filter(|f| *f != FINALIZER && *f != LEGACY_FINALIZER)
+        .cloned()
+        .collect();
+    if wanted == current {
+        return Ok(());
+    }
+    let ops = json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": current},
+        {"op": "replace", "path": "/metadata/finalizers", "value": wanted},
+    ]);
+    let patch: json_patch::Patch =
+        serde_json::from_value(ops).map_err(|e| Error::Config(e.to_string()))?;
+    match Api::<Namespace>::all(ctx.client.clone())
+        .patch(
+            &ns.name_any(),
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &Patch::Json::<()>(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// On namespace deletion: delete the organization if the policy says so
+/// and it is ours.
+async fn cleanup(ns: &Namespace, cfg: &IntegrationConfig, ctx: &Arc<Context>) -> Result<(), Error> {
+    let name = ns.name_any();
+    let Ok(org) = names::organization(cfg, &name) else {
+        return Ok(());
+    };
+    if cfg.namespace_deletion == NamespaceDeletionPolicy::Retain {
+        ctx.event(
+            ns,
+            false,
+            "OrganizationRetained",
+            format!("namespaceDeletionPolicy is Retain: Quay organization {org} is kept"),
+            false,
+        )
+        .await;
+        return Ok(());
+    }
+    let client = ctx.quay(cfg).await?;
+    let result = async {
+        let view = observe(&client, &org).await?;
+        match ownership(&view, &cfg.cluster_id, &ctx.cluster_uid) {
+            Ownership::Absent => Ok(()),
+            Ownership::Ours | Ownership::Empty => match client.delete_organization(&org).await {
+                Ok(()) => {
+                    ctx.event(
+                        ns,
+                        false,
+                        "OrganizationDeleted",
+                        format!("deleted Quay organization {org}"),
+                        false,
+                    )
+                    .await;
+                    Ok(())
+                }
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(Error::from(e)),
+            },
+            Ownership::Foreign if cfg.adopt => client
+                .delete_organization(&org)
+                .await
+                .or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) })
+                .map_err(Error::from),
+            Ownership::Foreign | Ownership::OtherCluster { .. } => {
+                ctx.event(
+                    ns,
+                    true,
+                    "OrganizationRetained",
+                    format!("Quay organization {org} is not this operator's; it is not deleted"),
+                    false,
+                )
+                .await;
+                Ok(())
+            }
+        }
+    }
+    .await;
+    if let Err(e) = &result
+        && e.quay_unavailable()
+    {
+        ctx.quay_failed(cfg, &client);
+    }
+    result
+}

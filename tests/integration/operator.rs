@@ -1,0 +1,883 @@
+//! The namespace bridge end to end: the real operator against the sandbox
+//! cluster and the embedded Quay.
+
+use crate::common;
+use base64::Engine;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{CustomResourceExt, ResourceExt};
+use quay_bridge_operator::controller::{self, context::Metrics, context::Options};
+use quay_bridge_operator::crd::{LegacyQuayIntegration, QuayIntegration};
+use quay_bridge_operator::quay::Role;
+use quay_bridge_operator::quay::types::NewRobot;
+use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig, OpenShiftConfig};
+use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, FaultConfig};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+pub const OPERATOR: &str = "system:serviceaccount:openshift-operators:quay-bridge-operator";
+
+pub struct Env {
+    pub quay: EmbeddedQuay,
+    pub kube: EmbeddedKube,
+    pub client: kube::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Env {
+    pub fn host(&self) -> String {
+        self.quay.url().trim_start_matches("http://").to_owned()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
+}
+
+pub fn fast_options() -> Options {
+    Options {
+        status_interval: Duration::from_millis(200),
+        probe_interval: Duration::from_millis(100),
+        retry: common::fast_retry(),
+        max_backoff: Duration::from_secs(2),
+        ..Options::default()
+    }
+}
+
+/// Sandbox cluster + embedded Quay + CRDs + token Secret; the operator runs
+/// with `options` as its own identity.
+pub async fn env_with(options: Options, sa_delay: Duration) -> Env {
+    common::init();
+    let quay = common::quay().await;
+    let kube = EmbeddedKube::start(EmbeddedKubeConfig {
+        openshift: OpenShiftConfig {
+            service_account_delay: sa_delay,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let admin = kube.client();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(admin.clone());
+    crds.create(&PostParams::default(), &QuayIntegration::crd())
+        .await
+        .unwrap();
+    crds.create(&PostParams::default(), &LegacyQuayIntegration::crd())
+        .await
+        .unwrap();
+    set_token(&admin, quay.admin_token().expose()).await;
+    let metrics = Metrics::default();
+    let client = kube.client_as(OPERATOR);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run_client = client.clone();
+    let run_metrics = metrics.clone();
+    let task = tokio::spawn(async move {
+        controller::run(run_client, options, run_metrics, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    Env {
+        quay,
+        kube,
+        client: admin,
+        stop: Some(stop),
+        task,
+    }
+}
+
+pub async fn env() -> Env {
+    env_with(fast_options(), Duration::from_millis(50)).await
+}
+
+pub async fn set_token(client: &kube::Client, token: &str) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "openshift-operators");
+    let body: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "quay-integration"}, "stringData": {"token": token}}),
+    )
+    .unwrap();
+    if secrets.get_opt("quay-integration").await.unwrap().is_some() {
+        secrets
+            .patch(
+                "quay-integration",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {"token": token}})),
+            )
+            .await
+            .unwrap();
+    } else {
+        secrets.create(&PostParams::default(), &body).await.unwrap();
+    }
+}
+
+pub async fn integration(env: &Env, name: &str, extra: Value) -> QuayIntegration {
+    let mut spec = json!({"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": env.quay.url(), "insecureRegistry": true});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    let qi: QuayIntegration = serde_json::from_value(json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": name}, "spec": spec})).unwrap();
+    Api::<QuayIntegration>::all(env.client.clone())
+        .create(&PostParams::default(), &qi)
+        .await
+        .unwrap()
+}
+
+pub async fn namespace(env: &Env, name: &str) {
+    Api::<Namespace>::all(env.client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+pub async fn image_stream(env: &Env, ns: &str, name: &str) {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("image.openshift.io", "v1", "ImageStream"),
+        "imagestreams",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), ns, &ar);
+    api.create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": name}})).unwrap()).await.unwrap();
+}
+
+pub async fn wait_for<F: Fn() -> Fut, Fut: Future<Output = bool>>(what: &str, f: F) {
+    for _ in 0..400 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out after 10 s waiting for {what}");
+}
+
+/// The org, robots, prototypes, Secrets and links of a bridged namespace.
+pub async fn converged(env: &Env, ns: &str, repos: &[&str]) -> bool {
+    let org = format!("openshift_{ns}");
+    let snap = env.quay.snapshot();
+    let Some(o) = snap.organizations.get(&org) else {
+        return false;
+    };
+    if o.robots.len() != 3
+        || o.prototypes.len() != 3
+        || !repos.iter().all(|r| o.repositories.contains_key(*r))
+    {
+        return false;
+    }
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), ns);
+    let sas: Api<ServiceAccount> = Api::namespaced(env.client.clone(), ns);
+    for sa in ["builder", "default", "deployer"] {
+        let name = format!("{sa}-quay-openshift");
+        let Ok(Some(_)) = secrets.get_opt(&name).await else {
+            return false;
+        };
+        let Ok(Some(account)) = sas.get_opt(sa).await else {
+            return false;
+        };
+        let linked = account
+            .secrets
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.name.as_deref() == Some(name.as_str()))
+            && account
+                .image_pull_secrets
+                .unwrap_or_default()
+                .iter()
+                .any(|r| r.name == name);
+        if !linked {
+            return false;
+        }
+    }
+    true
+}
+
+fn quay_requests(env: &Env) -> Vec<(String, String)> {
+    env.quay
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.template.starts_with("/api/v1/organization/")
+                || r.template.starts_with("/api/v1/repository")
+        })
+        .map(|r| (r.method, r.template))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_namespace_is_bridged_with_few_quay_requests() {
+    let env = env().await;
+    integration(&env, "quay", json!({})).await;
+    env.quay.clear_requests();
+    namespace(&env, "demo").await;
+    image_stream(&env, "demo", "app").await;
+    image_stream(&env, "demo", "db").await;
+    wait_for("demo to be bridged", || {
+        converged(&env, "demo", &["app", "db"])
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let requests = quay_requests(&env);
+    assert!(
+        requests.len() <= 11,
+        "{} Quay requests for a new namespace with 2 ImageStreams: {requests:?}",
+        requests.len()
+    );
+
+    // What a user checks: names, markers, secret payload, links, annotation, finalizer.
+    let snap = env.quay.snapshot();
+    let org = &snap.organizations["openshift_demo"];
+    assert!(
+        org.robots
+            .values()
+            .all(|d| d.starts_with("managed by quay-bridge-operator;"))
+    );
+    let prototypes: std::collections::BTreeMap<&str, Role> = org
+        .prototypes
+        .iter()
+        .map(|(d, r)| (d.as_str(), *r))
+        .collect();
+    assert_eq!(prototypes["openshift_demo+builder"], Role::Write);
+    assert_eq!(prototypes["openshift_demo+default"], Role::Read);
+    assert_eq!(prototypes["openshift_demo+deployer"], Role::Read);
+    for repo in ["app", "db"] {
+        let perms = &org.repositories[repo].permissions;
+        assert_eq!(
+            perms.get("openshift_demo+builder"),
+            Some(&Role::Write),
+            "{repo}: {perms:?}"
+        );
+        assert_eq!(perms.get("openshift_demo+default"), Some(&Role::Read));
+        assert!(!org.repositories[repo].public);
+    }
+    let secret = Api::<Secret>::namespaced(env.client.clone(), "demo")
+        .get("builder-quay-openshift")
+        .await
+        .unwrap();
+    assert_eq!(
+        secret.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson")
+    );
+    assert_eq!(
+        secret
+            .labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("quay-bridge-operator")
+    );
+    let cfg: Value = serde_json::from_slice(&secret.data.unwrap()[".dockerconfigjson"].0).unwrap();
+    let auth = cfg["auths"][env.host()]["auth"].as_str().unwrap();
+    let decoded = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        decoded,
+        format!(
+            "openshift_demo+builder:{}",
+            env.quay
+                .robot_token("openshift_demo", "builder")
+                .unwrap()
+                .expose()
+        )
+    );
+    let builder = Api::<ServiceAccount>::namespaced(env.client.clone(), "demo")
+        .get("builder")
+        .await
+        .unwrap();
+    let mountable: Vec<String> = builder
+        .secrets
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.name)
+        .collect();
+    assert!(
+        mountable
+            .iter()
+            .any(|n| n.starts_with("builder-dockercfg-")),
+        "OpenShift's own link is kept: {mountable:?}"
+    );
+    let ns = Api::<Namespace>::all(env.client.clone())
+        .get("demo")
+        .await
+        .unwrap();
+    assert_eq!(
+        ns.annotations()
+            .get("quay.redhat.com/organization")
+            .map(String::as_str),
+        Some("openshift_demo")
+    );
+    assert!(
+        ns.finalizers()
+            .contains(&"quay.redhat.com/quayintegrations".to_owned())
+    );
+
+    // The status counts it.
+    let api = Api::<QuayIntegration>::all(env.client.clone());
+    wait_for("the status to count the namespace", || async {
+        let qi = api.get("quay").await.unwrap();
+        qi.status.as_ref().is_some_and(|s| {
+            s.managed_namespaces == 1
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_of_a_converged_namespace_costs_three_reads_and_no_writes() {
+    let options = Options {
+        resync: Duration::from_millis(1500),
+        ..fast_options()
+    };
+    let env = env_with(options, Duration::from_millis(50)).await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "steady").await;
+    image_stream(&env, "steady", "app").await;
+    wait_for("steady to be bridged", || {
+        converged(&env, "steady", &["app"])
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.quay.clear_requests();
+    env.kube.clear_requests();
+    // Wait through one resync period.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let requests = quay_requests(&env);
+    assert!(!requests.is_empty(), "the resync happened");
+    assert!(
+        requests.iter().all(|(m, _)| m == "GET"),
+        "no Quay writes: {requests:?}"
+    );
+    assert!(
+        requests.len() <= 3,
+        "{} Quay requests per resync: {requests:?}",
+        requests.len()
+    );
+    let writes: Vec<_> = env
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.identity == OPERATOR
+                && !matches!(r.verb.as_str(), "get" | "list" | "watch")
+                && r.resource != "events"
+        })
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "no Kubernetes writes at steady state: {writes:?}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_before_the_integration_and_late_service_accounts() {
+    let env = env_with(fast_options(), Duration::from_millis(800)).await;
+    namespace(&env, "early").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    integration(&env, "quay", json!({})).await;
+    // The organization comes at once; Secrets are linked when the accounts appear.
+    wait_for("the organization", || async {
+        env.quay
+            .snapshot()
+            .organizations
+            .contains_key("openshift_early")
+    })
+    .await;
+    wait_for("early to be bridged", || converged(&env, "early", &[])).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_api_group_works_and_system_namespaces_are_skipped() {
+    let env = env().await;
+    let legacy: LegacyQuayIntegration = serde_json::from_value(json!({"apiVersion": "redhatcop.redhat.io/v1alpha1", "kind": "QuayIntegration", "metadata": {"name": "example-quayintegration"},
+        "spec": {"clusterID": "openshift", "credentialsSecretName": "openshift-operators/quay-integration", "quayHostname": env.quay.url(), "whitelistNamespaces": ["legacy-team"], "insecureRegistry": true}})).unwrap();
+    Api::<LegacyQuayIntegration>::all(env.client.clone())
+        .create(&PostParams::default(), &legacy)
+        .await
+        .unwrap();
+    namespace(&env, "legacy-team").await;
+    namespace(&env, "not-listed").await;
+    wait_for("legacy-team to be bridged", || {
+        converged(&env, "legacy-team", &[])
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let orgs: Vec<String> = env.quay.snapshot().organizations.keys().cloned().collect();
+    assert_eq!(
+        orgs,
+        ["openshift_legacy-team"],
+        "only the allow-listed namespace"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_and_deny_edits_release_and_take_namespaces() {
+    let env = env().await;
+    integration(&env, "quay", json!({"allowlistNamespaces": ["a1", "a2"]})).await;
+    namespace(&env, "a1").await;
+    namespace(&env, "a2").await;
+    wait_for("a1 and a2", || async {
+        converged(&env, "a1", &[]).await && converged(&env, "a2", &[]).await
+    })
+    .await;
+    let api = Api::<QuayIntegration>::all(env.client.clone());
+    api.patch(
+        "quay",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"denylistNamespaces": ["a2"]}})),
+    )
+    .await
+    .unwrap();
+    let namespaces = Api::<Namespace>::all(env.client.clone());
+    wait_for("a2 to be released", || async {
+        !namespaces
+            .get("a2")
+            .await
+            .unwrap()
+            .finalizers()
+            .iter()
+            .any(|f| f.contains("quayintegrations"))
+    })
+    .await;
+    assert!(
+        env.quay
+            .snapshot()
+            .organizations
+            .contains_key("openshift_a2"),
+        "released, not deleted"
+    );
+    // Deleting a released namespace does not touch its organization.
+    namespaces
+        .delete("a2", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("a2 to be gone", || async {
+        namespaces.get_opt("a2").await.unwrap().is_none()
+    })
+    .await;
+    assert!(
+        env.quay
+            .snapshot()
+            .organizations
+            .contains_key("openshift_a2")
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_integrations_selecting_one_namespace_leave_it_alone_and_report() {
+    let env = env().await;
+    integration(&env, "first", json!({"allowlistNamespaces": ["shared"]})).await;
+    integration(
+        &env,
+        "second",
+        json!({"clusterID": "other", "allowlistNamespaces": ["shared"]}),
+    )
+    .await;
+    namespace(&env, "shared").await;
+    let api = Api::<QuayIntegration>::all(env.client.clone());
+    for name in ["first", "second"] {
+        wait_for("the conflict to be reported", || async {
+            let qi = api.get(name).await.unwrap();
+            qi.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == "Conflict" && c.status == "True" && c.message.contains("shared")
+                })
+            })
+        })
+        .await;
+    }
+    assert!(
+        env.quay.snapshot().organizations.is_empty(),
+        "nothing created for a contested namespace"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_is_used_at_once() {
+    let env = env().await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "rot").await;
+    wait_for("rot", || converged(&env, "rot", &[])).await;
+    let old = env.quay.admin_token();
+    let new = env.quay.issue_token(
+        "admin",
+        &[
+            "org:admin",
+            "repo:admin",
+            "repo:create",
+            "repo:read",
+            "repo:write",
+            "super:user",
+            "user:admin",
+            "user:read",
+        ],
+        None,
+    );
+    set_token(&env.client, new.expose()).await;
+    env.quay.revoke_token(&old);
+    // New work goes through with the new token.
+    namespace(&env, "after-rotation").await;
+    wait_for("a namespace bridged with the new token", || {
+        converged(&env, "after-rotation", &[])
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_drift_is_repaired_at_once() {
+    let env = env().await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "drift").await;
+    wait_for("drift", || converged(&env, "drift", &[])).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "drift");
+    let original = secrets
+        .get("default-quay-openshift")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    // Deleted Secret.
+    secrets
+        .delete("default-quay-openshift", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the Secret to be restored", || async {
+        secrets
+            .get_opt("default-quay-openshift")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    // Edited Secret.
+    secrets
+        .patch(
+            "builder-quay-openshift",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {".dockerconfigjson": "{\"auths\":{}}"}})),
+        )
+        .await
+        .unwrap();
+    wait_for("the Secret content to be restored", || async {
+        let s = secrets.get("builder-quay-openshift").await.unwrap();
+        let cfg: Value = serde_json::from_slice(&s.data.unwrap()[".dockerconfigjson"].0).unwrap();
+        cfg["auths"].as_object().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    // Removed link.
+    let sas: Api<ServiceAccount> = Api::namespaced(env.client.clone(), "drift");
+    let deployer = sas.get("deployer").await.unwrap();
+    let kept: Vec<Value> = deployer
+        .image_pull_secrets
+        .unwrap()
+        .iter()
+        .filter(|r| r.name != "deployer-quay-openshift")
+        .map(|r| json!({"name": r.name}))
+        .collect();
+    sas.patch(
+        "deployer",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"imagePullSecrets": kept})),
+    )
+    .await
+    .unwrap();
+    wait_for("the link to be restored", || converged(&env, "drift", &[])).await;
+    assert_eq!(
+        secrets
+            .get("default-quay-openshift")
+            .await
+            .unwrap()
+            .data
+            .unwrap(),
+        original
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quay_drift_is_repaired_at_the_next_resync() {
+    let env = env_with(
+        Options {
+            resync: Duration::from_millis(800),
+            ..fast_options()
+        },
+        Duration::from_millis(50),
+    )
+    .await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "qdrift").await;
+    image_stream(&env, "qdrift", "app").await;
+    wait_for("qdrift", || converged(&env, "qdrift", &["app"])).await;
+    let quay = common::client(&env.quay);
+    quay.delete_robot("openshift_qdrift", "default")
+        .await
+        .unwrap();
+    let regenerated = quay
+        .regenerate_robot_token("openshift_qdrift", "builder")
+        .await
+        .unwrap()
+        .token
+        .unwrap();
+    wait_for("the robot to come back with its permission", || async {
+        let snap = env.quay.snapshot();
+        let org = &snap.organizations["openshift_qdrift"];
+        org.robots.contains_key("default")
+            && org.repositories["app"]
+                .permissions
+                .get("openshift_qdrift+default")
+                == Some(&Role::Read)
+    })
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "qdrift");
+    wait_for(
+        "the builder Secret to carry the regenerated token",
+        || async {
+            let s = secrets.get("builder-quay-openshift").await.unwrap();
+            String::from_utf8_lossy(&s.data.unwrap()[".dockerconfigjson"].0).contains(
+                &base64::engine::general_purpose::STANDARD
+                    .encode(format!("openshift_qdrift+builder:{}", regenerated.expose())),
+            )
+        },
+    )
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quay_down_then_back_converges_without_crash() {
+    let env = env().await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "first").await;
+    wait_for("first", || converged(&env, "first", &[])).await;
+    env.quay.set_faults(
+        FaultConfig {
+            down: true,
+            ..Default::default()
+        },
+        None,
+    );
+    namespace(&env, "during").await;
+    let api = Api::<QuayIntegration>::all(env.client.clone());
+    wait_for("QuayReachable to be False", || async {
+        api.get("quay").await.unwrap().status.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "QuayReachable" && c.status == "False")
+        })
+    })
+    .await;
+    // Deleting a namespace while Quay is down does not crash anything; it waits.
+    Api::<Namespace>::all(env.client.clone())
+        .delete("first", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        Api::<Namespace>::all(env.client.clone())
+            .get_opt("first")
+            .await
+            .unwrap()
+            .is_some(),
+        "held until Quay answers"
+    );
+    let down_requests = env.quay.requests().len();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let per_second = env.quay.requests().len() - down_requests;
+    assert!(
+        per_second < 40,
+        "no hot loop while Quay is down: {per_second} requests in 1 s"
+    );
+    let back = std::time::Instant::now();
+    env.quay.clear_faults();
+    wait_for("during to converge after Quay is back", || {
+        converged(&env, "during", &[])
+    })
+    .await;
+    wait_for("first to be deleted with its organization", || async {
+        !env.quay
+            .snapshot()
+            .organizations
+            .contains_key("openshift_first")
+    })
+    .await;
+    assert!(
+        back.elapsed() < Duration::from_secs(5),
+        "recovered in {:?}",
+        back.elapsed()
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_deletion_follows_the_policy() {
+    for (policy, kept) in [("Delete", false), ("Retain", true)] {
+        let env = env().await;
+        integration(&env, "quay", json!({"namespaceDeletionPolicy": policy})).await;
+        namespace(&env, "gone").await;
+        wait_for("gone", || converged(&env, "gone", &[])).await;
+        let namespaces = Api::<Namespace>::all(env.client.clone());
+        namespaces
+            .delete("gone", &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_for("the namespace to go", || async {
+            namespaces.get_opt("gone").await.unwrap().is_none()
+        })
+        .await;
+        assert_eq!(
+            env.quay
+                .snapshot()
+                .organizations
+                .contains_key("openshift_gone"),
+            kept,
+            "{policy}"
+        );
+        env.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_integration_releases_finalizers_and_keeps_organizations() {
+    let env = env().await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "keep").await;
+    wait_for("keep", || converged(&env, "keep", &[])).await;
+    Api::<QuayIntegration>::all(env.client.clone())
+        .delete("quay", &DeleteParams::default())
+        .await
+        .unwrap();
+    let namespaces = Api::<Namespace>::all(env.client.clone());
+    wait_for("finalizer released", || async {
+        !namespaces
+            .get("keep")
+            .await
+            .unwrap()
+            .finalizers()
+            .iter()
+            .any(|f| f.contains("quayintegrations"))
+    })
+    .await;
+    wait_for("the integration to be gone", || async {
+        Api::<QuayIntegration>::all(env.client.clone())
+            .get_opt("quay")
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+    namespaces
+        .delete("keep", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("keep to go", || async {
+        namespaces.get_opt("keep").await.unwrap().is_none()
+    })
+    .await;
+    assert!(
+        env.quay
+            .snapshot()
+            .organizations
+            .contains_key("openshift_keep")
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_organizations_and_a_second_cluster_are_left_untouched() {
+    let env = env().await;
+    let quay = common::client(&env.quay);
+    // Someone else's organization, with a robot and a repository.
+    quay.create_organization("openshift_theirs", None)
+        .await
+        .unwrap();
+    quay.create_robot(
+        "openshift_theirs",
+        "ci",
+        &NewRobot {
+            description: "their robot".into(),
+            unstructured_metadata: None,
+        },
+    )
+    .await
+    .unwrap();
+    // An organization another cluster with the same clusterID manages.
+    quay.create_organization("openshift_twin", None)
+        .await
+        .unwrap();
+    let marker = quay_bridge_operator::plan::names::Marker {
+        cluster_id: "openshift".into(),
+        cluster_uid: "another-cluster".into(),
+        namespace: "twin".into(),
+    };
+    quay.create_robot(
+        "openshift_twin",
+        "builder",
+        &NewRobot {
+            description: marker.description(),
+            unstructured_metadata: None,
+        },
+    )
+    .await
+    .unwrap();
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "theirs").await;
+    namespace(&env, "twin").await;
+    let api = Api::<QuayIntegration>::all(env.client.clone());
+    wait_for("both conflicts reported", || async {
+        api.get("quay").await.unwrap().status.is_some_and(|s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == "Conflict"
+                    && c.status == "True"
+                    && c.message.contains("theirs")
+                    && c.message.contains("same clusterID")
+            })
+        })
+    })
+    .await;
+    let snap = env.quay.snapshot();
+    assert_eq!(
+        snap.organizations["openshift_theirs"].robots.len(),
+        1,
+        "no robot added to a foreign organization"
+    );
+    assert_eq!(snap.organizations["openshift_twin"].robots.len(), 1);
+    // Deleting the namespaces does not delete the organizations.
+    let namespaces = Api::<Namespace>::all(env.client.clone());
+    for ns in ["theirs", "twin"] {
+        namespaces
+            .delete(ns, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    wait_for("namespaces gone", || async {
+        namespaces.get_opt("theirs").await.unwrap().is_none()
+            && namespaces.get_opt("twin").await.unwrap().is_none()
+    })
+    .await;
+    let snap = env.quay.snapshot();
+    assert!(
+        snap.organizations.contains_key("openshift_theirs")
+            && snap.organizations.contains_key("openshift_twin")
+    );
+    env.stop().await;
+}

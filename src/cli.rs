@@ -42,7 +42,7 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SandboxArgs {
     /// Components to run, comma separated: kube, quay, operator.
-    #[arg(long, env = "SANDBOX_COMPONENTS", default_value = "quay")]
+    #[arg(long, env = "SANDBOX_COMPONENTS", default_value = "kube,quay,operator")]
     pub components: Components,
 
     /// Address of the embedded Quay (REST API and registry).
@@ -132,7 +132,10 @@ mod tests {
         };
         assert_eq!(args.listen_quay, "127.0.0.1:8080");
         assert_eq!(args.listen_kube, "127.0.0.1:6443");
-        assert_eq!(args.components.0, [Component::Quay].into());
+        assert_eq!(
+            args.components.0,
+            [Component::Kube, Component::Quay, Component::Operator].into()
+        );
         assert!(args.quay_token.is_none());
     }
 }

@@ -51,7 +51,7 @@ impl Default for Options {
         Self {
             concurrency: 16,
             resync: Duration::from_secs(600),
-            status_interval: Duration::from_secs(30),
+            status_interval: Duration::from_secs(5),
             probe_interval: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             quay_connect_timeout: Duration::from_secs(5),

@@ -15,11 +15,14 @@ pub enum SandboxError {
     /// The kubeconfig could not be written.
     #[error("cannot write the kubeconfig to {0}: {1}")]
     Kubeconfig(String, std::io::Error),
-    /// A component was asked for that this build cannot run.
+    /// The operator needs the embedded cluster and Quay.
     #[error(
-        "sandbox component {0:?} is not available in this build; run with --components kube,quay"
+        "sandbox component {0:?} needs kube and quay too; run with --components kube,quay,operator"
     )]
     Unavailable(Component),
+    /// Setting up the sandboxed operator failed.
+    #[error("sandbox setup: {0}")]
+    Setup(String),
 }
 
 /// Runs the sandbox until Ctrl-C or SIGTERM.
@@ -31,8 +34,11 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
         listen_kube,
         kubeconfig_out,
     } = args;
-    if let Some(missing) = components.0.iter().find(|c| **c == Component::Operator) {
-        return Err(SandboxError::Unavailable(*missing));
+    let with_operator = components.0.contains(&Component::Operator);
+    if with_operator
+        && !(components.0.contains(&Component::Kube) && components.0.contains(&Component::Quay))
+    {
+        return Err(SandboxError::Unavailable(Component::Operator));
     }
     let mut quay = None;
     if components.0.contains(&Component::Quay) {
@@ -77,9 +83,33 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
         );
         kube = Some(k);
     }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut operator = None;
+    if let (true, Some(k), Some(q)) = (with_operator, &kube, &quay) {
+        operator = Some(start_operator(k, q, stopped).await?);
+        println!(
+            "Operator running with a sample QuayIntegration \"sandbox\" bridging every non-system namespace."
+        );
+        println!(
+            "  try: kubectl --kubeconfig {} create namespace demo",
+            kubeconfig_out.display()
+        );
+        println!(
+            "       kubectl --kubeconfig {} get secrets,serviceaccounts -n demo",
+            kubeconfig_out.display()
+        );
+        println!(
+            "       kubectl --kubeconfig {} get quayintegrations",
+            kubeconfig_out.display()
+        );
+    }
     println!("Press Ctrl-C to stop.");
     shutdown_signal().await;
     tracing::info!("shutting down");
+    let _ = stop.send(());
+    if let Some(task) = operator {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     if let Some(k) = kube {
         k.shutdown().await;
     }
@@ -88,6 +118,73 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
+}
+
+/// The identity the sandboxed operator acts as.
+pub const OPERATOR_IDENTITY: &str =
+    "system:serviceaccount:openshift-operators:quay-bridge-operator";
+
+/// Installs the CRDs, the token Secret and a sample QuayIntegration, and
+/// runs the operator against the embedded cluster and Quay.
+async fn start_operator(
+    kube: &EmbeddedKube,
+    quay: &EmbeddedQuay,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> Result<tokio::task::JoinHandle<()>, SandboxError> {
+    use crate::crd::{LegacyQuayIntegration, QuayIntegration};
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    use kube::api::{Api, PostParams};
+    let admin = kube.client();
+    let create = |e: kube::Error| match e {
+        kube::Error::Api(s) if s.code == 409 => Ok(()),
+        other => Err(SandboxError::Setup(other.to_string())),
+    };
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for crd in [QuayIntegration::crd(), LegacyQuayIntegration::crd()] {
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .map(|_| ())
+            .or_else(create)?;
+    }
+    let secret: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": {"token": quay.admin_token().expose()}}))
+        .map_err(|e| SandboxError::Setup(e.to_string()))?;
+    Api::<Secret>::namespaced(admin.clone(), "openshift-operators")
+        .create(&PostParams::default(), &secret)
+        .await
+        .map(|_| ())
+        .or_else(create)?;
+    let qi: QuayIntegration = serde_json::from_value(serde_json::json!({
+        "apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "sandbox"},
+        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay.url(), "insecureRegistry": true}
+    }))
+    .map_err(|e| SandboxError::Setup(e.to_string()))?;
+    Api::<QuayIntegration>::all(admin)
+        .create(&PostParams::default(), &qi)
+        .await
+        .map(|_| ())
+        .or_else(create)?;
+    let client = kube.client_as(OPERATOR_IDENTITY);
+    let options = crate::controller::context::Options {
+        instance: "sandbox".into(),
+        ..Default::default()
+    };
+    Ok(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = crate::controller::run(
+            client,
+            options,
+            crate::controller::context::Metrics::default(),
+            shutdown,
+        )
+        .await
+        {
+            tracing::error!(error = %e, "the operator stopped");
+        }
+    }))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -95,7 +95,7 @@ async fn sandbox_quay_serves_until_sigterm() {
 }
 
 #[test]
-fn unavailable_components_fail_clearly() {
+fn the_operator_component_needs_kube_and_quay() {
     let out = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
         .args([
             "sandbox",
@@ -108,7 +108,7 @@ fn unavailable_components_fail_clearly() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not available"), "{err}");
+    assert!(err.contains("needs kube and quay"), "{err}");
 }
 
 #[test]

@@ -881,3 +881,83 @@ async fn foreign_organizations_and_a_second_cluster_are_left_untouched() {
     );
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crd_schema_rejects_what_can_never_work() {
+    let env = env().await;
+    let api = Api::<QuayIntegration>::all(env.client.clone());
+    for (field, value) in [
+        ("quayHostname", json!("quay.example.com")),
+        ("clusterID", json!("Prod")),
+        ("clusterID", json!("a_b")),
+    ] {
+        let mut spec = json!({"credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": "https://quay.example.com"});
+        spec[field] = value.clone();
+        let qi = json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "bad"}, "spec": spec});
+        let err = api
+            .create(&PostParams::default(), &serde_json::from_value(qi).unwrap())
+            .await
+            .unwrap_err();
+        match err {
+            kube::Error::Api(s) => {
+                assert_eq!(
+                    (s.code, s.reason.as_str()),
+                    (422, "Invalid"),
+                    "{field}={value}"
+                );
+                assert!(
+                    s.message.contains(&format!("spec.{field}")),
+                    "{}",
+                    s.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Defaults are applied by the API server, as `oc get -o yaml` shows them.
+    let qi = integration(&env, "defaults", json!({})).await;
+    let stored = api.get("defaults").await.unwrap();
+    assert_eq!(stored.spec.cluster_id, "openshift");
+    assert_eq!(
+        serde_json::to_value(&stored.spec).unwrap()["namespaceDeletionPolicy"],
+        "Delete"
+    );
+    assert_eq!(qi.spec.credentials_secret.key, "token");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_organization_name_is_reported_once_and_not_retried() {
+    let env = env().await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "a--b").await;
+    let api = Api::<QuayIntegration>::all(env.client.clone());
+    wait_for("the failing namespace to be reported", || async {
+        api.get("quay").await.unwrap().status.is_some_and(|s| {
+            s.failing_namespaces == 1 && s.last_error.as_deref().is_some_and(|e| e.contains("a--b"))
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        env.quay.requests().iter().all(|r| !r.path.contains("a--b")),
+        "no request with a name Quay refuses"
+    );
+    let events =
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.client.clone(), "default")
+            .list(&Default::default())
+            .await
+            .unwrap();
+    let invalid: Vec<_> = events
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("InvalidOrganizationName"))
+        .collect();
+    assert_eq!(invalid.len(), 1, "reported once: {invalid:?}");
+    assert_eq!(
+        invalid[0].series.as_ref().map_or(1, |s| s.count),
+        1,
+        "not repeated"
+    );
+    env.stop().await;
+}

@@ -11,6 +11,7 @@ pub mod http;
 pub mod openshift;
 pub mod patch;
 pub mod resources;
+pub mod schema;
 pub mod selectors;
 pub mod server;
 pub mod store;

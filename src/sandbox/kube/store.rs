@@ -374,6 +374,20 @@ impl Store {
         obj["metadata"][key] = value;
     }
 
+    /// Defaults, prunes and validates a custom resource against its CRD's
+    /// schema, as the apiserver does on every write.
+    fn apply_schema(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+        let Some(schema) = def.schema.as_ref().filter(|_| def.custom) else {
+            return Ok(());
+        };
+        let causes = super::schema::apply_to_resource(schema, obj);
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(def, name_of(obj), &causes))
+        }
+    }
+
     /// Validation every write goes through.
     pub fn validate(&self, def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
         let name = name_of(obj);
@@ -591,6 +605,7 @@ impl Store {
             m.remove("status");
         }
         self.apply_kind_defaults(def, &mut obj)?;
+        Self::apply_schema(def, &mut obj)?;
         self.validate(def, &obj)?;
         let (ns, name) = (namespace_of(&obj).to_owned(), name_of(&obj).to_owned());
         if !def.create_only && self.get(def, &ns, &name).is_some() {
@@ -808,6 +823,7 @@ impl Store {
                 .into());
             }
         }
+        Self::apply_schema(def, &mut new)?;
         self.validate(def, &new)?;
         if def.has_generation && spec_part(&old) != spec_part(&new) {
             let g = old

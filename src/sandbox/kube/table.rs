@@ -102,9 +102,11 @@ pub fn table(def: &ResourceDef, objects: &[&Value], rv: u64) -> Value {
         .map(|obj| {
             let cells: Vec<Value> = cols
                 .iter()
-                .map(|(name, _, path)| match (name.as_str(), path) {
+                .map(|(name, ty, path)| match (name.as_str(), path) {
                     ("Name", None) => cell(obj.pointer("/metadata/name")),
                     ("Age", None) => json!(age(obj.pointer("/metadata/creationTimestamp").and_then(Value::as_str))),
+                    // Like the apiserver's table convertor: dates show as ages.
+                    (_, Some(p)) if ty == "date" => json!(age(json_path(obj, p).and_then(Value::as_str))),
                     (_, Some(p)) => cell(json_path(obj, p)),
                     _ => json!("<none>"),
                 })

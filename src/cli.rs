@@ -33,9 +33,21 @@ pub enum Command {
     /// Run embedded stand-ins for Quay (and, as they land, the cluster and
     /// the operator) on loopback, until Ctrl-C or SIGTERM.
     Sandbox(SandboxArgs),
+    /// Remove the operator's finalizers from every namespace and
+    /// QuayIntegration (Quay organizations are kept), so nothing is
+    /// stranded when the operator is removed. Stop the operator first.
+    Uninstall(UninstallArgs),
     /// Print the QuayIntegration CustomResourceDefinitions (both API groups)
     /// as YAML, as committed in `crds/`.
     Crd,
+}
+
+/// `uninstall` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UninstallArgs {
+    /// Kubeconfig to use (default: in-cluster configuration or $KUBECONFIG).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 /// `sandbox` flags.

@@ -5,6 +5,7 @@ pub mod context;
 pub mod error;
 pub mod integration;
 pub mod namespace;
+pub mod uninstall;
 
 use crate::config::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};

@@ -961,3 +961,62 @@ async fn an_invalid_organization_name_is_reported_once_and_not_retried() {
     );
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_finalizer_is_taken_over_and_uninstall_releases_everything() {
+    let env = env().await;
+    // A namespace the Go operator managed carries the legacy finalizer.
+    Api::<Namespace>::all(env.client.clone())
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "upgraded", "finalizers": ["redhatcop.redhat.io/quayintegrations"]}})).unwrap())
+        .await
+        .unwrap();
+    integration(&env, "quay", json!({})).await;
+    let namespaces = Api::<Namespace>::all(env.client.clone());
+    wait_for("the finalizer to be taken over", || async {
+        let f = namespaces
+            .get("upgraded")
+            .await
+            .unwrap()
+            .finalizers()
+            .to_vec();
+        f == ["quay.redhat.com/quayintegrations".to_owned()]
+    })
+    .await;
+    wait_for("upgraded", || converged(&env, "upgraded", &[])).await;
+    // Uninstall (operator stopped first) releases namespaces and the integration.
+    let quay = env.quay.snapshot();
+    let kube_client = env.client.clone();
+    let kube = env.kube;
+    let stop = env.stop;
+    if let Some(s) = stop {
+        let _ = s.send(());
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), env.task).await;
+    let released = quay_bridge_operator::controller::uninstall::uninstall(kube_client.clone())
+        .await
+        .unwrap();
+    assert_eq!(released.namespaces, ["upgraded"]);
+    assert_eq!(released.integrations, ["quay"]);
+    let namespaces = Api::<Namespace>::all(kube_client.clone());
+    namespaces
+        .delete("upgraded", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the namespace to go without the operator", || async {
+        namespaces.get_opt("upgraded").await.unwrap().is_none()
+    })
+    .await;
+    Api::<QuayIntegration>::all(kube_client.clone())
+        .delete("quay", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        Api::<QuayIntegration>::all(kube_client)
+            .get_opt("quay")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(quay.organizations.contains_key("openshift_upgraded"));
+    drop(kube);
+}

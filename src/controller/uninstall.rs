@@ -1,0 +1,75 @@
+//! `quay-bridge-operator uninstall`: lets go of everything before the
+//! operator is removed, so no namespace is stranded in Terminating.
+
+use crate::config::{FINALIZER, INTEGRATION_FINALIZER, LEGACY_FINALIZER};
+use crate::crd::{LegacyQuayIntegration, QuayIntegration};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+/// What was released.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Released {
+    /// Namespaces whose finalizer was removed.
+    pub namespaces: Vec<String>,
+    /// QuayIntegrations whose finalizer was removed.
+    pub integrations: Vec<String>,
+}
+
+async fn drop_finalizers<K>(api: &Api<K>, obj: &K, names: &[&str]) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let current = obj.finalizers().to_vec();
+    let kept: Vec<String> = current
+        .iter()
+        .filter(|f| !names.contains(&f.as_str()))
+        .cloned()
+        .collect();
+    if kept == current {
+        return Ok(false);
+    }
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": current},
+        {"op": "replace", "path": "/metadata/finalizers", "value": kept},
+    ]))
+    .map_err(kube::Error::SerdeError)?;
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Json::<()>(patch),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Removes the operator's finalizers from every namespace (current and
+/// legacy names) and QuayIntegration. Organizations in Quay are kept. Run
+/// it after the operator is stopped.
+pub async fn uninstall(client: Client) -> Result<Released, kube::Error> {
+    let mut released = Released::default();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in namespaces.list(&ListParams::default()).await? {
+        if drop_finalizers(&namespaces, &ns, &[FINALIZER, LEGACY_FINALIZER]).await? {
+            released.namespaces.push(ns.name_any());
+        }
+    }
+    let current: Api<QuayIntegration> = Api::all(client.clone());
+    if let Ok(list) = current.list(&ListParams::default()).await {
+        for qi in list {
+            if drop_finalizers(&current, &qi, &[INTEGRATION_FINALIZER]).await? {
+                released.integrations.push(qi.name_any());
+            }
+        }
+    }
+    let legacy: Api<LegacyQuayIntegration> = Api::all(client);
+    if let Ok(list) = legacy.list(&ListParams::default()).await {
+        for qi in list {
+            if drop_finalizers(&legacy, &qi, &[INTEGRATION_FINALIZER]).await? {
+                released.integrations.push(qi.name_any());
+            }
+        }
+    }
+    Ok(released)
+}

@@ -298,6 +298,38 @@ pub fn from_legacy(qi: &LegacyQuayIntegration) -> Result<IntegrationConfig, Conf
     )
 }
 
+/// An integration with defaults everywhere, for tests of the planners.
+#[cfg(test)]
+pub(crate) fn test_config(cluster_id: &str, prefix: &str) -> IntegrationConfig {
+    IntegrationConfig {
+        id: IntegrationId {
+            group: ApiGroup::Current,
+            name: "q".into(),
+        },
+        generation: Some(1),
+        cluster_id: cluster_id.into(),
+        organization_prefix: prefix.into(),
+        quay_url: Url::parse("https://quay.example.com").unwrap(),
+        registry_host: "quay.example.com".into(),
+        credentials: SecretKeyRef {
+            namespace: "o".into(),
+            name: "s".into(),
+            key: "token".into(),
+        },
+        allow: vec![],
+        deny: vec![],
+        insecure_registry: false,
+        scheduled_import: false,
+        service_accounts: default_service_accounts(),
+        ca_bundle: None,
+        insecure_tls: false,
+        namespace_deletion: NamespaceDeletionPolicy::default(),
+        image_stream_deletion: ImageStreamDeletionPolicy::default(),
+        visibility: Visibility::Private,
+        adopt: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,36 +86,9 @@ pub const REPOSITORY_DESCRIPTION: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ApiGroup, IntegrationId, default_service_accounts};
 
-    pub(crate) fn cfg(cluster_id: &str, prefix: &str) -> IntegrationConfig {
-        IntegrationConfig {
-            id: IntegrationId {
-                group: ApiGroup::Current,
-                name: "q".into(),
-            },
-            generation: Some(1),
-            cluster_id: cluster_id.into(),
-            organization_prefix: prefix.into(),
-            quay_url: reqwest::Url::parse("https://quay.example.com").unwrap(),
-            registry_host: "quay.example.com".into(),
-            credentials: crate::config::SecretKeyRef {
-                namespace: "o".into(),
-                name: "s".into(),
-                key: "token".into(),
-            },
-            allow: vec![],
-            deny: vec![],
-            insecure_registry: false,
-            scheduled_import: false,
-            service_accounts: default_service_accounts(),
-            ca_bundle: None,
-            insecure_tls: false,
-            namespace_deletion: Default::default(),
-            image_stream_deletion: Default::default(),
-            visibility: Default::default(),
-            adopt: false,
-        }
+    fn cfg(cluster_id: &str, prefix: &str) -> IntegrationConfig {
+        crate::config::test_config(cluster_id, prefix)
     }
 
     #[test]

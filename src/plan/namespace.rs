@@ -366,36 +366,9 @@ pub fn plan_kube(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ApiGroup, IntegrationId, default_service_accounts};
 
     fn cfg() -> IntegrationConfig {
-        IntegrationConfig {
-            id: IntegrationId {
-                group: ApiGroup::Current,
-                name: "q".into(),
-            },
-            generation: Some(1),
-            cluster_id: "openshift".into(),
-            organization_prefix: String::new(),
-            quay_url: reqwest::Url::parse("https://quay.example.com").unwrap(),
-            registry_host: "quay.example.com".into(),
-            credentials: crate::config::SecretKeyRef {
-                namespace: "o".into(),
-                name: "s".into(),
-                key: "token".into(),
-            },
-            allow: vec![],
-            deny: vec![],
-            insecure_registry: false,
-            scheduled_import: false,
-            service_accounts: default_service_accounts(),
-            ca_bundle: None,
-            insecure_tls: false,
-            namespace_deletion: Default::default(),
-            image_stream_deletion: Default::default(),
-            visibility: Default::default(),
-            adopt: false,
-        }
+        crate::config::test_config("openshift", "")
     }
 
     fn marker() -> Marker {

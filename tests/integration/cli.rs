@@ -4,6 +4,28 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// Sends SIGTERM and expects a clean exit within 10 s.
+async fn stops_on_sigterm(child: &mut std::process::Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut waited = Duration::ZERO;
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            assert!(exit.success(), "exit status {exit:?}");
+            return;
+        }
+        assert!(
+            waited < Duration::from_secs(10),
+            "sandbox did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+}
+
 #[tokio::test]
 async fn sandbox_quay_serves_until_sigterm() {
     crate::common::init();
@@ -74,24 +96,7 @@ async fn sandbox_quay_serves_until_sigterm() {
         401
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut waited = Duration::ZERO;
-    loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            assert!(exit.success(), "exit status {exit:?}");
-            break;
-        }
-        assert!(
-            waited < Duration::from_secs(10),
-            "sandbox did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += Duration::from_millis(50);
-    }
+    stops_on_sigterm(&mut child).await;
 }
 
 #[test]
@@ -187,26 +192,7 @@ async fn sandbox_kube_writes_a_kubeconfig_kubectl_uses() {
             "serviceaccount/deployer"
         ]
     );
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut waited = Duration::ZERO;
-    loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            assert!(exit.success(), "exit status {exit:?}");
-            break;
-        }
-        assert!(
-            waited < Duration::from_secs(10),
-            "sandbox did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += Duration::from_millis(50);
-    }
+    stops_on_sigterm(&mut child).await;
 }
 
 #[test]

@@ -226,6 +226,11 @@ async fn a_new_namespace_is_bridged_with_few_quay_requests() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let requests = quay_requests(&env);
+    println!(
+        "Quay requests for a new namespace with 2 ImageStreams: {} ({} writes)",
+        requests.len(),
+        requests.iter().filter(|(m, _)| m != "GET").count()
+    );
     assert!(
         requests.len() <= 11,
         "{} Quay requests for a new namespace with 2 ImageStreams: {requests:?}",
@@ -357,6 +362,10 @@ async fn a_resync_of_a_converged_namespace_costs_three_reads_and_no_writes() {
     // Wait through one resync period.
     tokio::time::sleep(Duration::from_millis(1800)).await;
     let requests = quay_requests(&env);
+    println!(
+        "Quay requests per resync of a converged namespace: {}",
+        requests.len()
+    );
     assert!(!requests.is_empty(), "the resync happened");
     assert!(
         requests.iter().all(|(m, _)| m == "GET"),

@@ -12,6 +12,7 @@ pub mod quay;
 pub mod sandbox;
 pub mod secret;
 pub mod telemetry;
+pub mod webhook;
 
 /// Installs rustls' ring provider as the process default. Call it first in
 /// `main` and in every test that makes TLS or HTTP clients; repeated calls

@@ -20,3 +20,32 @@ pub struct ImageStreamSpec {
     #[serde(flatten)]
     pub rest: serde_json::Map<String, serde_json::Value>,
 }
+
+/// `build.openshift.io/v1` Build spec (fields read by the operator are
+/// looked up in `rest`).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "build.openshift.io",
+    version = "v1",
+    kind = "Build",
+    plural = "builds",
+    namespaced,
+    schema = "disabled",
+    status = "BuildStatus"
+)]
+pub struct BuildSpec {
+    /// Every field, as served.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Build status.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct BuildStatus {
+    /// `New`, `Pending`, `Running`, `Complete`, `Failed`, `Error`, `Cancelled`.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// Every other field, as served.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
+}

@@ -44,6 +44,19 @@ pub struct Options {
     pub retry: RetryPolicy,
     /// This replica's name (Events' reporting instance).
     pub instance: String,
+    /// Serve the Build admission webhook.
+    pub webhook: Option<WebhookOptions>,
+}
+
+/// Where and how the webhook serves.
+#[derive(Debug, Clone)]
+pub struct WebhookOptions {
+    /// HTTPS listen address.
+    pub listen: String,
+    /// Directory with `tls.crt`/`tls.key` or OLM's `apiserver.crt`/`apiserver.key`.
+    pub cert_dir: std::path::PathBuf,
+    /// How often the certificate files are checked for changes.
+    pub reload_interval: Duration,
 }
 
 impl Default for Options {
@@ -58,6 +71,7 @@ impl Default for Options {
             quay_request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             instance: "quay-bridge-operator".into(),
+            webhook: None,
         }
     }
 }
@@ -120,6 +134,8 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     /// Quay client metrics.
     pub quay: QuayMetrics,
+    /// Webhook metrics.
+    pub webhook: crate::webhook::server::WebhookMetrics,
 }
 
 impl Metrics {
@@ -530,9 +546,53 @@ impl Context {
         }
     }
 
+    /// The Event recorder.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
     /// Clears a once-only report, so it is published again if it recurs.
     pub fn clear_report(&self, namespace: &str, reason: &str) {
         lock(&self.reported).remove(&(namespace.to_owned(), reason.to_owned()));
+    }
+}
+
+impl crate::webhook::server::FactsSource for Context {
+    fn facts(&self) -> Box<dyn crate::webhook::decision::Facts + '_> {
+        Box::new(WebhookFacts {
+            integrations: self.integrations(),
+            ctx: self,
+        })
+    }
+}
+
+struct WebhookFacts<'a> {
+    integrations: Vec<IntegrationConfig>,
+    ctx: &'a Context,
+}
+
+impl crate::webhook::decision::Facts for WebhookFacts<'_> {
+    fn integrations(&self) -> &[IntegrationConfig] {
+        &self.integrations
+    }
+
+    fn secret_linked(&self, namespace: &str, account: &str, name: &str) -> bool {
+        let secret = self
+            .ctx
+            .secrets
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some();
+        let linked = self
+            .ctx
+            .service_accounts
+            .get(&ObjectRef::new(account).within(namespace))
+            .is_some_and(|sa| {
+                sa.secrets
+                    .iter()
+                    .flatten()
+                    .any(|r| r.name.as_deref() == Some(name))
+            });
+        secret && linked
     }
 }
 

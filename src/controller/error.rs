@@ -20,6 +20,9 @@ pub enum Error {
     /// The QuayIntegration is unusable.
     #[error("invalid QuayIntegration: {0}")]
     Config(String),
+    /// An ImageStream import did not succeed.
+    #[error("image import failed: {0}")]
+    Import(String),
 }
 
 impl Error {
@@ -40,6 +43,7 @@ impl Error {
             Error::QuayDown(_) => "quay_unavailable",
             Error::Credentials(_) => "credentials",
             Error::Config(_) => "config",
+            Error::Import(_) => "import",
         }
     }
 

@@ -1,6 +1,7 @@
 //! The operator's controllers: thin shells that read from caches, ask
 //! `plan` what to do, apply it, and report.
 
+pub mod build;
 pub mod context;
 pub mod error;
 pub mod integration;
@@ -28,6 +29,9 @@ pub enum StartError {
     /// The API server refused or failed a startup read.
     #[error("startup: {0}")]
     Kube(#[from] kube::Error),
+    /// The webhook could not start (certificates, address).
+    #[error("webhook: {0}")]
+    Webhook(#[from] crate::net::NetError),
 }
 
 async fn served<K>(api: Api<K>) -> Result<bool, kube::Error>
@@ -105,6 +109,15 @@ pub async fn run(
         .unwrap_or_default();
     let legacy_served = served(Api::<LegacyQuayIntegration>::all(client.clone())).await?;
     let streams_served = served(Api::<ImageStream>::all(client.clone())).await?;
+    let builds_served = served(Api::<crate::openshift::Build>::all(client.clone())).await?;
+    // Load the serving certificate now: a bad one fails start-up, loudly.
+    let webhook_tls = match &options.webhook {
+        Some(w) => {
+            let (cert, key) = crate::webhook::tls::cert_files(&w.cert_dir);
+            Some((crate::webhook::tls::Reloading::load(cert, key)?, w.clone()))
+        }
+        None => None,
+    };
     let (ns_tx, ns_rx) = mpsc::unbounded_channel::<ObjectRef<Namespace>>();
     let mut tasks = Vec::new();
 
@@ -234,9 +247,36 @@ pub async fn run(
         );
     let shutdown_ns = shutdown.clone();
     let ns_ctx = ctx.clone();
+    if builds_served {
+        let builds = Controller::new(
+            Api::<crate::openshift::Build>::all(client.clone()),
+            watcher::Config::default(),
+        );
+        let run = builds
+            .graceful_shutdown_on(shutdown.clone())
+            .run(build::reconcile, build::error_policy, ctx.clone())
+            .for_each(|_| async {});
+        tasks.push(tokio::spawn(run));
+    }
+    let webhook_ctx = ctx.clone();
     let namespaces_run = async move {
         readiness.await;
         tracing::info!("caches synced; reconciling namespaces");
+        // Decisions need complete caches: with none, builds would pass
+        // unchanged to the internal registry.
+        let _webhook = match webhook_tls {
+            Some((resolver, options)) => {
+                let config = resolver.server_config()?;
+                tokio::spawn(resolver.watch(options.reload_interval));
+                let source: Arc<dyn crate::webhook::server::FactsSource> = webhook_ctx.clone();
+                let router =
+                    crate::webhook::server::router(source, webhook_ctx.metrics.webhook.clone());
+                let server = crate::net::serve(&options.listen, Some(config), router).await?;
+                tracing::info!(address = %server.local_addr(), "admission webhook serving");
+                Some(server)
+            }
+            None => None,
+        };
         namespaces
             .reconcile_all_on(all_trigger)
             .reconcile_on(ns_triggers)
@@ -244,11 +284,12 @@ pub async fn run(
             .run(namespace::reconcile, namespace::error_policy, ns_ctx)
             .for_each(|_| async {})
             .await;
+        Ok::<(), StartError>(())
     };
-    namespaces_run.await;
+    let result = namespaces_run.await;
     for t in tasks {
         t.abort();
     }
     drop(ns_tx);
-    Ok(())
+    result
 }

@@ -19,16 +19,33 @@ use std::time::Duration;
 pub const OPERATOR: &str = "system:serviceaccount:openshift-operators:quay-bridge-operator";
 
 pub struct Env {
+    options: Options,
     pub quay: EmbeddedQuay,
     pub kube: EmbeddedKube,
     pub client: kube::Client,
+    pub metrics: Metrics,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Env {
+    pub fn metrics_webhook_allowed(&self) -> u64 {
+        self.metrics.webhook.count("allowed")
+    }
+
     pub fn host(&self) -> String {
         self.quay.url().trim_start_matches("http://").to_owned()
+    }
+
+    /// Stops the operator and starts a new one, as a pod restart does.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        let (stop, task) = spawn_operator(&self.kube, self.options.clone(), Metrics::default());
+        self.stop = stop;
+        self.task = task;
     }
 
     pub async fn stop(mut self) {
@@ -37,6 +54,26 @@ impl Env {
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
     }
+}
+
+fn spawn_operator(
+    kube: &EmbeddedKube,
+    options: Options,
+    metrics: Metrics,
+) -> (
+    Option<tokio::sync::oneshot::Sender<()>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let client = kube.client_as(OPERATOR);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        controller::run(client, options, metrics, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (Some(stop), task)
 }
 
 pub fn fast_options() -> Options {
@@ -73,22 +110,14 @@ pub async fn env_with(options: Options, sa_delay: Duration) -> Env {
         .unwrap();
     set_token(&admin, quay.admin_token().expose()).await;
     let metrics = Metrics::default();
-    let client = kube.client_as(OPERATOR);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run_client = client.clone();
-    let run_metrics = metrics.clone();
-    let task = tokio::spawn(async move {
-        controller::run(run_client, options, run_metrics, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
+    let (stop, task) = spawn_operator(&kube, options.clone(), metrics.clone());
     Env {
+        options,
         quay,
         kube,
         client: admin,
-        stop: Some(stop),
+        metrics,
+        stop,
         task,
     }
 }

@@ -1,0 +1,6 @@
+//! The mutating admission webhook for Builds: a pure decision, an HTTPS
+//! endpoint, and certificates that reload when their files change.
+
+pub mod decision;
+pub mod server;
+pub mod tls;

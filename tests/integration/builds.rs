@@ -1,0 +1,429 @@
+//! Builds go to Quay: the sandbox apiserver calls the operator's webhook
+//! over TLS, the build runner pushes with the robot, the operator imports.
+
+use crate::common;
+use crate::operator::{
+    converged, env_with, fast_options, image_stream, integration, namespace, wait_for,
+};
+use base64::Engine;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use quay_bridge_operator::controller::context::WebhookOptions;
+use quay_bridge_operator::net::tls::CertificateAuthority;
+use quay_bridge_operator::sandbox::registry_client::{Credentials, RegistryClient};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
+}
+
+fn free_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+struct Webhook {
+    _dir: tempfile::TempDir,
+    ca: CertificateAuthority,
+    dir: std::path::PathBuf,
+    addr: std::net::SocketAddr,
+}
+
+fn webhook_certs() -> Webhook {
+    common::init();
+    let ca = CertificateAuthority::new("service CA").unwrap();
+    let pair = ca
+        .issue_server(&["quay-bridge-operator.openshift-operators.svc"])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tls.crt"), &pair.cert_pem).unwrap();
+    std::fs::write(dir.path().join("tls.key"), pair.key_pem.expose()).unwrap();
+    Webhook {
+        dir: dir.path().to_owned(),
+        _dir: dir,
+        ca,
+        addr: free_port(),
+    }
+}
+
+async fn env_with_webhook(w: &Webhook) -> crate::operator::Env {
+    let mut options = fast_options();
+    options.webhook = Some(WebhookOptions {
+        listen: w.addr.to_string(),
+        cert_dir: w.dir.clone(),
+        reload_interval: Duration::from_millis(100),
+    });
+    let env = env_with(options, Duration::from_millis(50)).await;
+    let host = env.host();
+    env.kube.register_registry(&host, &env.quay.url());
+    env.kube
+        .register_service("openshift-operators", "quay-bridge-operator", w.addr);
+    let mwc = Api::<DynamicObject>::all_with(
+        env.client.clone(),
+        &ar(
+            "admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+        ),
+    );
+    let config: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "quay-bridge-operator"},
+        "webhooks": [{
+            "name": "quayintegration.quay.redhat.com", "admissionReviewVersions": ["v1", "v1beta1"], "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 10,
+            "clientConfig": {"service": {"namespace": "openshift-operators", "name": "quay-bridge-operator", "path": "/admissionwebhook", "port": 443},
+                "caBundle": base64::engine::general_purpose::STANDARD.encode(w.ca.cert_pem())},
+            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["build.openshift.io"], "apiVersions": ["v1"], "resources": ["builds"]}],
+        }]
+    }))
+    .unwrap();
+    mwc.create(&PostParams::default(), &config).await.unwrap();
+    env
+}
+
+async fn build_config(env: &crate::operator::Env, ns: &str, output: Value) {
+    let bc = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        ns,
+        &ar("build.openshift.io", "BuildConfig", "buildconfigs"),
+    );
+    let obj: DynamicObject = serde_json::from_value(json!({"apiVersion": "build.openshift.io/v1", "kind": "BuildConfig", "metadata": {"name": "app"}, "spec": {
+        "runPolicy": "Serial", "source": {"git": {"uri": "https://github.com/sclorg/httpd-ex.git"}},
+        "strategy": {"type": "Source", "sourceStrategy": {"from": {"kind": "ImageStreamTag", "name": "httpd:2.4", "namespace": "openshift"}}},
+        "output": output}}))
+    .unwrap();
+    bc.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+async fn start_build(env: &crate::operator::Env, ns: &str) -> Result<Value, kube::Error> {
+    let request = kube::core::Request::new(format!(
+        "/apis/build.openshift.io/v1/namespaces/{ns}/buildconfigs/app/instantiate"
+    ));
+    let req = request.create(&PostParams::default(), serde_json::to_vec(&json!({"kind": "BuildRequest", "apiVersion": "build.openshift.io/v1", "metadata": {"name": "app"}})).unwrap()).unwrap();
+    env.client.request::<Value>(req).await
+}
+
+async fn build(env: &crate::operator::Env, ns: &str, name: &str) -> Value {
+    let builds = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        ns,
+        &ar("build.openshift.io", "Build", "builds"),
+    );
+    serde_json::to_value(builds.get(name).await.unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_app_builds_push_to_quay_and_the_tag_is_imported() {
+    let w = webhook_certs();
+    let env = env_with_webhook(&w).await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "demo").await;
+    image_stream(&env, "demo", "app").await;
+    wait_for("demo", || converged(&env, "demo", &["app"])).await;
+    build_config(
+        &env,
+        "demo",
+        json!({"to": {"kind": "ImageStreamTag", "name": "app:latest"}}),
+    )
+    .await;
+
+    let created = start_build(&env, "demo").await.unwrap();
+    let host = env.host();
+    assert_eq!(
+        created["spec"]["output"]["to"],
+        json!({"kind": "DockerImage", "name": format!("{host}/openshift_demo/app:latest")}),
+        "rewritten by the webhook over TLS"
+    );
+    assert_eq!(
+        created["spec"]["output"]["pushSecret"]["name"],
+        "builder-quay-openshift"
+    );
+    assert_eq!(
+        created["metadata"]["annotations"]["quay-registry-operator.quay.redhat.com/destination-imagestream"],
+        "demo/app:latest"
+    );
+
+    wait_for("the build to complete", || async {
+        build(&env, "demo", "app-1").await["status"]["phase"] == "Complete"
+    })
+    .await;
+    let done = build(&env, "demo", "app-1").await;
+    let digest = done["status"]["output"]["to"]["imageDigest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        env.quay.snapshot().organizations["openshift_demo"].repositories["app"].tags["latest"],
+        digest,
+        "pushed with the builder robot"
+    );
+
+    wait_for("the import to be marked", || async {
+        build(&env, "demo", "app-1").await["metadata"]["annotations"]["quay-registry-operator.quay.redhat.com/destination-imagestreamtag-imported"] == "true"
+    })
+    .await;
+    let streams = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        "demo",
+        &ar("image.openshift.io", "ImageStream", "imagestreams"),
+    );
+    let stream = serde_json::to_value(streams.get("app").await.unwrap()).unwrap();
+    let latest = stream["status"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "latest")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        latest["items"][0]["dockerImageReference"],
+        format!("{host}/openshift_demo/app@{digest}"),
+        "the tag points at the Quay image"
+    );
+    assert_eq!(
+        stream["spec"]["tags"][0]["referencePolicy"]["type"],
+        "Source"
+    );
+    assert_eq!(stream["spec"]["tags"][0]["importPolicy"]["insecure"], true);
+
+    // A deployment-style pull with the default robot's Secret works.
+    let secret = Api::<Secret>::namespaced(env.client.clone(), "demo")
+        .get("default-quay-openshift")
+        .await
+        .unwrap();
+    let cfg: Value = serde_json::from_slice(&secret.data.unwrap()[".dockerconfigjson"].0).unwrap();
+    let auth = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(cfg["auths"][&host]["auth"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let (user, pass) = auth.split_once(':').unwrap();
+    let registry = RegistryClient::new(reqwest::Client::new(), env.quay.url());
+    let pulled = registry
+        .manifest_digest(
+            "openshift_demo/app",
+            "latest",
+            Some(&Credentials {
+                username: user.into(),
+                password: pass.into(),
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pulled, digest);
+
+    // One import, even after a restart-like resync of every build.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let imports = env
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "imagestreamimports")
+        .count();
+    assert_eq!(imports, 1, "imported once");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_outside_managed_namespaces_or_to_docker_images_pass_unchanged() {
+    let w = webhook_certs();
+    let env = env_with_webhook(&w).await;
+    integration(&env, "quay", json!({"allowlistNamespaces": ["managed"]})).await;
+    namespace(&env, "managed").await;
+    namespace(&env, "plain").await;
+    wait_for("managed", || converged(&env, "managed", &[])).await;
+    image_stream(&env, "plain", "app").await;
+    build_config(
+        &env,
+        "plain",
+        json!({"to": {"kind": "ImageStreamTag", "name": "app:latest"}}),
+    )
+    .await;
+    let created = start_build(&env, "plain").await.unwrap();
+    assert_eq!(
+        created["spec"]["output"]["to"]["kind"], "ImageStreamTag",
+        "unmanaged namespace: unchanged"
+    );
+    build_config(
+        &env,
+        "managed",
+        json!({"to": {"kind": "DockerImage", "name": "registry.example.com/x/y:1"}}),
+    )
+    .await;
+    let created = start_build(&env, "managed").await.unwrap();
+    assert_eq!(
+        created["spec"]["output"]["to"]["name"], "registry.example.com/x/y:1",
+        "DockerImage output: unchanged"
+    );
+    assert!(env.metrics_webhook_allowed() >= 2);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_certificate_is_reloaded_when_its_files_change() {
+    let w = webhook_certs();
+    let env = env_with_webhook(&w).await;
+    integration(&env, "quay", json!({})).await;
+    wait_for("the webhook to serve", || async {
+        tokio::net::TcpStream::connect(w.addr).await.is_ok()
+    })
+    .await;
+    let fetch = |ca_pem: String| async move {
+        let certs = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap();
+        let client = reqwest::Client::builder()
+            .tls_certs_only(certs)
+            .resolve("quay-bridge-operator.openshift-operators.svc", w.addr)
+            .build()
+            .unwrap();
+        client
+            .post(format!(
+                "https://quay-bridge-operator.openshift-operators.svc:{}/admissionwebhook",
+                w.addr.port()
+            ))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+    };
+    assert_eq!(
+        fetch(w.ca.cert_pem()).await.unwrap().status(),
+        400,
+        "serving with the first certificate; malformed review is a 400"
+    );
+    // Rotate to a certificate from a new CA.
+    let new_ca = CertificateAuthority::new("rotated CA").unwrap();
+    let pair = new_ca
+        .issue_server(&["quay-bridge-operator.openshift-operators.svc"])
+        .unwrap();
+    std::fs::write(w.dir.join("tls.key"), pair.key_pem.expose()).unwrap();
+    std::fs::write(w.dir.join("tls.crt"), &pair.cert_pem).unwrap();
+    let new_pem = new_ca.cert_pem();
+    wait_for("the new certificate to be served", || {
+        let p = new_pem.clone();
+        async move { fetch(p).await.is_ok() }
+    })
+    .await;
+    assert!(
+        fetch(w.ca.cert_pem()).await.is_err(),
+        "the old certificate is gone"
+    );
+    // A broken pair keeps the current one in service.
+    std::fs::write(w.dir.join("tls.crt"), "not a certificate").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fetch(new_ca.cert_pem()).await.is_ok());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_import_is_retried_and_no_import_repeats_after_a_restart() {
+    let w = webhook_certs();
+    let mut env = env_with_webhook(&w).await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "retry").await;
+    image_stream(&env, "retry", "app").await;
+    wait_for("retry", || converged(&env, "retry", &["app"])).await;
+    build_config(
+        &env,
+        "retry",
+        json!({"to": {"kind": "ImageStreamTag", "name": "app:latest"}}),
+    )
+    .await;
+    // Every pull of the first import fails (each pull secret, then anonymous).
+    env.quay.set_faults(
+        quay_bridge_operator::sandbox::quay::FaultConfig {
+            fail_next: 4,
+            error_status: Some(500),
+            method: Some("GET".into()),
+            path_prefix: Some("/v2/openshift_retry/app/manifests".into()),
+            ..Default::default()
+        },
+        None,
+    );
+    start_build(&env, "retry").await.unwrap();
+    wait_for("the import to succeed after a retry", || async {
+        build(&env, "retry", "app-1").await["metadata"]["annotations"]["quay-registry-operator.quay.redhat.com/destination-imagestreamtag-imported"] == "true"
+    })
+    .await;
+    let events =
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.client.clone(), "retry")
+            .list(&Default::default())
+            .await
+            .unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ImportFailed")),
+        "the failure was reported"
+    );
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ImageImported"))
+    );
+    let imports = |k: &quay_bridge_operator::sandbox::kube::EmbeddedKube| {
+        k.requests()
+            .into_iter()
+            .filter(|r| r.resource == "imagestreamimports")
+            .count()
+    };
+    let before = imports(&env.kube);
+    assert!(before >= 2, "retried: {before} imports");
+    env.restart().await;
+    namespace(&env, "after-restart").await;
+    wait_for("the restarted operator to bridge a new namespace", || {
+        converged(&env, "after-restart", &[])
+    })
+    .await;
+    assert_eq!(
+        imports(&env.kube),
+        before,
+        "no import again after a restart"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_stream_deletion_follows_the_policy_and_spares_foreign_repositories() {
+    let w = webhook_certs();
+    let env = env_with_webhook(&w).await;
+    integration(&env, "quay", json!({"imageStreamDeletionPolicy": "Delete"})).await;
+    namespace(&env, "isdel").await;
+    image_stream(&env, "isdel", "app").await;
+    image_stream(&env, "isdel", "web").await;
+    wait_for("isdel", || converged(&env, "isdel", &["app", "web"])).await;
+    // A repository someone created by hand in the organization.
+    let quay = common::client(&env.quay);
+    quay.create_repository(
+        "openshift_isdel",
+        "handmade",
+        quay_bridge_operator::quay::Visibility::Private,
+        "mine",
+    )
+    .await
+    .unwrap();
+    let streams = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        "isdel",
+        &ar("image.openshift.io", "ImageStream", "imagestreams"),
+    );
+    streams.delete("app", &Default::default()).await.unwrap();
+    wait_for("the repository to go with its ImageStream", || async {
+        !env.quay.snapshot().organizations["openshift_isdel"]
+            .repositories
+            .contains_key("app")
+    })
+    .await;
+    let repos = env.quay.snapshot().organizations["openshift_isdel"]
+        .repositories
+        .clone();
+    assert!(
+        repos.contains_key("web") && repos.contains_key("handmade"),
+        "{:?}",
+        repos.keys().collect::<Vec<_>>()
+    );
+    env.stop().await;
+}

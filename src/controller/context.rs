@@ -53,10 +53,24 @@ pub struct Options {
 pub struct WebhookOptions {
     /// HTTPS listen address.
     pub listen: String,
-    /// Directory with `tls.crt`/`tls.key` or OLM's `apiserver.crt`/`apiserver.key`.
-    pub cert_dir: std::path::PathBuf,
-    /// How often the certificate files are checked for changes.
-    pub reload_interval: Duration,
+    /// Where its serving certificate comes from.
+    pub certificates: CertSource,
+}
+
+/// Where the webhook's serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertSource {
+    /// Files: `tls.crt`/`tls.key` (a Secret volume, OpenShift's service CA)
+    /// or OLM's `apiserver.crt`/`apiserver.key`, reloaded when they change.
+    Files {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// How often the files are checked.
+        reload_interval: Duration,
+    },
+    /// Made and rotated by the operator, kept in a Secret, its CA injected
+    /// into the MutatingWebhookConfiguration.
+    SelfManaged(crate::webhook::selfmanaged::SelfManaged),
 }
 
 impl Default for Options {

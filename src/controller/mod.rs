@@ -32,6 +32,9 @@ pub enum StartError {
     /// The webhook could not start (certificates, address).
     #[error("webhook: {0}")]
     Webhook(#[from] crate::net::NetError),
+    /// Self-managed certificates could not be set up.
+    #[error("webhook certificates: {0}")]
+    Certificates(String),
 }
 
 async fn served<K>(api: Api<K>) -> Result<bool, kube::Error>
@@ -113,8 +116,33 @@ pub async fn run(
     // Load the serving certificate now: a bad one fails start-up, loudly.
     let webhook_tls = match &options.webhook {
         Some(w) => {
-            let (cert, key) = crate::webhook::tls::cert_files(&w.cert_dir);
-            Some((crate::webhook::tls::Reloading::load(cert, key)?, w.clone()))
+            let resolver = match &w.certificates {
+                context::CertSource::Files {
+                    dir,
+                    reload_interval,
+                } => {
+                    let (cert, key) = crate::webhook::tls::cert_files(dir);
+                    let resolver = crate::webhook::tls::Reloading::load(cert, key)?;
+                    tokio::spawn(resolver.clone().watch(*reload_interval));
+                    resolver
+                }
+                context::CertSource::SelfManaged(cfg) => {
+                    let current = crate::webhook::selfmanaged::ensure(&client, cfg)
+                        .await
+                        .map_err(|e| StartError::Certificates(e.to_string()))?;
+                    let resolver = crate::webhook::tls::Reloading::from_pem(
+                        current.cert_pem.as_bytes(),
+                        current.key_pem.expose().as_bytes(),
+                    )?;
+                    tokio::spawn(crate::webhook::selfmanaged::maintain(
+                        client.clone(),
+                        cfg.clone(),
+                        resolver.clone(),
+                    ));
+                    resolver
+                }
+            };
+            Some((resolver, w.clone()))
         }
         None => None,
     };
@@ -267,7 +295,6 @@ pub async fn run(
         let _webhook = match webhook_tls {
             Some((resolver, options)) => {
                 let config = resolver.server_config()?;
-                tokio::spawn(resolver.watch(options.reload_interval));
                 let source: Arc<dyn crate::webhook::server::FactsSource> = webhook_ctx.clone();
                 let router =
                     crate::webhook::server::router(source, webhook_ctx.metrics.webhook.clone());

@@ -2,5 +2,6 @@
 //! endpoint, and certificates that reload when their files change.
 
 pub mod decision;
+pub mod selfmanaged;
 pub mod server;
 pub mod tls;

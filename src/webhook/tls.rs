@@ -45,7 +45,7 @@ pub fn cert_files(dir: &Path) -> (PathBuf, PathBuf) {
 #[derive(Debug)]
 pub struct Reloading {
     current: RwLock<Arc<CertifiedKey>>,
-    files: (PathBuf, PathBuf),
+    files: Option<(PathBuf, PathBuf)>,
     loaded: RwLock<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -70,17 +70,51 @@ impl Reloading {
         let ck = certified_key(&cert_pem, &key_pem)?;
         Ok(Arc::new(Self {
             current: RwLock::new(Arc::new(ck)),
-            files: (cert, key),
+            files: Some((cert, key)),
             loaded: RwLock::new((cert_pem, key_pem)),
         }))
+    }
+
+    /// Serves a pair held in memory (self-managed certificates).
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Self>, NetError> {
+        let ck = certified_key(cert_pem, key_pem)?;
+        Ok(Arc::new(Self {
+            current: RwLock::new(Arc::new(ck)),
+            files: None,
+            loaded: RwLock::new((cert_pem.to_vec(), key_pem.to_vec())),
+        }))
+    }
+
+    /// Swaps in a new pair; on error the current one stays.
+    pub fn replace(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<bool, NetError> {
+        if *self
+            .loaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            == (cert_pem.to_vec(), key_pem.to_vec())
+        {
+            return Ok(false);
+        }
+        let ck = certified_key(cert_pem, key_pem)?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ck);
+        *self
+            .loaded
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            (cert_pem.to_vec(), key_pem.to_vec());
+        Ok(true)
     }
 
     /// Reads the files again; swaps in a changed pair that loads. Returns
     /// whether the certificate changed.
     pub fn reload(&self) -> bool {
-        let (Ok(cert_pem), Ok(key_pem)) =
-            (std::fs::read(&self.files.0), std::fs::read(&self.files.1))
-        else {
+        let Some((cert, key)) = &self.files else {
+            return false;
+        };
+        let (Ok(cert_pem), Ok(key_pem)) = (std::fs::read(cert), std::fs::read(key)) else {
             return false;
         };
         if *self
@@ -101,7 +135,7 @@ impl Reloading {
                     .loaded
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = (cert_pem, key_pem);
-                tracing::info!(cert = %self.files.0.display(), "webhook certificate reloaded");
+                tracing::info!(cert = %cert.display(), "webhook certificate reloaded");
                 true
             }
             Err(e) => {

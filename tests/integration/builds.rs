@@ -3,13 +3,13 @@
 
 use crate::common;
 use crate::operator::{
-    converged, env_with, fast_options, image_stream, integration, namespace, wait_for,
+    converged, env_with_before, fast_options, image_stream, integration, namespace, wait_for,
 };
 use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use quay_bridge_operator::controller::context::WebhookOptions;
+use quay_bridge_operator::controller::context::{CertSource, WebhookOptions};
 use quay_bridge_operator::net::tls::CertificateAuthority;
 use quay_bridge_operator::sandbox::registry_client::{Credentials, RegistryClient};
 use serde_json::{Value, json};
@@ -49,37 +49,64 @@ fn webhook_certs() -> Webhook {
 }
 
 async fn env_with_webhook(w: &Webhook) -> crate::operator::Env {
+    let files = CertSource::Files {
+        dir: w.dir.clone(),
+        reload_interval: Duration::from_millis(100),
+    };
+    env_serving(files, w.addr, Some(w.ca.cert_pem())).await
+}
+
+/// Operator with its webhook registered in the sandbox (service
+/// openshift-operators/quay-bridge-operator), the configuration trusting
+/// `ca` (or nothing, for self-managed certificates to inject).
+async fn env_serving(
+    certificates: CertSource,
+    addr: std::net::SocketAddr,
+    ca: Option<String>,
+) -> crate::operator::Env {
+    common::init();
     let mut options = fast_options();
     options.webhook = Some(WebhookOptions {
-        listen: w.addr.to_string(),
-        cert_dir: w.dir.clone(),
-        reload_interval: Duration::from_millis(100),
+        listen: addr.to_string(),
+        certificates,
     });
-    let env = env_with(options, Duration::from_millis(50)).await;
+    // The configuration exists before the operator starts (as deploy/ installs it).
+    let env = env_with_before(
+        options,
+        Duration::from_millis(50),
+        move |client: kube::Client| async move { create_webhook_configuration(&client, ca).await },
+    )
+    .await;
     let host = env.host();
     env.kube.register_registry(&host, &env.quay.url());
     env.kube
-        .register_service("openshift-operators", "quay-bridge-operator", w.addr);
+        .register_service("openshift-operators", "quay-bridge-operator", addr);
+    env
+}
+
+async fn create_webhook_configuration(client: &kube::Client, ca: Option<String>) {
     let mwc = Api::<DynamicObject>::all_with(
-        env.client.clone(),
+        client.clone(),
         &ar(
             "admissionregistration.k8s.io",
             "MutatingWebhookConfiguration",
             "mutatingwebhookconfigurations",
         ),
     );
+    let mut client_config = json!({"service": {"namespace": "openshift-operators", "name": "quay-bridge-operator", "path": "/admissionwebhook", "port": 443}});
+    if let Some(ca) = ca {
+        client_config["caBundle"] = json!(base64::engine::general_purpose::STANDARD.encode(ca));
+    }
     let config: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "quay-bridge-operator"},
         "webhooks": [{
             "name": "quayintegration.quay.redhat.com", "admissionReviewVersions": ["v1", "v1beta1"], "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 10,
-            "clientConfig": {"service": {"namespace": "openshift-operators", "name": "quay-bridge-operator", "path": "/admissionwebhook", "port": 443},
-                "caBundle": base64::engine::general_purpose::STANDARD.encode(w.ca.cert_pem())},
+            "clientConfig": client_config,
             "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["build.openshift.io"], "apiVersions": ["v1"], "resources": ["builds"]}],
         }]
     }))
     .unwrap();
     mwc.create(&PostParams::default(), &config).await.unwrap();
-    env
 }
 
 async fn build_config(env: &crate::operator::Env, ns: &str, output: Value) {
@@ -424,6 +451,81 @@ async fn image_stream_deletion_follows_the_policy_and_spares_foreign_repositorie
         repos.contains_key("web") && repos.contains_key("handmade"),
         "{:?}",
         repos.keys().collect::<Vec<_>>()
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_managed_certificates_are_issued_injected_and_rotated() {
+    let addr = free_port();
+    let mut cfg = quay_bridge_operator::webhook::selfmanaged::SelfManaged::new(
+        "openshift-operators",
+        "quay-bridge-operator",
+        "quay-bridge-operator-webhook-tls",
+        "quay-bridge-operator",
+    );
+    cfg.cert_validity = Duration::from_secs(4);
+    cfg.renew_before = Duration::from_secs(2);
+    cfg.check_interval = Duration::from_millis(200);
+    let env = env_serving(CertSource::SelfManaged(cfg), addr, None).await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "selfsigned").await;
+    image_stream(&env, "selfsigned", "app").await;
+    wait_for("selfsigned", || converged(&env, "selfsigned", &["app"])).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "openshift-operators");
+    let first = secrets
+        .get("quay-bridge-operator-webhook-tls")
+        .await
+        .unwrap();
+    assert_eq!(first.type_.as_deref(), Some("kubernetes.io/tls"));
+    let mwc = Api::<DynamicObject>::all_with(
+        env.client.clone(),
+        &ar(
+            "admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+        ),
+    );
+    let injected = serde_json::to_value(mwc.get("quay-bridge-operator").await.unwrap()).unwrap();
+    let bundle = base64::engine::general_purpose::STANDARD
+        .decode(
+            injected["webhooks"][0]["clientConfig"]["caBundle"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        bundle,
+        first.data.as_ref().unwrap()["ca.crt"].0,
+        "the CA was injected"
+    );
+    // The apiserver verifies the webhook against the injected CA.
+    build_config(
+        &env,
+        "selfsigned",
+        json!({"to": {"kind": "ImageStreamTag", "name": "app:latest"}}),
+    )
+    .await;
+    let created = start_build(&env, "selfsigned").await.unwrap();
+    assert_eq!(created["spec"]["output"]["to"]["kind"], "DockerImage");
+    // The serving certificate is renewed before it expires, and keeps working.
+    let first_cert = first.data.as_ref().unwrap()["tls.crt"].0.clone();
+    wait_for("the serving certificate to rotate", || async {
+        secrets
+            .get("quay-bridge-operator-webhook-tls")
+            .await
+            .unwrap()
+            .data
+            .unwrap()["tls.crt"]
+            .0
+            != first_cert
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let again = start_build(&env, "selfsigned").await.unwrap();
+    assert_eq!(
+        again["spec"]["output"]["to"]["kind"], "DockerImage",
+        "served with the rotated certificate"
     );
     env.stop().await;
 }

@@ -89,6 +89,16 @@ pub fn fast_options() -> Options {
 /// Sandbox cluster + embedded Quay + CRDs + token Secret; the operator runs
 /// with `options` as its own identity.
 pub async fn env_with(options: Options, sa_delay: Duration) -> Env {
+    env_with_before(options, sa_delay, |_client: kube::Client| async {}).await
+}
+
+/// Like `env_with`, running `setup` with an admin client before the
+/// operator starts.
+pub async fn env_with_before<F, Fut>(options: Options, sa_delay: Duration, setup: F) -> Env
+where
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: Future<Output = ()>,
+{
     common::init();
     let quay = common::quay().await;
     let kube = EmbeddedKube::start(EmbeddedKubeConfig {
@@ -109,6 +119,7 @@ pub async fn env_with(options: Options, sa_delay: Duration) -> Env {
         .await
         .unwrap();
     set_token(&admin, quay.admin_token().expose()).await;
+    setup(admin.clone()).await;
     let metrics = Metrics::default();
     let (stop, task) = spawn_operator(&kube, options.clone(), metrics.clone());
     Env {

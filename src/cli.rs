@@ -30,6 +30,8 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the operator: controllers, the Build webhook and the admin server.
+    Run(RunArgs),
     /// Run embedded stand-ins for Quay (and, as they land, the cluster and
     /// the operator) on loopback, until Ctrl-C or SIGTERM.
     Sandbox(SandboxArgs),
@@ -40,6 +42,65 @@ pub enum Command {
     /// Print the QuayIntegration CustomResourceDefinitions (both API groups)
     /// as YAML, as committed in `crds/`.
     Crd,
+}
+
+/// Where the webhook's certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WebhookCerts {
+    /// `tls.crt`/`tls.key` or OLM's `apiserver.crt`/`apiserver.key` in
+    /// `--webhook-cert-dir`, reloaded when they change.
+    Files,
+    /// Made, kept in a Secret, injected into the webhook configuration and
+    /// rotated by the operator.
+    SelfManaged,
+    /// No webhook (Builds are not rewritten).
+    Disabled,
+}
+
+/// `run` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Kubeconfig to use (default: in-cluster configuration or $KUBECONFIG).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Namespaces reconciled at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+    /// Seconds between resyncs of a converged namespace against Quay.
+    #[arg(long, env = "RESYNC_SECONDS", default_value_t = 600)]
+    pub resync_seconds: u64,
+    /// Address of the admin server (/healthz, /readyz, /metrics; plain HTTP).
+    #[arg(long, env = "ADMIN_LISTEN", default_value = "0.0.0.0:8081")]
+    pub admin_listen: String,
+    /// Address of the webhook (HTTPS).
+    #[arg(long, env = "WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    pub webhook_listen: String,
+    /// Where the webhook's serving certificate comes from.
+    #[arg(long, env = "WEBHOOK_CERTS", value_enum, default_value_t = WebhookCerts::Files)]
+    pub webhook_certs: WebhookCerts,
+    /// Directory of the serving certificate (files mode).
+    #[arg(
+        long,
+        env = "WEBHOOK_CERT_DIR",
+        default_value = "/apiserver.local.config/certificates"
+    )]
+    pub webhook_cert_dir: std::path::PathBuf,
+    /// The operator's namespace (self-managed certificate Secret).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "openshift-operators")]
+    pub operator_namespace: String,
+    /// The webhook Service name.
+    #[arg(long, env = "WEBHOOK_SERVICE", default_value = "quay-bridge-operator")]
+    pub webhook_service: String,
+    /// The MutatingWebhookConfiguration name.
+    #[arg(
+        long,
+        env = "WEBHOOK_CONFIGURATION",
+        default_value = "quay-bridge-operator"
+    )]
+    pub webhook_configuration: String,
+    /// This replica's name, for Events.
+    #[arg(long, env = "POD_NAME", default_value = "quay-bridge-operator")]
+    pub instance: String,
 }
 
 /// `uninstall` flags.

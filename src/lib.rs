@@ -1,6 +1,7 @@
 //! Quay Bridge Operator: OpenShift namespaces, ImageStreams and Builds bridged
 //! to Red Hat Quay.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod controller;

@@ -17,6 +17,59 @@ async fn client(kubeconfig: Option<std::path::PathBuf>) -> Result<kube::Client, 
     kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
+async fn run(args: quay_bridge_operator::cli::RunArgs) -> Result<(), String> {
+    use quay_bridge_operator::cli::WebhookCerts;
+    use quay_bridge_operator::controller::context::{CertSource, Metrics, Options, WebhookOptions};
+    use std::time::Duration;
+    let client = client(args.kubeconfig.clone()).await?;
+    let mut registry = prometheus_client::registry::Registry::with_prefix("quay_bridge_operator");
+    let metrics = Metrics::register(&mut registry);
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let admin = quay_bridge_operator::net::serve(
+        &args.admin_listen,
+        None,
+        quay_bridge_operator::admin::router(registry, ready.clone()),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::info!(address = %admin.local_addr(), "admin server listening");
+    let certificates = match args.webhook_certs {
+        WebhookCerts::Disabled => None,
+        WebhookCerts::Files => Some(CertSource::Files {
+            dir: args.webhook_cert_dir.clone(),
+            reload_interval: Duration::from_secs(30),
+        }),
+        WebhookCerts::SelfManaged => Some(CertSource::SelfManaged(
+            quay_bridge_operator::webhook::selfmanaged::SelfManaged::new(
+                &args.operator_namespace,
+                &args.webhook_service,
+                &format!("{}-webhook-tls", args.webhook_service),
+                &args.webhook_configuration,
+            ),
+        )),
+    };
+    let options = Options {
+        concurrency: args.concurrency,
+        resync: Duration::from_secs(args.resync_seconds),
+        instance: args.instance.clone(),
+        webhook: certificates.map(|certificates| WebhookOptions {
+            listen: args.webhook_listen.clone(),
+            certificates,
+        }),
+        ready,
+        ..Options::default()
+    };
+    let result = quay_bridge_operator::controller::run(
+        client,
+        options,
+        metrics,
+        quay_bridge_operator::sandbox::cmd::shutdown_signal(),
+    )
+    .await;
+    admin.shutdown(Duration::from_secs(2)).await;
+    result.map_err(|e| e.to_string())
+}
+
 async fn uninstall(args: quay_bridge_operator::cli::UninstallArgs) -> Result<(), String> {
     let released =
         quay_bridge_operator::controller::uninstall::uninstall(client(args.kubeconfig).await?)
@@ -42,6 +95,7 @@ async fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     let result = match cli.command {
         Command::Sandbox(args) => sandbox::cmd::run(args).await.map_err(|e| e.to_string()),
+        Command::Run(args) => run(args).await,
         Command::Uninstall(args) => uninstall(args).await,
         Command::Crd => match quay_bridge_operator::crd::crds_yaml() {
             Ok(yaml) => {

@@ -46,6 +46,8 @@ pub struct Options {
     pub instance: String,
     /// Serve the Build admission webhook.
     pub webhook: Option<WebhookOptions>,
+    /// Set once the caches are synced (and the webhook serves): `/readyz`.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where and how the webhook serves.
@@ -86,6 +88,7 @@ impl Default for Options {
             retry: RetryPolicy::default(),
             instance: "quay-bridge-operator".into(),
             webhook: None,
+            ready: Arc::default(),
         }
     }
 }

@@ -275,6 +275,7 @@ pub async fn run(
         );
     let shutdown_ns = shutdown.clone();
     let ns_ctx = ctx.clone();
+    let ready = ctx.options.ready.clone();
     if builds_served {
         let builds = Controller::new(
             Api::<crate::openshift::Build>::all(client.clone()),
@@ -304,6 +305,7 @@ pub async fn run(
             }
             None => None,
         };
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
         namespaces
             .reconcile_all_on(all_trigger)
             .reconcile_on(ns_triggers)

@@ -213,3 +213,118 @@ fn committed_crds_are_current() {
         "crds/quayintegrations.yaml is stale: run `cargo run -- crd > crds/quayintegrations.yaml`"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metrics() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, PostParams};
+    use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
+    crate::common::init();
+    let quay = crate::common::quay().await;
+    let kube = EmbeddedKube::start(EmbeddedKubeConfig {
+        listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let admin = kube.client();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(admin.clone());
+    crds.create(
+        &PostParams::default(),
+        &<quay_bridge_operator::crd::QuayIntegration as kube::CustomResourceExt>::crd(),
+    )
+    .await
+    .unwrap();
+    crds.create(
+        &PostParams::default(),
+        &<quay_bridge_operator::crd::LegacyQuayIntegration as kube::CustomResourceExt>::crd(),
+    )
+    .await
+    .unwrap();
+    crate::operator::set_token(&admin, quay.admin_token().expose()).await;
+    let qi: quay_bridge_operator::crd::QuayIntegration = serde_json::from_value(serde_json::json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "quay"},
+        "spec": {"credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay.url()}}))
+    .unwrap();
+    Api::<quay_bridge_operator::crd::QuayIntegration>::all(admin.clone())
+        .create(&PostParams::default(), &qi)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("operator.kubeconfig");
+    kube.write_kubeconfig(&kc, crate::operator::OPERATOR)
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
+        .args([
+            "run",
+            "--webhook-certs",
+            "disabled",
+            "--admin-listen",
+            &format!("127.0.0.1:{port}"),
+            "--kubeconfig",
+        ])
+        .arg(&kc)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    crate::operator::wait_for("/readyz to answer 200", || async {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    Api::<Namespace>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "viabinary"}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    crate::operator::wait_for("the binary to bridge the namespace", || async {
+        quay.snapshot()
+            .organizations
+            .contains_key("openshift_viabinary")
+    })
+    .await;
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("quay_bridge_operator_quay_requests_total{method=\"POST\",endpoint=\"/api/v1/organization/\",status=\"2xx\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "quay_bridge_operator_reconciles_total{controller=\"namespace\",result=\"ok\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        kube.requests()
+            .iter()
+            .any(|r| r.identity == crate::operator::OPERATOR && r.verb == "watch"),
+        "it acted as its own identity"
+    );
+    stops_on_sigterm(&mut child).await;
+}

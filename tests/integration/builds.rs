@@ -15,7 +15,7 @@ use quay_bridge_operator::sandbox::registry_client::{Credentials, RegistryClient
 use serde_json::{Value, json};
 use std::time::Duration;
 
-fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
+pub fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
 }
 
@@ -71,12 +71,15 @@ async fn env_serving(
         certificates,
     });
     // The configuration exists before the operator starts (as deploy/ installs it).
-    let env = env_with_before(
-        options,
-        Duration::from_millis(50),
-        move |client: kube::Client| async move { create_webhook_configuration(&client, ca).await },
-    )
-    .await;
+    let env =
+        env_with_before(
+            options,
+            Duration::from_millis(50),
+            move |client: kube::Client| async move {
+                create_webhook_configuration_for(&client, ca).await
+            },
+        )
+        .await;
     let host = env.host();
     env.kube.register_registry(&host, &env.quay.url());
     env.kube
@@ -84,7 +87,7 @@ async fn env_serving(
     env
 }
 
-async fn create_webhook_configuration(client: &kube::Client, ca: Option<String>) {
+pub async fn create_webhook_configuration_for(client: &kube::Client, ca: Option<String>) {
     let mwc = Api::<DynamicObject>::all_with(
         client.clone(),
         &ar(
@@ -123,7 +126,7 @@ async fn build_config(env: &crate::operator::Env, ns: &str, output: Value) {
     bc.create(&PostParams::default(), &obj).await.unwrap();
 }
 
-async fn start_build(env: &crate::operator::Env, ns: &str) -> Result<Value, kube::Error> {
+pub async fn start_build_in(env: &crate::operator::Env, ns: &str) -> Result<Value, kube::Error> {
     let request = kube::core::Request::new(format!(
         "/apis/build.openshift.io/v1/namespaces/{ns}/buildconfigs/app/instantiate"
     ));
@@ -131,7 +134,7 @@ async fn start_build(env: &crate::operator::Env, ns: &str) -> Result<Value, kube
     env.client.request::<Value>(req).await
 }
 
-async fn build(env: &crate::operator::Env, ns: &str, name: &str) -> Value {
+pub async fn build_of(env: &crate::operator::Env, ns: &str, name: &str) -> Value {
     let builds = Api::<DynamicObject>::namespaced_with(
         env.client.clone(),
         ns,
@@ -155,7 +158,7 @@ async fn new_app_builds_push_to_quay_and_the_tag_is_imported() {
     )
     .await;
 
-    let created = start_build(&env, "demo").await.unwrap();
+    let created = start_build_in(&env, "demo").await.unwrap();
     let host = env.host();
     assert_eq!(
         created["spec"]["output"]["to"],
@@ -172,10 +175,10 @@ async fn new_app_builds_push_to_quay_and_the_tag_is_imported() {
     );
 
     wait_for("the build to complete", || async {
-        build(&env, "demo", "app-1").await["status"]["phase"] == "Complete"
+        build_of(&env, "demo", "app-1").await["status"]["phase"] == "Complete"
     })
     .await;
-    let done = build(&env, "demo", "app-1").await;
+    let done = build_of(&env, "demo", "app-1").await;
     let digest = done["status"]["output"]["to"]["imageDigest"]
         .as_str()
         .unwrap()
@@ -187,7 +190,7 @@ async fn new_app_builds_push_to_quay_and_the_tag_is_imported() {
     );
 
     wait_for("the import to be marked", || async {
-        build(&env, "demo", "app-1").await["metadata"]["annotations"]["quay-registry-operator.quay.redhat.com/destination-imagestreamtag-imported"] == "true"
+        build_of(&env, "demo", "app-1").await["metadata"]["annotations"]["quay-registry-operator.quay.redhat.com/destination-imagestreamtag-imported"] == "true"
     })
     .await;
     let streams = Api::<DynamicObject>::namespaced_with(
@@ -268,7 +271,7 @@ async fn builds_outside_managed_namespaces_or_to_docker_images_pass_unchanged() 
         json!({"to": {"kind": "ImageStreamTag", "name": "app:latest"}}),
     )
     .await;
-    let created = start_build(&env, "plain").await.unwrap();
+    let created = start_build_in(&env, "plain").await.unwrap();
     assert_eq!(
         created["spec"]["output"]["to"]["kind"], "ImageStreamTag",
         "unmanaged namespace: unchanged"
@@ -279,7 +282,7 @@ async fn builds_outside_managed_namespaces_or_to_docker_images_pass_unchanged() 
         json!({"to": {"kind": "DockerImage", "name": "registry.example.com/x/y:1"}}),
     )
     .await;
-    let created = start_build(&env, "managed").await.unwrap();
+    let created = start_build_in(&env, "managed").await.unwrap();
     assert_eq!(
         created["spec"]["output"]["to"]["name"], "registry.example.com/x/y:1",
         "DockerImage output: unchanged"
@@ -368,9 +371,9 @@ async fn a_failed_import_is_retried_and_no_import_repeats_after_a_restart() {
         },
         None,
     );
-    start_build(&env, "retry").await.unwrap();
+    start_build_in(&env, "retry").await.unwrap();
     wait_for("the import to succeed after a retry", || async {
-        build(&env, "retry", "app-1").await["metadata"]["annotations"]["quay-registry-operator.quay.redhat.com/destination-imagestreamtag-imported"] == "true"
+        build_of(&env, "retry", "app-1").await["metadata"]["annotations"]["quay-registry-operator.quay.redhat.com/destination-imagestreamtag-imported"] == "true"
     })
     .await;
     let events =
@@ -506,7 +509,7 @@ async fn self_managed_certificates_are_issued_injected_and_rotated() {
         json!({"to": {"kind": "ImageStreamTag", "name": "app:latest"}}),
     )
     .await;
-    let created = start_build(&env, "selfsigned").await.unwrap();
+    let created = start_build_in(&env, "selfsigned").await.unwrap();
     assert_eq!(created["spec"]["output"]["to"]["kind"], "DockerImage");
     // The serving certificate is renewed before it expires, and keeps working.
     let first_cert = first.data.as_ref().unwrap()["tls.crt"].0.clone();
@@ -522,10 +525,20 @@ async fn self_managed_certificates_are_issued_injected_and_rotated() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let again = start_build(&env, "selfsigned").await.unwrap();
+    let again = start_build_in(&env, "selfsigned").await.unwrap();
     assert_eq!(
         again["spec"]["output"]["to"]["kind"], "DockerImage",
         "served with the rotated certificate"
     );
     env.stop().await;
+}
+
+/// A Source BuildConfig `app` whose output is `app:latest`.
+pub async fn with_build_config(env: &crate::operator::Env, ns: &str) {
+    build_config(
+        env,
+        ns,
+        json!({"to": {"kind": "ImageStreamTag", "name": "app:latest"}}),
+    )
+    .await;
 }

@@ -1,0 +1,212 @@
+//! The ClusterRole in deploy/ against what the operator really does: every
+//! scenario below runs as the operator's own identity on the sandbox, and
+//! its request log must stay within the role, using every write it grants.
+
+use crate::builds::{
+    build_of, create_webhook_configuration_for, start_build_in, with_build_config,
+};
+use crate::operator::{
+    OPERATOR, converged, env_with_before, fast_options, image_stream, integration, namespace,
+    wait_for,
+};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use quay_bridge_operator::controller::context::{CertSource, WebhookOptions};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+type Grant = (String, String, String); // (group, resource[/subresource], verb)
+
+fn role() -> BTreeSet<Grant> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/base/rbac.yaml"
+    ))
+    .unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    let mut grants = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        let list = |k: &str| -> Vec<String> {
+            rule[k]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+                .unwrap_or_default()
+        };
+        for g in list("apiGroups") {
+            for r in list("resources") {
+                for v in list("verbs") {
+                    grants.insert((g.clone(), r.clone(), v));
+                }
+            }
+        }
+    }
+    grants
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_role_is_exactly_what_the_operator_uses() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut options = fast_options();
+    let certs = quay_bridge_operator::webhook::selfmanaged::SelfManaged::new(
+        "openshift-operators",
+        "quay-bridge-operator",
+        "quay-bridge-operator-webhook-tls",
+        "quay-bridge-operator",
+    );
+    options.webhook = Some(WebhookOptions {
+        listen: addr.to_string(),
+        certificates: CertSource::SelfManaged(certs),
+    });
+    let env = env_with_before(
+        options,
+        Duration::from_millis(50),
+        |client: kube::Client| async move { create_webhook_configuration_for(&client, None).await },
+    )
+    .await;
+    env.kube.register_registry(&env.host(), &env.quay.url());
+    env.kube
+        .register_service("openshift-operators", "quay-bridge-operator", addr);
+    // A CA bundle reference exercises the ConfigMap read.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(env.client.clone(), "openshift-operators");
+    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "quay-ca"}, "data": {"ca-bundle.crt": quay_bridge_operator::net::tls::CertificateAuthority::new("x").unwrap().cert_pem()}})).unwrap()).await.unwrap();
+    integration(&env, "quay", json!({"imageStreamDeletionPolicy": "Delete", "quayCABundle": {"name": "quay-ca", "namespace": "openshift-operators"}})).await;
+    let legacy: quay_bridge_operator::crd::LegacyQuayIntegration = serde_json::from_value(json!({"apiVersion": "redhatcop.redhat.io/v1alpha1", "kind": "QuayIntegration", "metadata": {"name": "legacy"},
+        "spec": {"credentialsSecretName": "openshift-operators/quay-integration", "quayHostname": env.quay.url(), "whitelistNamespaces": ["not-there"]}})).unwrap();
+    Api::<quay_bridge_operator::crd::LegacyQuayIntegration>::all(env.client.clone())
+        .create(&PostParams::default(), &legacy)
+        .await
+        .unwrap();
+
+    namespace(&env, "rbac").await;
+    image_stream(&env, "rbac", "app").await;
+    wait_for("rbac", || converged(&env, "rbac", &["app"])).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "rbac");
+    // Drift: deleted twice (a repeated Event is a patch), edited, replaced by a Secret of another type.
+    for _ in 0..2 {
+        secrets
+            .delete("builder-quay-openshift", &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_for("restored", || async {
+            secrets
+                .get_opt("builder-quay-openshift")
+                .await
+                .unwrap()
+                .is_some()
+        })
+        .await;
+    }
+    secrets
+        .patch(
+            "default-quay-openshift",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {".dockerconfigjson": "{\"auths\":{}}"}})),
+        )
+        .await
+        .unwrap();
+    secrets
+        .delete("deployer-quay-openshift", &DeleteParams::default())
+        .await
+        .unwrap();
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "deployer-quay-openshift"}, "stringData": {"x": "y"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    wait_for("all repaired", || converged(&env, "rbac", &["app"])).await;
+    wait_for("the Opaque Secret to be replaced", || async {
+        secrets
+            .get("deployer-quay-openshift")
+            .await
+            .unwrap()
+            .type_
+            .as_deref()
+            == Some("kubernetes.io/dockerconfigjson")
+    })
+    .await;
+    // Builds: rewritten, pushed, imported.
+    with_build_config(&env, "rbac").await;
+    start_build_in(&env, "rbac").await.unwrap();
+    wait_for("the import", || async { build_of(&env, "rbac", "app-1").await["metadata"]["annotations"]["quay-registry-operator.quay.redhat.com/destination-imagestreamtag-imported"] == "true" }).await;
+    // ImageStream deletion, namespace deletion, integration deletion.
+    let streams = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        "rbac",
+        &crate::builds::ar("image.openshift.io", "ImageStream", "imagestreams"),
+    );
+    streams.delete("app", &Default::default()).await.unwrap();
+    wait_for("the repository to go", || async {
+        !env.quay.snapshot().organizations["openshift_rbac"]
+            .repositories
+            .contains_key("app")
+    })
+    .await;
+    let namespaces = Api::<Namespace>::all(env.client.clone());
+    namespaces
+        .delete("rbac", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("rbac to go", || async {
+        namespaces.get_opt("rbac").await.unwrap().is_none()
+    })
+    .await;
+    Api::<quay_bridge_operator::crd::QuayIntegration>::all(env.client.clone())
+        .delete("quay", &DeleteParams::default())
+        .await
+        .unwrap();
+    Api::<quay_bridge_operator::crd::LegacyQuayIntegration>::all(env.client.clone())
+        .delete("legacy", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the integrations to go", || async {
+        Api::<quay_bridge_operator::crd::QuayIntegration>::all(env.client.clone())
+            .get_opt("quay")
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let used: BTreeSet<Grant> = env
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.identity == OPERATOR)
+        .map(|r| {
+            let resource = if r.subresource.is_empty() {
+                r.resource
+            } else {
+                format!("{}/{}", r.resource, r.subresource)
+            };
+            (r.group, resource, r.verb)
+        })
+        .collect();
+    let granted = role();
+    let missing: Vec<&Grant> = used.iter().filter(|u| !granted.contains(*u)).collect();
+    assert!(
+        missing.is_empty(),
+        "the operator used what the ClusterRole does not grant: {missing:?}"
+    );
+    let writes = ["create", "update", "patch", "delete", "deletecollection"];
+    let unused: Vec<&Grant> = granted
+        .iter()
+        .filter(|g| writes.contains(&g.2.as_str()) && !used.contains(*g))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "the ClusterRole grants writes the operator never uses: {unused:?}"
+    );
+    env.stop().await;
+}

@@ -131,6 +131,12 @@ pub struct SandboxArgs {
     #[arg(long, env = "SANDBOX_LISTEN_KUBE", default_value = "127.0.0.1:6443")]
     pub listen_kube: String,
 
+    /// Run the whole `oc new-app` story once (namespace, robots, Secrets,
+    /// ImageStream, build rewritten and pushed, tag imported, image pulled),
+    /// print what happened, and exit 0 only if every step succeeded.
+    #[arg(long, env = "SANDBOX_DEMO")]
+    pub demo: bool,
+
     /// Where to write a kubeconfig for the embedded API server.
     #[arg(
         long,

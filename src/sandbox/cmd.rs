@@ -20,6 +20,9 @@ pub enum SandboxError {
         "sandbox component {0:?} needs kube and quay too; run with --components kube,quay,operator"
     )]
     Unavailable(Component),
+    /// A step of the demo failed.
+    #[error("the demo failed: {0}")]
+    Demo(#[from] super::demo::DemoError),
     /// Setting up the sandboxed operator failed.
     #[error("sandbox setup: {0}")]
     Setup(String),
@@ -33,7 +36,11 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
         quay_token,
         listen_kube,
         kubeconfig_out,
+        demo,
     } = args;
+    if demo {
+        return Ok(super::demo::run().await?);
+    }
     let with_operator = components.0.contains(&Component::Operator);
     if with_operator
         && !(components.0.contains(&Component::Kube) && components.0.contains(&Component::Quay))

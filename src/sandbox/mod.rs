@@ -2,6 +2,7 @@
 //! the whole flow runs on a laptop and in tests.
 
 pub mod cmd;
+pub mod demo;
 pub mod kube;
 pub mod quay;
 pub mod registry_client;

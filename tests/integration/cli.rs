@@ -328,3 +328,25 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
     );
     stops_on_sigterm(&mut child).await;
 }
+
+#[test]
+fn sandbox_demo_tells_the_whole_story_and_exits_zero() {
+    let out = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
+        .args(["sandbox", "--demo"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "bridged in",
+        "repository openshift_demo/httpd-example created",
+        "DockerImage",
+        "Complete, pushed sha256:",
+        "httpd-example:latest",
+        "as openshift_demo+default",
+        "All steps succeeded",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}

@@ -1,0 +1,458 @@
+//! `quay-bridge-operator sandbox --demo`: the `oc new-app` story end to end
+//! on the embedded cluster and Quay, told step by step.
+
+use super::kube::{EmbeddedKube, EmbeddedKubeConfig};
+use super::quay::{EmbeddedQuay, EmbeddedQuayConfig};
+use super::registry_client::{Credentials, RegistryClient};
+use crate::controller::context::{CertSource, Metrics, Options, WebhookOptions};
+use crate::crd::{LegacyQuayIntegration, QuayIntegration};
+use crate::webhook::selfmanaged::SelfManaged;
+use base64::Engine;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::CustomResourceExt;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Why the demo stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {message}")]
+pub struct DemoError {
+    step: String,
+    message: String,
+}
+
+fn fail(step: &str, e: impl std::fmt::Display) -> DemoError {
+    DemoError {
+        step: step.into(),
+        message: e.to_string(),
+    }
+}
+
+fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
+}
+
+/// Polls `check` until it yields a value or 15 s pass.
+async fn until<T, F, Fut>(step: &str, check: F) -> Result<T, DemoError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(fail(step, "timed out after 15 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, String::len))
+                .max()
+                .unwrap_or(0)
+                .max(h.len())
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("    {}", parts.join("   ").trim_end());
+    };
+    line(headers.iter().map(|h| (*h).to_owned()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+struct Steps {
+    started: Instant,
+    n: usize,
+}
+
+impl Steps {
+    fn step(&mut self, what: &str) {
+        self.n += 1;
+        println!(
+            "\n[{}] {what} ({:.1} s)",
+            self.n,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+    fn ok(&self, what: &str) {
+        println!("  ✔ {what}");
+    }
+}
+
+/// Runs the demo; `Ok` only if every step succeeded.
+pub async fn run() -> Result<(), DemoError> {
+    let mut s = Steps {
+        started: Instant::now(),
+        n: 0,
+    };
+    s.step("Starting an embedded Quay, an embedded OpenShift-like cluster, and the operator");
+    let quay = EmbeddedQuay::start(EmbeddedQuayConfig::default())
+        .await
+        .map_err(|e| fail("quay", e))?;
+    let kube = EmbeddedKube::start(EmbeddedKubeConfig::default())
+        .await
+        .map_err(|e| fail("kube", e))?;
+    let host = quay.url().trim_start_matches("http://").to_owned();
+    kube.register_registry(&host, &quay.url());
+    let admin = kube.client();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(admin.clone());
+    for crd in [QuayIntegration::crd(), LegacyQuayIntegration::crd()] {
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .map_err(|e| fail("install the CRDs", e))?;
+    }
+    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": {"token": quay.admin_token().expose()}})).map_err(|e| fail("token", e))?;
+    Api::<Secret>::namespaced(admin.clone(), "openshift-operators")
+        .create(&PostParams::default(), &secret)
+        .await
+        .map_err(|e| fail("create the token Secret", e))?;
+    let mwc: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "quay-bridge-operator"},
+        "webhooks": [{"name": "quayintegration.quay.redhat.com", "admissionReviewVersions": ["v1", "v1beta1"], "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 10,
+            "clientConfig": {"service": {"namespace": "openshift-operators", "name": "quay-bridge-operator", "path": "/admissionwebhook", "port": 443}},
+            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["build.openshift.io"], "apiVersions": ["v1"], "resources": ["builds"]}]}]
+    }))
+    .map_err(|e| fail("webhook configuration", e))?;
+    let mwc_api = Api::<DynamicObject>::all_with(
+        admin.clone(),
+        &ar(
+            "admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+        ),
+    );
+    mwc_api
+        .create(&PostParams::default(), &mwc)
+        .await
+        .map_err(|e| fail("register the webhook", e))?;
+    let webhook_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| fail("webhook port", e))?;
+    kube.register_service("openshift-operators", "quay-bridge-operator", webhook_addr);
+    let qi: QuayIntegration = serde_json::from_value(json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "demo"},
+        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay.url(), "insecureRegistry": true}}))
+    .map_err(|e| fail("QuayIntegration", e))?;
+    Api::<QuayIntegration>::all(admin.clone())
+        .create(&PostParams::default(), &qi)
+        .await
+        .map_err(|e| fail("apply the QuayIntegration", e))?;
+    let certs = SelfManaged::new(
+        "openshift-operators",
+        "quay-bridge-operator",
+        "quay-bridge-operator-webhook-tls",
+        "quay-bridge-operator",
+    );
+    let options = Options {
+        webhook: Some(WebhookOptions {
+            listen: webhook_addr.to_string(),
+            certificates: CertSource::SelfManaged(certs),
+        }),
+        instance: "demo".into(),
+        ..Options::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator_client = kube.client_as(super::cmd::OPERATOR_IDENTITY);
+    let operator = tokio::spawn(async move {
+        crate::controller::run(operator_client, options, Metrics::default(), async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    s.ok(&format!(
+        "Quay at {}, cluster ready, QuayIntegration \"demo\" applied, webhook registered",
+        quay.url()
+    ));
+
+    let result = story(&mut s, &quay, &kube, &host).await;
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), operator).await;
+    match &result {
+        Ok(()) => println!(
+            "\nAll steps succeeded in {:.1} s.",
+            s.started.elapsed().as_secs_f64()
+        ),
+        Err(e) => println!("\n✘ step failed: {e}"),
+    }
+    result
+}
+
+async fn story(
+    s: &mut Steps,
+    quay: &EmbeddedQuay,
+    kube: &EmbeddedKube,
+    host: &str,
+) -> Result<(), DemoError> {
+    let admin = kube.client();
+    s.step(
+        "oc new-project demo: the namespace gets a Quay organization, robots and pull/push Secrets",
+    );
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "demo"}}))
+        .map_err(|e| fail("namespace", e))?;
+    let t = Instant::now();
+    Api::<Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .map_err(|e| fail("create the namespace", e))?;
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "demo");
+    until("link the robot Secrets", || async {
+        let mut linked = 0;
+        for sa in ["builder", "default", "deployer"] {
+            let name = format!("{sa}-quay-openshift");
+            if sas.get_opt(sa).await.ok().flatten().is_some_and(|a| {
+                a.secrets
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|r| r.name.as_deref() == Some(name.as_str()))
+                    && a.image_pull_secrets
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|r| r.name == name)
+            }) {
+                linked += 1;
+            }
+        }
+        (linked == 3).then_some(())
+    })
+    .await?;
+    s.ok(&format!("bridged in {:.2} s", t.elapsed().as_secs_f64()));
+    let snap = quay.snapshot();
+    let org = snap
+        .organizations
+        .get("openshift_demo")
+        .ok_or_else(|| fail("organization", "missing in Quay"))?;
+    println!("  Quay organization openshift_demo:");
+    let rows: Vec<Vec<String>> = org
+        .prototypes
+        .iter()
+        .map(|(d, r)| {
+            vec![
+                d.clone(),
+                r.to_string(),
+                "robot + default permission".into(),
+            ]
+        })
+        .collect();
+    table(&["ROBOT", "ROLE", "WHAT"], &rows);
+    println!("  Kubernetes, namespace demo:");
+    let mut rows = Vec::new();
+    for sa in ["builder", "default", "deployer"] {
+        let a = sas.get(sa).await.map_err(|e| fail("service account", e))?;
+        let mount: Vec<String> = a
+            .secrets
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| r.name)
+            .collect();
+        rows.push(vec![
+            sa.to_owned(),
+            format!("{sa}-quay-openshift"),
+            mount.join(", "),
+        ]);
+    }
+    table(
+        &["SERVICE ACCOUNT", "QUAY SECRET", "MOUNTABLE SECRETS"],
+        &rows,
+    );
+
+    s.step("oc new-app: an ImageStream and a BuildConfig; the ImageStream gets a Quay repository");
+    let streams = Api::<DynamicObject>::namespaced_with(
+        admin.clone(),
+        "demo",
+        &ar("image.openshift.io", "ImageStream", "imagestreams"),
+    );
+    let is: DynamicObject = serde_json::from_value(json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": "httpd-example"}})).map_err(|e| fail("ImageStream", e))?;
+    streams
+        .create(&PostParams::default(), &is)
+        .await
+        .map_err(|e| fail("create the ImageStream", e))?;
+    let bcs = Api::<DynamicObject>::namespaced_with(
+        admin.clone(),
+        "demo",
+        &ar("build.openshift.io", "BuildConfig", "buildconfigs"),
+    );
+    let bc: DynamicObject = serde_json::from_value(json!({"apiVersion": "build.openshift.io/v1", "kind": "BuildConfig", "metadata": {"name": "httpd-example"}, "spec": {
+        "source": {"git": {"uri": "https://github.com/sclorg/httpd-ex.git"}},
+        "strategy": {"type": "Source", "sourceStrategy": {"from": {"kind": "ImageStreamTag", "name": "httpd:2.4", "namespace": "openshift"}}},
+        "output": {"to": {"kind": "ImageStreamTag", "name": "httpd-example:latest"}}}}))
+    .map_err(|e| fail("BuildConfig", e))?;
+    bcs.create(&PostParams::default(), &bc)
+        .await
+        .map_err(|e| fail("create the BuildConfig", e))?;
+    until("create the repository", || async {
+        quay.snapshot()
+            .organizations
+            .get("openshift_demo")
+            .is_some_and(|o| o.repositories.contains_key("httpd-example"))
+            .then_some(())
+    })
+    .await?;
+    let perms = quay.snapshot().organizations["openshift_demo"].repositories["httpd-example"]
+        .permissions
+        .clone();
+    s.ok("repository openshift_demo/httpd-example created");
+    table(
+        &["REPOSITORY PERMISSION", "ROLE"],
+        &perms
+            .iter()
+            .map(|(w, r)| vec![w.clone(), r.to_string()])
+            .collect::<Vec<_>>(),
+    );
+
+    s.step("oc start-build: the webhook rewrites the Build to push to Quay");
+    let request = kube::core::Request::new(
+        "/apis/build.openshift.io/v1/namespaces/demo/buildconfigs/httpd-example/instantiate",
+    );
+    let body = serde_json::to_vec(&json!({"kind": "BuildRequest", "apiVersion": "build.openshift.io/v1", "metadata": {"name": "httpd-example"}})).map_err(|e| fail("BuildRequest", e))?;
+    let req = request
+        .create(&PostParams::default(), body)
+        .map_err(|e| fail("BuildRequest", e))?;
+    let build: Value = until(
+        "start the build (the webhook serves once the operator's caches are synced)",
+        || {
+            let req = req.clone();
+            let admin = admin.clone();
+            async move { admin.request::<Value>(req).await.ok() }
+        },
+    )
+    .await?;
+    let name = build["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let output = build["spec"]["output"]["to"].clone();
+    if output["kind"] != "DockerImage" {
+        return Err(fail("rewrite the build", format!("output is {output}")));
+    }
+    table(
+        &["BUILD", "OUTPUT KIND", "OUTPUT", "PUSH SECRET"],
+        &[vec![
+            name.clone(),
+            "DockerImage".into(),
+            output["name"].as_str().unwrap_or_default().into(),
+            build["spec"]["output"]["pushSecret"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .into(),
+        ]],
+    );
+
+    s.step("The build runs and pushes to Quay with the builder robot");
+    let builds = Api::<DynamicObject>::namespaced_with(
+        admin.clone(),
+        "demo",
+        &ar("build.openshift.io", "Build", "builds"),
+    );
+    let done: Value = until("complete the build", || async {
+        let b = serde_json::to_value(builds.get(&name).await.ok()?).ok()?;
+        matches!(b["status"]["phase"].as_str(), Some("Complete" | "Failed")).then_some(b)
+    })
+    .await?;
+    if done["status"]["phase"] != "Complete" {
+        return Err(fail(
+            "push the image",
+            done["status"]["logSnippet"]
+                .as_str()
+                .unwrap_or("the build failed"),
+        ));
+    }
+    let digest = done["status"]["output"]["to"]["imageDigest"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    s.ok(&format!("{name} Complete, pushed {digest}"));
+    let tags = quay.snapshot().organizations["openshift_demo"].repositories["httpd-example"]
+        .tags
+        .clone();
+    table(
+        &["QUAY TAG", "MANIFEST"],
+        &tags
+            .iter()
+            .map(|(t, d)| vec![t.clone(), d.clone()])
+            .collect::<Vec<_>>(),
+    );
+
+    s.step("The operator imports the tag into the ImageStream");
+    let reference: String = until("import the tag", || async {
+        let st = serde_json::to_value(streams.get("httpd-example").await.ok()?).ok()?;
+        let tags = st["status"]["tags"].as_array()?.clone();
+        tags.iter().find(|t| t["tag"] == "latest")?["items"][0]["dockerImageReference"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await?;
+    if reference != format!("{host}/openshift_demo/httpd-example@{digest}") {
+        return Err(fail(
+            "import the tag",
+            format!("the tag points at {reference}"),
+        ));
+    }
+    table(
+        &["IMAGESTREAM TAG", "POINTS AT"],
+        &[vec!["httpd-example:latest".into(), reference]],
+    );
+
+    s.step("A deployment pulls the image with the default robot's Secret");
+    let secret = Api::<Secret>::namespaced(admin.clone(), "demo")
+        .get("default-quay-openshift")
+        .await
+        .map_err(|e| fail("read the pull Secret", e))?;
+    let cfg: Value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(".dockerconfigjson"))
+        .and_then(|b| serde_json::from_slice(&b.0).ok())
+        .ok_or_else(|| fail("pull Secret", "no .dockerconfigjson"))?;
+    let auth = cfg["auths"][host]["auth"]
+        .as_str()
+        .and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| fail("pull Secret", "no auth for the registry"))?;
+    let (user, pass) = auth
+        .split_once(':')
+        .ok_or_else(|| fail("pull Secret", "malformed auth"))?;
+    let pulled = RegistryClient::new(reqwest::Client::new(), quay.url())
+        .manifest_digest(
+            "openshift_demo/httpd-example",
+            "latest",
+            Some(&Credentials {
+                username: user.into(),
+                password: pass.into(),
+            }),
+        )
+        .await
+        .map_err(|e| fail("pull the image", e))?;
+    if pulled != digest {
+        return Err(fail(
+            "pull the image",
+            format!("pulled {pulled}, expected {digest}"),
+        ));
+    }
+    s.ok(&format!("pulled {pulled} as {user}"));
+    println!(
+        "\n  Quay requests made by the whole story: {}",
+        quay.requests()
+            .iter()
+            .filter(|r| r.template.starts_with("/api/"))
+            .count()
+    );
+    Ok(())
+}

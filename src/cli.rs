@@ -98,9 +98,22 @@ pub struct RunArgs {
         default_value = "quay-bridge-operator"
     )]
     pub webhook_configuration: String,
-    /// This replica's name, for Events.
+    /// This replica's name, for Events and the leader Lease.
     #[arg(long, env = "POD_NAME", default_value = "quay-bridge-operator")]
     pub instance: String,
+    /// Elect a leader among replicas on a Lease in the operator's namespace
+    /// (every replica serves the webhook; only the leader reconciles).
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Seconds a Lease is valid without renewal.
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// Seconds the leader keeps trying to renew before stepping down.
+    #[arg(long, env = "RENEW_DEADLINE_SECONDS", default_value_t = 10)]
+    pub renew_deadline_seconds: u64,
+    /// Seconds between election attempts.
+    #[arg(long, env = "RETRY_PERIOD_SECONDS", default_value_t = 2)]
+    pub retry_period_seconds: u64,
 }
 
 /// `uninstall` flags.

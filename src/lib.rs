@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod leader;
 pub mod net;
 pub mod openshift;
 pub mod plan;

@@ -57,6 +57,17 @@ async fn run(args: quay_bridge_operator::cli::RunArgs) -> Result<(), String> {
             certificates,
         }),
         ready,
+        leader_election: args
+            .leader_elect
+            .then(|| quay_bridge_operator::leader::LeaseSettings {
+                lease_duration: Duration::from_secs(args.lease_duration_seconds),
+                renew_deadline: Duration::from_secs(args.renew_deadline_seconds),
+                retry_period: Duration::from_secs(args.retry_period_seconds),
+                ..quay_bridge_operator::leader::LeaseSettings::new(
+                    &args.operator_namespace,
+                    &args.instance,
+                )
+            }),
         ..Options::default()
     };
     let result = quay_bridge_operator::controller::run(

@@ -46,6 +46,8 @@ pub struct Options {
     pub instance: String,
     /// Serve the Build admission webhook.
     pub webhook: Option<WebhookOptions>,
+    /// Elect a leader among replicas (`None`: this replica always leads).
+    pub leader_election: Option<crate::leader::LeaseSettings>,
     /// Set once the caches are synced (and the webhook serves): `/readyz`.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -88,6 +90,7 @@ impl Default for Options {
             retry: RetryPolicy::default(),
             instance: "quay-bridge-operator".into(),
             webhook: None,
+            leader_election: None,
             ready: Arc::default(),
         }
     }
@@ -217,8 +220,6 @@ pub struct Context {
     pub current: Store<QuayIntegration>,
     /// QuayIntegrations (`redhatcop.redhat.io`), when that CRD is installed.
     pub legacy: Option<Store<LegacyQuayIntegration>>,
-    /// Namespaces.
-    pub namespaces: Store<Namespace>,
     /// Service accounts.
     pub service_accounts: Store<ServiceAccount>,
     /// Secrets this operator manages (label-selected).
@@ -254,8 +255,6 @@ pub struct Stores {
     pub current: Store<QuayIntegration>,
     /// Legacy QuayIntegrations.
     pub legacy: Option<Store<LegacyQuayIntegration>>,
-    /// Namespaces.
-    pub namespaces: Store<Namespace>,
     /// Service accounts.
     pub service_accounts: Store<ServiceAccount>,
     /// Managed Secrets.
@@ -272,8 +271,8 @@ impl Context {
         cluster_uid: String,
         stores: Stores,
         metrics: Metrics,
-    ) -> (Arc<Self>, watch::Receiver<u64>) {
-        let (trigger, rx) = watch::channel(0);
+    ) -> Arc<Self> {
+        let (trigger, _) = watch::channel(0);
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -284,7 +283,6 @@ impl Context {
         let Stores {
             current,
             legacy,
-            namespaces,
             service_accounts,
             secrets,
             image_streams,
@@ -295,7 +293,6 @@ impl Context {
             cluster_uid,
             current,
             legacy,
-            namespaces,
             service_accounts,
             secrets,
             image_streams,
@@ -312,7 +309,7 @@ impl Context {
             trigger,
             recorder,
         };
-        (Arc::new(ctx), rx)
+        Arc::new(ctx)
     }
 
     /// Every valid integration that is not being deleted.
@@ -335,6 +332,13 @@ impl Context {
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
+    }
+
+    /// A stream that yields whenever every namespace should be reconciled.
+    pub fn trigger_stream(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(self.trigger.subscribe(), |mut rx| async move {
+            rx.changed().await.ok().map(|()| ((), rx))
+        })
     }
 
     /// Re-reconciles every namespace (integration or credentials changed,

@@ -21,7 +21,7 @@ use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, watch};
 
 /// Why the operator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +48,28 @@ where
     }
 }
 
+/// Aborts its tasks when dropped: whatever `run` starts ends with it, even
+/// when `run` itself is cancelled.
+#[derive(Default)]
+struct Tasks(Vec<tokio::task::AbortHandle>);
+
+impl Tasks {
+    fn push<T>(&mut self, handle: tokio::task::JoinHandle<T>) -> tokio::task::JoinHandle<T> {
+        self.0.push(handle.abort_handle());
+        handle
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// Runs a reflector, sending the namespace of every touched object.
-async fn namespace_feed<K, S>(stream: S, tx: mpsc::UnboundedSender<ObjectRef<Namespace>>)
+async fn namespace_feed<K, S>(stream: S, tx: broadcast::Sender<ObjectRef<Namespace>>)
 where
     K: ResourceExt + Send,
     S: Stream<Item = Result<K, watcher::Error>> + Send,
@@ -114,6 +134,7 @@ pub async fn run(
     let streams_served = served(Api::<ImageStream>::all(client.clone())).await?;
     let builds_served = served(Api::<crate::openshift::Build>::all(client.clone())).await?;
     // Load the serving certificate now: a bad one fails start-up, loudly.
+    let mut webhook_watch: Option<tokio::task::AbortHandle> = None;
     let webhook_tls = match &options.webhook {
         Some(w) => {
             let resolver = match &w.certificates {
@@ -123,7 +144,8 @@ pub async fn run(
                 } => {
                     let (cert, key) = crate::webhook::tls::cert_files(dir);
                     let resolver = crate::webhook::tls::Reloading::load(cert, key)?;
-                    tokio::spawn(resolver.clone().watch(*reload_interval));
+                    webhook_watch =
+                        Some(tokio::spawn(resolver.clone().watch(*reload_interval)).abort_handle());
                     resolver
                 }
                 context::CertSource::SelfManaged(cfg) => {
@@ -134,11 +156,14 @@ pub async fn run(
                         current.cert_pem.as_bytes(),
                         current.key_pem.expose().as_bytes(),
                     )?;
-                    tokio::spawn(crate::webhook::selfmanaged::maintain(
-                        client.clone(),
-                        cfg.clone(),
-                        resolver.clone(),
-                    ));
+                    webhook_watch = Some(
+                        tokio::spawn(crate::webhook::selfmanaged::maintain(
+                            client.clone(),
+                            cfg.clone(),
+                            resolver.clone(),
+                        ))
+                        .abort_handle(),
+                    );
                     resolver
                 }
             };
@@ -146,8 +171,12 @@ pub async fn run(
         }
         None => None,
     };
-    let (ns_tx, ns_rx) = mpsc::unbounded_channel::<ObjectRef<Namespace>>();
-    let mut tasks = Vec::new();
+    // Caches run in every replica: the webhook decides from them.
+    let (ns_tx, _) = broadcast::channel::<ObjectRef<Namespace>>(4096);
+    let mut tasks = Tasks::default();
+    if let Some(w) = &webhook_watch {
+        tasks.0.push(w.clone());
+    }
 
     let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
     let sa_stream = reflector(
@@ -188,55 +217,188 @@ pub async fn run(
         None
     };
 
-    let current = Controller::new(
-        Api::<QuayIntegration>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let legacy = legacy_served.then(|| {
-        Controller::new(
-            Api::<LegacyQuayIntegration>::all(client.clone()),
-            watcher::Config::default(),
-        )
-    });
-    let namespaces = Controller::new(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default(),
+    let (current_store, current_writer) = reflector::store::<QuayIntegration>();
+    let current_stream = reflector(
+        current_writer,
+        watcher(Api::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(strip),
     )
-    .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency));
+    .touched_objects();
+    tasks.push(tokio::spawn(current_stream.for_each(|_| async {})));
+    let legacy_store = if legacy_served {
+        let (store, writer) = reflector::store::<LegacyQuayIntegration>();
+        let stream = reflector(
+            writer,
+            watcher(Api::all(client.clone()), watcher::Config::default())
+                .default_backoff()
+                .modify(strip),
+        )
+        .touched_objects();
+        tasks.push(tokio::spawn(stream.for_each(|_| async {})));
+        Some(store)
+    } else {
+        None
+    };
+
     let stores = Stores {
-        current: current.store(),
-        legacy: legacy.as_ref().map(Controller::store),
-        namespaces: namespaces.store(),
+        current: current_store.clone(),
+        legacy: legacy_store.clone(),
         service_accounts: sa_store.clone(),
         secrets: secret_store.clone(),
         image_streams: image_streams.clone(),
     };
-    let (ctx, trigger) = Context::new(client.clone(), options, cluster_uid, stores, metrics);
+    let ctx = Context::new(client.clone(), options, cluster_uid, stores, metrics);
 
-    let current_run = current
-        .graceful_shutdown_on(shutdown.clone())
+    // Decisions need complete caches: with none, the webhook would pass
+    // builds unchanged to the internal registry, and reconciles could
+    // release finalizers or rewrite Secrets.
+    synced(&current_store).await;
+    if let Some(s) = &legacy_store {
+        synced(s).await;
+    }
+    synced(&sa_store).await;
+    synced(&secret_store).await;
+    if let Some(s) = &image_streams {
+        synced(s).await;
+    }
+    tracing::info!("caches synced");
+    let _webhook = match webhook_tls {
+        Some((resolver, options)) => {
+            let config = resolver.server_config()?;
+            let source: Arc<dyn crate::webhook::server::FactsSource> = ctx.clone();
+            let router = crate::webhook::server::router(source, ctx.metrics.webhook.clone());
+            let server = crate::net::serve(&options.listen, Some(config), router).await?;
+            tracing::info!(address = %server.local_addr(), "admission webhook serving");
+            Some(server)
+        }
+        None => None,
+    };
+    ctx.options
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+
+    // Reconcilers run only in the leader.
+    let (leading_tx, mut leading) = watch::channel(ctx.options.leader_election.is_none());
+    let (stop_campaign, campaign_stopped) = watch::channel(false);
+    // Without an election this replica leads for good; the sender is kept
+    // so the loop below waits for shutdown instead of seeing it closed.
+    let (campaign, _always_leading) = match ctx.options.leader_election.clone() {
+        Some(settings) => (
+            Some(tasks.push(tokio::spawn(crate::leader::campaign(
+                client.clone(),
+                settings,
+                leading_tx,
+                campaign_stopped,
+            )))),
+            None,
+        ),
+        None => (None, Some(leading_tx)),
+    };
+    let mut shutdown_wait = std::pin::pin!(shutdown.clone());
+    let mut running: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )> = None;
+    loop {
+        let lead = *leading.borrow_and_update();
+        match (lead, running.is_some()) {
+            (true, false) => {
+                tracing::info!("leading: starting the controllers");
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                running = Some((
+                    stop,
+                    tasks.push(tokio::spawn(leader_controllers(
+                        ctx.clone(),
+                        client.clone(),
+                        legacy_served,
+                        builds_served,
+                        ns_tx.subscribe(),
+                        stopped,
+                    ))),
+                ));
+            }
+            (false, true) => {
+                tracing::info!("not leading: stopping the controllers");
+                if let Some((stop, task)) = running.take() {
+                    let _ = stop.send(());
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+                }
+            }
+            _ => {}
+        }
+        tokio::select! {
+            changed = leading.changed() => if changed.is_err() { break },
+            () = &mut shutdown_wait => break,
+        }
+    }
+    if let Some((stop, task)) = running.take() {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+    }
+    let _ = stop_campaign.send(true);
+    if let Some(c) = campaign {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), c).await;
+    }
+    drop(tasks);
+    Ok(())
+}
+
+/// The reconcilers: both QuayIntegration controllers, namespaces, builds,
+/// and the Quay probe, until `stopped`.
+async fn leader_controllers(
+    ctx: Arc<Context>,
+    client: Client,
+    legacy_served: bool,
+    builds_served: bool,
+    ns_events: broadcast::Receiver<ObjectRef<Namespace>>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let stop = async move {
+        let _ = stopped.await;
+    }
+    .boxed()
+    .shared();
+    let mut tasks = Tasks::default();
+    let current = Controller::new(
+        Api::<QuayIntegration>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(stop.clone())
+    .run(
+        integration::reconcile::<QuayIntegration>,
+        integration::error_policy::<QuayIntegration>,
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
+    tasks.push(tokio::spawn(current));
+    if legacy_served {
+        let legacy = Controller::new(
+            Api::<LegacyQuayIntegration>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .graceful_shutdown_on(stop.clone())
         .run(
-            integration::reconcile::<QuayIntegration>,
-            integration::error_policy::<QuayIntegration>,
+            integration::reconcile::<LegacyQuayIntegration>,
+            integration::error_policy::<LegacyQuayIntegration>,
             ctx.clone(),
         )
         .for_each(|_| async {});
-    tasks.push(tokio::spawn(current_run));
-    let legacy_store: Option<Store<LegacyQuayIntegration>> = ctx.legacy.clone();
-    if let Some(legacy) = legacy {
-        let run = legacy
-            .graceful_shutdown_on(shutdown.clone())
-            .run(
-                integration::reconcile::<LegacyQuayIntegration>,
-                integration::error_policy::<LegacyQuayIntegration>,
-                ctx.clone(),
-            )
-            .for_each(|_| async {});
-        tasks.push(tokio::spawn(run));
+        tasks.push(tokio::spawn(legacy));
+    }
+    if builds_served {
+        let builds = Controller::new(
+            Api::<crate::openshift::Build>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .graceful_shutdown_on(stop.clone())
+        .run(build::reconcile, build::error_policy, ctx.clone())
+        .for_each(|_| async {});
+        tasks.push(tokio::spawn(builds));
     }
     let prober_ctx = Arc::downgrade(&ctx);
     let interval = ctx.options.probe_interval;
-    tasks.push(tokio::spawn(async move {
+    let prober = tasks.push(tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
             let Some(ctx) = prober_ctx.upgrade() else {
@@ -245,80 +407,29 @@ pub async fn run(
             ctx.probe().await;
         }
     }));
-
-    // Namespaces are reconciled only once every cache is complete: deciding
-    // on a partial view could release finalizers or rewrite Secrets.
-    let ready_ctx = ctx.clone();
-    let readiness = async move {
-        synced(&ready_ctx.current).await;
-        tracing::debug!("QuayIntegration cache synced");
-        if let Some(s) = &legacy_store {
-            synced(s).await;
-            tracing::debug!("legacy QuayIntegration cache synced");
-        }
-        synced(&sa_store).await;
-        tracing::debug!("ServiceAccount cache synced");
-        synced(&secret_store).await;
-        tracing::debug!("Secret cache synced");
-        if let Some(s) = &image_streams {
-            synced(s).await;
-            tracing::debug!("ImageStream cache synced");
-        }
-    };
-    let all_trigger = futures::stream::unfold(trigger, |mut rx| async move {
-        rx.changed().await.ok().map(|()| ((), rx))
-    });
-    let ns_triggers =
-        futures::stream::unfold(
-            ns_rx,
-            |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
-        );
-    let shutdown_ns = shutdown.clone();
-    let ns_ctx = ctx.clone();
-    let ready = ctx.options.ready.clone();
-    if builds_served {
-        let builds = Controller::new(
-            Api::<crate::openshift::Build>::all(client.clone()),
-            watcher::Config::default(),
-        );
-        let run = builds
-            .graceful_shutdown_on(shutdown.clone())
-            .run(build::reconcile, build::error_policy, ctx.clone())
-            .for_each(|_| async {});
-        tasks.push(tokio::spawn(run));
-    }
-    let webhook_ctx = ctx.clone();
-    let namespaces_run = async move {
-        readiness.await;
-        tracing::info!("caches synced; reconciling namespaces");
-        // Decisions need complete caches: with none, builds would pass
-        // unchanged to the internal registry.
-        let _webhook = match webhook_tls {
-            Some((resolver, options)) => {
-                let config = resolver.server_config()?;
-                let source: Arc<dyn crate::webhook::server::FactsSource> = webhook_ctx.clone();
-                let router =
-                    crate::webhook::server::router(source, webhook_ctx.metrics.webhook.clone());
-                let server = crate::net::serve(&options.listen, Some(config), router).await?;
-                tracing::info!(address = %server.local_addr(), "admission webhook serving");
-                Some(server)
+    let ns_triggers = futures::stream::unfold(ns_events, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(r) => return Some((r, rx)),
+                // Missed events: the periodic resync and the triggers cover them.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
             }
-            None => None,
-        };
-        ready.store(true, std::sync::atomic::Ordering::Relaxed);
-        namespaces
-            .reconcile_all_on(all_trigger)
-            .reconcile_on(ns_triggers)
-            .graceful_shutdown_on(shutdown_ns)
-            .run(namespace::reconcile, namespace::error_policy, ns_ctx)
-            .for_each(|_| async {})
-            .await;
-        Ok::<(), StartError>(())
-    };
-    let result = namespaces_run.await;
-    for t in tasks {
-        t.abort();
-    }
-    drop(ns_tx);
-    result
+        }
+    });
+    Controller::new(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency))
+    .reconcile_all_on(ctx.trigger_stream())
+    .reconcile_on(ns_triggers)
+    .graceful_shutdown_on(stop)
+    .run(namespace::reconcile, namespace::error_policy, ctx.clone())
+    .for_each(|_| async {})
+    .await;
+    prober.abort();
+    // The other controllers saw the same stop signal; give them a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    drop(tasks);
 }

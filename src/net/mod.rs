@@ -50,7 +50,16 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     tls: bool,
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for ServerHandle {
+    /// A dropped handle stops the server (its connections end with it).
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 impl ServerHandle {
@@ -67,10 +76,11 @@ impl ServerHandle {
 
     /// Stops accepting, lets open requests finish (at most `grace`), then
     /// closes every connection.
-    pub async fn shutdown(self, grace: Duration) {
+    pub async fn shutdown(mut self, grace: Duration) {
         let _ = self.shutdown.send(true);
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(grace, self.task).await.is_err() {
+        let Some(task) = self.task.take() else { return };
+        let abort = task.abort_handle();
+        if tokio::time::timeout(grace, task).await.is_err() {
             abort.abort();
         }
     }
@@ -115,7 +125,7 @@ pub fn serve_listener(
         local_addr,
         tls: is_tls,
         shutdown,
-        task,
+        task: Some(task),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The ClusterRole in deploy/ against what the operator really does: every
 //! scenario below runs as the operator's own identity on the sandbox, and
-//! its request log must stay within the role, using every write it grants.
+//! its request log must stay within the roles (the ClusterRole and the
+//! leader-election Role), using every write they grant.
 
 use crate::builds::{
     build_of, create_webhook_configuration_for, start_build_in, with_build_config,
@@ -25,9 +26,12 @@ fn role() -> BTreeSet<Grant> {
     ))
     .unwrap();
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
-    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
     let mut grants = BTreeSet::new();
-    for rule in role["rules"].as_array().unwrap() {
+    let rules = docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
+        .flat_map(|r| r["rules"].as_array().unwrap().clone());
+    for rule in rules {
         let list = |k: &str| -> Vec<String> {
             rule[k]
                 .as_array()
@@ -52,6 +56,10 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
         .local_addr()
         .unwrap();
     let mut options = fast_options();
+    options.leader_election = Some(quay_bridge_operator::leader::LeaseSettings {
+        retry_period: Duration::from_millis(200),
+        ..quay_bridge_operator::leader::LeaseSettings::new("openshift-operators", "rbac-replica")
+    });
     let certs = quay_bridge_operator::webhook::selfmanaged::SelfManaged::new(
         "openshift-operators",
         "quay-bridge-operator",
@@ -126,13 +134,12 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
         .unwrap();
     wait_for("all repaired", || converged(&env, "rbac", &["app"])).await;
     wait_for("the Opaque Secret to be replaced", || async {
+        // The operator deletes and recreates it: absent for a moment.
         secrets
-            .get("deployer-quay-openshift")
+            .get_opt("deployer-quay-openshift")
             .await
             .unwrap()
-            .type_
-            .as_deref()
-            == Some("kubernetes.io/dockerconfigjson")
+            .is_some_and(|s| s.type_.as_deref() == Some("kubernetes.io/dockerconfigjson"))
     })
     .await;
     // Builds: rewritten, pushed, imported.

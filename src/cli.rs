@@ -140,6 +140,12 @@ pub struct SandboxArgs {
     #[arg(long, env = "SANDBOX_QUAY_TOKEN", hide_env_values = true)]
     pub quay_token: Option<String>,
 
+    /// Use this external Quay (URL with scheme) instead of the embedded
+    /// one; `--quay-token` must then be a token of it with the scopes the
+    /// operator needs.
+    #[arg(long, env = "SANDBOX_QUAY_URL", requires = "quay_token")]
+    pub quay_url: Option<String>,
+
     /// Address of the embedded Kubernetes API server (HTTPS).
     #[arg(long, env = "SANDBOX_LISTEN_KUBE", default_value = "127.0.0.1:6443")]
     pub listen_kube: String,

@@ -37,18 +37,27 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
         listen_kube,
         kubeconfig_out,
         demo,
+        quay_url,
     } = args;
     if demo {
         return Ok(super::demo::run().await?);
     }
     let with_operator = components.0.contains(&Component::Operator);
-    if with_operator
-        && !(components.0.contains(&Component::Kube) && components.0.contains(&Component::Quay))
-    {
+    let has_quay = components.0.contains(&Component::Quay) || quay_url.is_some();
+    if with_operator && !(components.0.contains(&Component::Kube) && has_quay) {
         return Err(SandboxError::Unavailable(Component::Operator));
     }
     let mut quay = None;
-    if components.0.contains(&Component::Quay) {
+    // The Quay the operator talks to: external, or the embedded one.
+    let mut quay_target: Option<(String, String)> = match (&quay_url, &quay_token) {
+        (Some(url), Some(token)) => {
+            crate::quay::parse_base_url(url).map_err(|e| SandboxError::Setup(e.to_string()))?;
+            println!("Using the external Quay at {url}");
+            Some((url.clone(), token.clone()))
+        }
+        _ => None,
+    };
+    if components.0.contains(&Component::Quay) && quay_target.is_none() {
         let config = EmbeddedQuayConfig {
             listen: listen_quay,
             admin_token: quay_token.map(SecretString::new),
@@ -64,6 +73,7 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
             "  try: curl -s -H \"Authorization: Bearer {}\" {url}/api/v1/user/",
             q.admin_token().expose()
         );
+        quay_target = Some((q.url(), q.admin_token().expose().to_owned()));
         quay = Some(q);
     }
     let mut kube = None;
@@ -73,9 +83,13 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
             ..EmbeddedKubeConfig::default()
         })
         .await?;
-        if let Some(q) = &quay {
-            let host = q.url().trim_start_matches("http://").to_owned();
-            k.register_registry(&host, &q.url());
+        if let Some((url, _)) = &quay_target
+            && let Ok(parsed) = crate::quay::parse_base_url(url)
+        {
+            k.register_registry(
+                &crate::quay::registry_host(&parsed),
+                url.trim_end_matches('/'),
+            );
         }
         k.write_kubeconfig(&kubeconfig_out, ADMIN_IDENTITY)
             .map_err(|e| SandboxError::Kubeconfig(kubeconfig_out.display().to_string(), e))?;
@@ -92,8 +106,8 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut operator = None;
-    if let (true, Some(k), Some(q)) = (with_operator, &kube, &quay) {
-        operator = Some(start_operator(k, q, stopped).await?);
+    if let (true, Some(k), Some((url, token))) = (with_operator, &kube, &quay_target) {
+        operator = Some(start_operator(k, url, token, stopped).await?);
         println!(
             "Operator running with a sample QuayIntegration \"sandbox\" bridging every non-system namespace."
         );
@@ -135,7 +149,8 @@ pub const OPERATOR_IDENTITY: &str =
 /// runs the operator against the embedded cluster and Quay.
 async fn start_operator(
     kube: &EmbeddedKube,
-    quay: &EmbeddedQuay,
+    quay_url: &str,
+    quay_token: &str,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<tokio::task::JoinHandle<()>, SandboxError> {
     use crate::crd::{LegacyQuayIntegration, QuayIntegration};
@@ -155,7 +170,7 @@ async fn start_operator(
             .map(|_| ())
             .or_else(create)?;
     }
-    let secret: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": {"token": quay.admin_token().expose()}}))
+    let secret: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": {"token": quay_token}}))
         .map_err(|e| SandboxError::Setup(e.to_string()))?;
     Api::<Secret>::namespaced(admin.clone(), "openshift-operators")
         .create(&PostParams::default(), &secret)
@@ -164,7 +179,7 @@ async fn start_operator(
         .or_else(create)?;
     let qi: QuayIntegration = serde_json::from_value(serde_json::json!({
         "apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "sandbox"},
-        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay.url(), "insecureRegistry": true}
+        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay_url, "insecureRegistry": true}
     }))
     .map_err(|e| SandboxError::Setup(e.to_string()))?;
     Api::<QuayIntegration>::all(admin)

@@ -350,3 +350,64 @@ fn sandbox_demo_tells_the_whole_story_and_exits_zero() {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_points_the_operator_at_an_external_quay() {
+    crate::common::init();
+    let external = crate::common::quay().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("sandbox.kubeconfig");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
+        .args([
+            "sandbox",
+            "--components",
+            "kube,operator",
+            "--listen-kube",
+            "127.0.0.1:0",
+            "--quay-url",
+            &external.url(),
+            "--quay-token",
+            external.admin_token().expose(),
+            "--kubeconfig-out",
+        ])
+        .arg(&kc)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| !l.starts_with("Press Ctrl-C"))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("Using the external Quay")),
+        "{lines:?}"
+    );
+    let out = tokio::task::block_in_place(|| {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["create", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(
+                    b"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: external-demo\n",
+                )?;
+                c.wait_with_output()
+            })
+    })
+    .unwrap();
+    assert!(out.status.success());
+    crate::operator::wait_for("the external Quay to get the organization", || async {
+        external
+            .snapshot()
+            .organizations
+            .contains_key("openshift_external-demo")
+    })
+    .await;
+    stops_on_sigterm(&mut child).await;
+}

@@ -1,0 +1,22 @@
+# syntax=docker/dockerfile:1
+# Build: the locked dependencies, a release binary.
+FROM docker.io/library/rust:1.95.0-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+COPY crds ./crds
+RUN cargo build --release --locked --bin quay-bridge-operator \
+ && strip target/release/quay-bridge-operator
+
+# Run: distroless (glibc, CA certificates, no shell), non-root.
+FROM gcr.io/distroless/cc-debian12:nonroot
+LABEL org.opencontainers.image.title="quay-bridge-operator" \
+      org.opencontainers.image.description="Bridges OpenShift namespaces, ImageStreams and Builds to Red Hat Quay" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/quay-bridge-operator/quay-bridge-operator"
+COPY --from=build /src/target/release/quay-bridge-operator /usr/local/bin/quay-bridge-operator
+USER 65532:65532
+EXPOSE 8443 8081
+ENTRYPOINT ["/usr/local/bin/quay-bridge-operator"]
+CMD ["run"]

@@ -72,6 +72,21 @@ pub fn destination(
     None
 }
 
+/// The ImageStreamImport that brings `image` into the destination tag
+/// (upstream's shape: DockerImage source, `referencePolicy: Source`).
+pub fn import_request(dest: &Destination, image: &str, insecure: bool, scheduled: bool) -> Value {
+    json!({
+        "apiVersion": "image.openshift.io/v1", "kind": "ImageStreamImport",
+        "metadata": {"name": dest.stream, "namespace": dest.namespace},
+        "spec": {"import": true, "images": [{
+            "from": {"kind": "DockerImage", "name": image},
+            "to": {"name": dest.tag},
+            "importPolicy": {"insecure": insecure, "scheduled": scheduled},
+            "referencePolicy": {"type": "Source"},
+        }]}
+    })
+}
+
 /// Imports the tag of a completed, rewritten Build.
 pub async fn reconcile(build: Arc<Build>, ctx: Arc<Context>) -> Result<Action, Error> {
     let result = reconcile_inner(&build, &ctx).await;
@@ -115,16 +130,12 @@ async fn reconcile_inner(build: &Build, ctx: &Arc<Context>) -> Result<Action, Er
             "imagestreamimports",
         ),
     );
-    let isi: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "image.openshift.io/v1", "kind": "ImageStreamImport",
-        "metadata": {"name": dest.stream, "namespace": dest.namespace},
-        "spec": {"import": true, "images": [{
-            "from": {"kind": "DockerImage", "name": image},
-            "to": {"name": dest.tag},
-            "importPolicy": {"insecure": cfg.insecure_registry, "scheduled": cfg.scheduled_import},
-            "referencePolicy": {"type": "Source"},
-        }]}
-    }))
+    let isi: DynamicObject = serde_json::from_value(import_request(
+        &dest,
+        &image,
+        cfg.insecure_registry,
+        cfg.scheduled_import,
+    ))
     .map_err(|e| Error::Config(e.to_string()))?;
     let answer = isi_api
         .create(

@@ -125,3 +125,288 @@ fn the_openshift_overlay_uses_the_service_ca() {
         "no webhook configuration writes when the service CA injects"
     );
 }
+
+fn yaml_file(path: &str) -> Value {
+    serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .unwrap()
+}
+
+fn manifest(rel: &str) -> String {
+    format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Validates `obj` against a CRD version schema as the apiserver would,
+/// strictly: nothing may be pruned as unknown.
+fn strictly_valid(schema: &Value, obj: &Value) -> Vec<String> {
+    let mut pruned = obj.clone();
+    let mut problems: Vec<String> =
+        quay_bridge_operator::sandbox::kube::schema::apply_to_resource(schema, &mut pruned)
+            .into_iter()
+            .map(|(f, m)| format!("{f}: {m}"))
+            .collect();
+    fn unknown(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
+        if let (Value::Object(b), Value::Object(a)) = (before, after) {
+            for (k, v) in b {
+                match a.get(k) {
+                    None => out.push(format!("{path}.{k}: unknown field")),
+                    Some(av) => unknown(&format!("{path}.{k}"), v, av, out),
+                }
+            }
+        } else if let (Value::Array(b), Value::Array(a)) = (before, after) {
+            for (i, (bv, av)) in b.iter().zip(a).enumerate() {
+                unknown(&format!("{path}[{i}]"), bv, av, out);
+            }
+        }
+    }
+    unknown("", obj, &pruned, &mut problems);
+    problems
+}
+
+#[test]
+fn the_bundle_csv_is_valid_for_olm() {
+    let csv_crd = yaml_file(&format!(
+        "{}/../shared/schemas/olm-clusterserviceversion-crd.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    let mut schema = csv_crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
+    // The apiserver validates metadata, apiVersion and kind itself, before the
+    // structural schema sees the object; the schema check covers the rest.
+    if let Some(required) = schema["required"].as_array_mut() {
+        required.retain(|r| {
+            !["metadata", "apiVersion", "kind"].contains(&r.as_str().unwrap_or_default())
+        });
+    }
+    let csv = yaml_file(&manifest(
+        "bundle/manifests/quay-bridge-operator.clusterserviceversion.yaml",
+    ));
+    assert!(
+        csv["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("quay-bridge-operator.v"))
+    );
+    let problems = strictly_valid(&schema, &csv);
+    assert!(
+        problems.is_empty(),
+        "the CSV does not validate against OLM's schema: {problems:#?}"
+    );
+    let annotations = yaml_file(&manifest("bundle/metadata/annotations.yaml"));
+    assert_eq!(
+        annotations["annotations"]["operators.operatorframework.io.bundle.mediatype.v1"],
+        "registry+v1"
+    );
+    assert_eq!(
+        annotations["annotations"]["operators.operatorframework.io.bundle.manifests.v1"],
+        "manifests/"
+    );
+    let hook = &csv["spec"]["webhookdefinitions"][0];
+    assert_eq!(
+        (hook["webhookPath"].as_str(), hook["type"].as_str()),
+        (Some("/admissionwebhook"), Some("MutatingAdmissionWebhook"))
+    );
+    assert!(
+        csv["spec"]["installModes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["type"] == "AllNamespaces" && m["supported"] == true)
+    );
+}
+
+#[test]
+fn the_bundle_agrees_with_deploy_and_the_generated_crds() {
+    let csv = yaml_file(&manifest(
+        "bundle/manifests/quay-bridge-operator.clusterserviceversion.yaml",
+    ));
+    let rbac: Vec<Value> = serde_saphyr::from_multiple(
+        &std::fs::read_to_string(manifest("deploy/base/rbac.yaml")).unwrap(),
+    )
+    .unwrap();
+    let cluster_role = rbac.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    // OLM injects the webhook CA itself: no webhook configuration writes.
+    let expected: Vec<Value> = cluster_role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["apiGroups"][0] != "admissionregistration.k8s.io")
+        .cloned()
+        .collect();
+    assert_eq!(
+        csv["spec"]["install"]["spec"]["clusterPermissions"][0]["rules"]
+            .as_array()
+            .unwrap(),
+        &expected
+    );
+    let role = rbac.iter().find(|d| d["kind"] == "Role").unwrap();
+    assert_eq!(
+        &csv["spec"]["install"]["spec"]["permissions"][0]["rules"],
+        &role["rules"]
+    );
+    let generated = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
+        .arg("crd")
+        .output()
+        .unwrap();
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(generated.stdout).unwrap()).unwrap();
+    for crd in docs {
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        let bundled = yaml_file(&manifest(&format!("bundle/manifests/{name}.crd.yaml")));
+        assert!(
+            bundled == crd,
+            "bundle/manifests/{name}.crd.yaml is stale: regenerate it from `quay-bridge-operator crd`"
+        );
+    }
+}
+
+#[test]
+fn alm_examples_are_valid_quay_integrations() {
+    let csv = yaml_file(&manifest(
+        "bundle/manifests/quay-bridge-operator.clusterserviceversion.yaml",
+    ));
+    let examples: Vec<Value> = serde_json::from_str(
+        csv["metadata"]["annotations"]["alm-examples"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(examples.len(), 2);
+    for example in examples {
+        let group = example["apiVersion"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let crd = yaml_file(&manifest(&format!(
+            "bundle/manifests/quayintegrations.{group}.crd.yaml"
+        )));
+        let problems = strictly_valid(
+            &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+            &example,
+        );
+        assert!(problems.is_empty(), "{group} example: {problems:?}");
+    }
+}
+
+#[test]
+fn built_in_kinds_pass_strict_schema_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    for layout in ["deploy/base", "deploy/overlays/openshift"] {
+        let out = Command::new("kubectl")
+            .args(["kustomize", &manifest(layout)])
+            .output()
+            .unwrap();
+        let file = dir.path().join("rendered.yaml");
+        std::fs::write(&file, &out.stdout).unwrap();
+        let result = Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet", "-k", "1.33.0"])
+            .arg(&file)
+            .output()
+            .expect("kubernetes-validate is installed (.ci/run installs it from PyPI)");
+        assert!(
+            result.status.success(),
+            "{layout}: {}{}",
+            String::from_utf8_lossy(&result.stdout),
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+}
+
+/// A Swagger 2.0 check of an object against an OpenShift definition:
+/// required fields, types, and no unknown fields.
+fn openapi_problems(defs: &Value, def: &str, v: &Value, path: &str, out: &mut Vec<String>) {
+    let schema = &defs[def];
+    let props = schema["properties"].as_object();
+    for req in schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if v.get(req).is_none() {
+            out.push(format!("{path}.{req}: required"));
+        }
+    }
+    let Some(obj) = v.as_object() else { return };
+    for (k, val) in obj {
+        let Some(p) = props.and_then(|p| p.get(k)) else {
+            out.push(format!("{path}.{k}: not a field of {def}"));
+            continue;
+        };
+        let sub = format!("{path}.{k}");
+        if let Some(r) = p["$ref"].as_str() {
+            openapi_problems(defs, r.trim_start_matches("#/definitions/"), val, &sub, out);
+        } else if let Some(r) = p["items"]["$ref"].as_str() {
+            for (i, item) in val.as_array().into_iter().flatten().enumerate() {
+                openapi_problems(
+                    defs,
+                    r.trim_start_matches("#/definitions/"),
+                    item,
+                    &format!("{sub}[{i}]"),
+                    out,
+                );
+            }
+        } else if let Some(t) = p["type"].as_str() {
+            let ok = match t {
+                "string" => val.is_string(),
+                "boolean" => val.is_boolean(),
+                "integer" => val.is_i64() || val.is_u64(),
+                "array" => val.is_array(),
+                "object" => val.is_object(),
+                _ => true,
+            };
+            if !ok {
+                out.push(format!("{sub}: not a {t}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn what_the_operator_writes_to_openshift_matches_openshifts_openapi() {
+    let text = std::fs::read_to_string(format!(
+        "{}/../shared/schemas/openshift-openapi.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let defs = &doc["definitions"];
+    let dest = quay_bridge_operator::controller::build::Destination {
+        prefix: "x",
+        namespace: "team".into(),
+        stream: "app".into(),
+        tag: "v1".into(),
+        imported: false,
+    };
+    let isi = quay_bridge_operator::controller::build::import_request(
+        &dest,
+        "quay.example.com/openshift_team/app:v1",
+        true,
+        false,
+    );
+    let mut problems = Vec::new();
+    openapi_problems(
+        defs,
+        "com.github.openshift.api.image.v1.ImageStreamImport",
+        &isi,
+        "",
+        &mut problems,
+    );
+    // status is required in the schema for answers; the request omits it, as OpenShift's clients do.
+    problems.retain(|p| p != ".status: required");
+    assert!(problems.is_empty(), "ImageStreamImport: {problems:?}");
+    // A Build as the webhook rewrites it.
+    let build = serde_json::json!({"apiVersion": "build.openshift.io/v1", "kind": "Build", "metadata": {"name": "app-1", "namespace": "team", "annotations": {"quay-registry-operator.quay.redhat.com/quay-registry-operator-managed": "true"}},
+        "spec": {"strategy": {"type": "Source", "sourceStrategy": {"from": {"kind": "ImageStreamTag", "name": "httpd:2.4"}}},
+            "output": {"to": {"kind": "DockerImage", "name": "quay.example.com/openshift_team/app:v1"}, "pushSecret": {"name": "builder-quay-openshift"}}}});
+    let mut problems = Vec::new();
+    openapi_problems(
+        defs,
+        "com.github.openshift.api.build.v1.Build",
+        &build,
+        "",
+        &mut problems,
+    );
+    problems.retain(|p| p != ".status: required");
+    assert!(problems.is_empty(), "Build: {problems:?}");
+}

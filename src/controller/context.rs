@@ -17,6 +17,7 @@ use kube::{Client, Resource, ResourceExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use rand::Rng;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -147,11 +148,18 @@ struct FailureLabels {
     category: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuayLabels {
+    quay: String,
+}
+
 /// Operator metrics.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
+    leader: Gauge,
+    quay_available: Family<QuayLabels, Gauge>,
     /// Quay client metrics.
     pub quay: QuayMetrics,
     /// Webhook metrics.
@@ -175,7 +183,40 @@ impl Metrics {
             "Failed reconciles by controller and error category",
             m.failures.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease and runs the reconcilers",
+            m.leader.clone(),
+        );
+        registry.register(
+            "quay_available",
+            "0 while calls to a Quay (by host) are paused because it does not answer",
+            m.quay_available.clone(),
+        );
         m
+    }
+
+    /// Records whether this replica leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// Records whether a Quay answers (labelled by host only).
+    pub fn set_quay_available(&self, url: &str, up: bool) {
+        self.quay_available
+            .get_or_create(&QuayLabels {
+                quay: quay_host(url),
+            })
+            .set(i64::from(up));
+    }
+
+    /// The `quay_available` value for a Quay URL (0 until recorded).
+    pub fn quay_available(&self, url: &str) -> i64 {
+        self.quay_available
+            .get_or_create(&QuayLabels {
+                quay: quay_host(url),
+            })
+            .get()
     }
 
     /// Counts a reconcile.
@@ -197,6 +238,13 @@ impl Metrics {
             })
             .inc();
     }
+}
+
+fn quay_host(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -433,6 +481,8 @@ impl Context {
         config.request_timeout = self.options.quay_request_timeout;
         config.retry = self.options.retry.clone();
         let client = QuayClient::new(config, self.metrics.quay.clone())?;
+        // Available until a call says otherwise.
+        self.metrics.set_quay_available(&url, true);
         lock(&self.clients).insert(key, client.clone());
         Ok(client)
     }
@@ -451,6 +501,7 @@ impl Context {
         }
         entry.down = true;
         entry.client = client.clone();
+        self.metrics.set_quay_available(&url, false);
     }
 
     /// Whether Quay is believed down.
@@ -482,6 +533,7 @@ impl Context {
                 if let Some(h) = lock(&self.health).get_mut(&url) {
                     h.down = false;
                 }
+                self.metrics.set_quay_available(&url, true);
                 recovered = true;
             }
         }

@@ -302,6 +302,7 @@ pub async fn run(
     )> = None;
     loop {
         let lead = *leading.borrow_and_update();
+        ctx.metrics.set_leader(lead);
         match (lead, running.is_some()) {
             (true, false) => {
                 tracing::info!("leading: starting the controllers");

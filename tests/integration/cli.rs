@@ -321,6 +321,10 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
         "{metrics}"
     );
     assert!(
+        metrics.contains("quay_bridge_operator_leader 1"),
+        "the only replica leads: {metrics}"
+    );
+    assert!(
         kube.requests()
             .iter()
             .any(|r| r.identity == crate::operator::OPERATOR && r.verb == "watch"),

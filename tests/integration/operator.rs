@@ -718,6 +718,7 @@ async fn quay_down_then_back_converges_without_crash() {
     integration(&env, "quay", json!({})).await;
     namespace(&env, "first").await;
     wait_for("first", || converged(&env, "first", &[])).await;
+    assert_eq!(env.metrics.quay_available(&env.quay.url()), 1);
     env.quay.set_faults(
         FaultConfig {
             down: true,
@@ -749,6 +750,11 @@ async fn quay_down_then_back_converges_without_crash() {
             .is_some(),
         "held until Quay answers"
     );
+    assert_eq!(
+        env.metrics.quay_available(&env.quay.url()),
+        0,
+        "quay_available reports the outage"
+    );
     let down_requests = env.quay.requests().len();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let per_second = env.quay.requests().len() - down_requests;
@@ -774,6 +780,7 @@ async fn quay_down_then_back_converges_without_crash() {
         "recovered in {:?}",
         back.elapsed()
     );
+    assert_eq!(env.metrics.quay_available(&env.quay.url()), 1);
     env.stop().await;
 }
 

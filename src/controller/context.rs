@@ -149,6 +149,16 @@ struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InFlightLabels {
+    controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QuayLabels {
     quay: String,
 }
@@ -160,6 +170,8 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     leader: Gauge,
     quay_available: Family<QuayLabels, Gauge>,
+    in_flight: Family<InFlightLabels, Gauge>,
+    namespaces: Family<NamespaceLabels, Gauge>,
     /// Quay client metrics.
     pub quay: QuayMetrics,
     /// Webhook metrics.
@@ -193,7 +205,47 @@ impl Metrics {
             "0 while calls to a Quay (by host) are paused because it does not answer",
             m.quay_available.clone(),
         );
+        registry.register(
+            "reconciles_in_flight",
+            "Reconciles running now, by controller",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "namespaces",
+            "Selected namespaces by last outcome (managed, failing: waiting for a retry, conflict)",
+            m.namespaces.clone(),
+        );
         m
+    }
+
+    /// Counts a reconcile as running until the guard is dropped.
+    pub fn in_flight(&self, controller: &'static str) -> InFlight {
+        let gauge = self
+            .in_flight
+            .get_or_create(&InFlightLabels { controller })
+            .clone();
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    /// Namespaces managed, failing and in conflict.
+    pub fn namespace_states(&self, managed: i64, failing: i64, conflict: i64) {
+        for (state, n) in [
+            ("managed", managed),
+            ("failing", failing),
+            ("conflict", conflict),
+        ] {
+            self.namespaces
+                .get_or_create(&NamespaceLabels { state })
+                .set(n);
+        }
+    }
+
+    /// The `namespaces{state}` value.
+    pub fn namespaces_in(&self, state: &'static str) -> i64 {
+        self.namespaces
+            .get_or_create(&NamespaceLabels { state })
+            .get()
     }
 
     /// Records whether this replica leads.
@@ -237,6 +289,16 @@ impl Metrics {
                 category,
             })
             .inc();
+    }
+}
+
+/// Decrements `reconciles_in_flight` when the reconcile ends (or is
+/// cancelled).
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -571,6 +633,16 @@ impl Context {
                 outcomes.remove(namespace);
             }
         }
+        let (mut managed, mut failing, mut conflict) = (0, 0, 0);
+        for o in outcomes.values() {
+            match o.state {
+                NsState::Managed => managed += 1,
+                NsState::Failing(_) => failing += 1,
+                NsState::Conflict(_) => conflict += 1,
+            }
+        }
+        drop(outcomes);
+        self.metrics.namespace_states(managed, failing, conflict);
     }
 
     /// Outcomes of the namespaces an integration is concerned with.

@@ -305,6 +305,17 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
             .contains_key("openshift_viabinary")
     })
     .await;
+    crate::operator::wait_for("the namespace to count as managed", || async {
+        http.get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("quay_bridge_operator_namespaces{state=\"managed\"} 1")
+    })
+    .await;
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
@@ -324,6 +335,13 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
         metrics.contains("quay_bridge_operator_leader 1"),
         "the only replica leads: {metrics}"
     );
+    for series in [
+        "quay_bridge_operator_namespaces{state=\"failing\"} 0",
+        "quay_bridge_operator_reconciles_in_flight{controller=\"namespace\"}",
+        "quay_bridge_operator_quay_available{quay=\"127.0.0.1\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
     assert!(
         kube.requests()
             .iter()

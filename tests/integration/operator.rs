@@ -755,6 +755,11 @@ async fn quay_down_then_back_converges_without_crash() {
         0,
         "quay_available reports the outage"
     );
+    wait_for(
+        "the namespace waiting for Quay to count as failing",
+        || async { env.metrics.namespaces_in("failing") >= 1 },
+    )
+    .await;
     let down_requests = env.quay.requests().len();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let per_second = env.quay.requests().len() - down_requests;
@@ -781,6 +786,10 @@ async fn quay_down_then_back_converges_without_crash() {
         back.elapsed()
     );
     assert_eq!(env.metrics.quay_available(&env.quay.url()), 1);
+    wait_for("no namespace left failing", || async {
+        env.metrics.namespaces_in("failing") == 0 && env.metrics.namespaces_in("managed") == 1
+    })
+    .await;
     env.stop().await;
 }
 

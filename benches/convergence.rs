@@ -1,0 +1,224 @@
+//! Convergence and steady-state cost: N namespaces with M ImageStreams each,
+//! bridged by the real operator (in process, through the embedded apiserver)
+//! against the embedded Quay with L ms added to every request.
+//!
+//! Prints wall time to full convergence, Quay requests (total, per
+//! namespace), the ratio of wall time to the lower bound
+//! `requests × latency ÷ concurrency`, the Go operator's cost for the same
+//! work from its model (14 + 2M requests per namespace, one namespace at a
+//! time), then the Quay requests and writes of one full resync.
+//!
+//! `cargo bench --bench convergence` (env `NAMESPACES` 1000, `IMAGESTREAMS` 3,
+//! `LATENCY_MS` 20, `CONCURRENCY` 16).
+
+// A benchmark whose setup fails has nothing to measure: it stops loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::CustomResourceExt;
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use quay_bridge_operator::controller::context::{Metrics, Options};
+use quay_bridge_operator::crd::{LegacyQuayIntegration, QuayIntegration};
+use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
+use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig, FaultConfig};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    quay_bridge_operator::install_crypto_provider();
+    let namespaces = env("NAMESPACES", 1000);
+    let streams = env("IMAGESTREAMS", 3);
+    let latency_ms = env("LATENCY_MS", 20) as u64;
+    let concurrency = env("CONCURRENCY", 16);
+    // The resync period: long enough not to fire during convergence.
+    let resync = Duration::from_secs(env("RESYNC_SECONDS", 600) as u64);
+
+    let quay = EmbeddedQuay::start(EmbeddedQuayConfig::default())
+        .await
+        .unwrap();
+    let kube = EmbeddedKube::start(EmbeddedKubeConfig::default())
+        .await
+        .unwrap();
+    let admin = kube.client();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(admin.clone());
+    for crd in [QuayIntegration::crd(), LegacyQuayIntegration::crd()] {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": {"token": quay.admin_token().expose()}})).unwrap();
+    Api::<Secret>::namespaced(admin.clone(), "openshift-operators")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    // The cluster's state before the operator starts: N namespaces with M
+    // ImageStreams each.
+    let is_api = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("image.openshift.io", "v1", "ImageStream"),
+        "imagestreams",
+    );
+    let names: Vec<String> = (0..namespaces).map(|i| format!("team-{i:05}")).collect();
+    for ns in &names {
+        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        Api::<Namespace>::all(admin.clone())
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+        let api = Api::<DynamicObject>::namespaced_with(admin.clone(), ns, &is_api);
+        for s in 0..streams {
+            let obj: DynamicObject = serde_json::from_value(json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": format!("app-{s}")}})).unwrap();
+            api.create(&PostParams::default(), &obj).await.unwrap();
+        }
+    }
+    let qi: QuayIntegration = serde_json::from_value(json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "bench"},
+        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay.url()}}))
+    .unwrap();
+    Api::<QuayIntegration>::all(admin.clone())
+        .create(&PostParams::default(), &qi)
+        .await
+        .unwrap();
+    quay.set_faults(
+        FaultConfig {
+            latency_ms,
+            ..Default::default()
+        },
+        None,
+    );
+    println!(
+        "convergence: {namespaces} namespaces × {streams} ImageStreams, {latency_ms} ms per Quay request, concurrency {concurrency}"
+    );
+
+    let before = quay.requests().len();
+    let started = Instant::now();
+    let options = Options {
+        concurrency: u16::try_from(concurrency).unwrap(),
+        resync,
+        instance: "bench".into(),
+        ..Options::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = kube.client_as("system:serviceaccount:openshift-operators:quay-bridge-operator");
+    let operator = tokio::spawn(async move {
+        quay_bridge_operator::controller::run(client, options, Metrics::default(), async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+
+    // Converged: every organization has its robots, default permissions and
+    // repositories, and every service account's Secret exists.
+    let secrets = Api::<Secret>::all(admin.clone());
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=quay-bridge-operator");
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let snapshot = quay.snapshot();
+        let orgs_done = names.iter().all(|ns| {
+            snapshot
+                .organizations
+                .get(&format!("openshift_{ns}"))
+                .is_some_and(|o| {
+                    o.robots.len() == 3
+                        && o.prototypes.len() == 3
+                        && o.repositories.len() == streams
+                })
+        });
+        if orgs_done && secrets.list_metadata(&managed).await.unwrap().items.len() == 3 * namespaces
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3600),
+            "did not converge within an hour"
+        );
+    }
+    let wall = started.elapsed();
+    let requests = quay.requests().len() - before;
+    let per_ns = requests as f64 / namespaces as f64;
+    let bound = Duration::from_millis(latency_ms).mul_f64(requests as f64 / concurrency as f64);
+    let upstream_per_ns = 14 + 2 * streams;
+    let upstream_wall =
+        Duration::from_millis(latency_ms).mul_f64((upstream_per_ns * namespaces) as f64);
+    println!("  wall time to convergence: {:.2} s", wall.as_secs_f64());
+    println!("  Quay requests: {requests} ({per_ns:.2} per namespace)");
+    println!(
+        "  lower bound (requests × latency ÷ concurrency): {:.2} s; wall/bound = {:.2}",
+        bound.as_secs_f64(),
+        wall.as_secs_f64() / bound.as_secs_f64()
+    );
+    println!(
+        "  Go operator model: {upstream_per_ns} requests per namespace, serial: {} requests, ≥ {:.1} s at the same latency ({:.1}x the requests, {:.1}x the wall time)",
+        upstream_per_ns * namespaces,
+        upstream_wall.as_secs_f64(),
+        (upstream_per_ns * namespaces) as f64 / requests as f64,
+        upstream_wall.as_secs_f64() / wall.as_secs_f64()
+    );
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+    steady_state(&kube, &quay, namespaces, concurrency).await;
+}
+
+/// A restarted operator with a short resync period: its first pass over the
+/// converged cluster reads Quay afresh (nothing cached), then one resync.
+async fn steady_state(
+    kube: &EmbeddedKube,
+    quay: &EmbeddedQuay,
+    namespaces: usize,
+    concurrency: usize,
+) {
+    let resync = Duration::from_secs(env("RESYNC_SECONDS_STEADY", 20) as u64);
+    let options = Options {
+        concurrency: u16::try_from(concurrency).unwrap(),
+        resync,
+        instance: "bench-resync".into(),
+        ..Options::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = kube.client_as("system:serviceaccount:openshift-operators:quay-bridge-operator");
+    let before = quay.requests().len();
+    let operator = tokio::spawn(async move {
+        quay_bridge_operator::controller::run(client, options, Metrics::default(), async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    // Wait until the restart pass is over (no Quay request for 2 s).
+    let mut last = quay.requests().len();
+    let mut quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = quay.requests().len();
+        if now != last {
+            last = now;
+            quiet = Instant::now();
+        }
+    }
+    let restart = &quay.requests()[before..];
+    let restart_writes = restart.iter().filter(|r| r.method != "GET").count();
+    println!(
+        "RESTART: {} Quay requests ({:.2} per namespace), {restart_writes} writes",
+        restart.len(),
+        restart.len() as f64 / namespaces as f64
+    );
+    let mark = quay.requests().len();
+    // Each namespace is requeued exactly one resync period after its last
+    // reconcile: a window of that length holds one resync of each.
+    tokio::time::sleep(resync).await;
+    let resynced = &quay.requests()[mark..];
+    let writes = resynced.iter().filter(|r| r.method != "GET").count();
+    println!(
+        "RESYNC: {} Quay requests ({:.2} per namespace, target ≤ 3), {writes} writes (target 0)",
+        resynced.len(),
+        resynced.len() as f64 / namespaces as f64
+    );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+}

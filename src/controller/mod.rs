@@ -418,17 +418,29 @@ async fn leader_controllers(
             }
         }
     });
-    Controller::new(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default(),
+    // The namespace cache drops managedFields: on a large cluster they are
+    // most of each cached object, and no decision reads them.
+    let (ns_store, ns_writer) = reflector::store::<Namespace>();
+    let ns_stream = reflector(
+        ns_writer,
+        watcher(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(strip),
     )
-    .with_config(kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency))
-    .reconcile_all_on(ctx.trigger_stream())
-    .reconcile_on(ns_triggers)
-    .graceful_shutdown_on(stop)
-    .run(namespace::reconcile, namespace::error_policy, ctx.clone())
-    .for_each(|_| async {})
-    .await;
+    .applied_objects();
+    Controller::for_stream(ns_stream, ns_store)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency),
+        )
+        .reconcile_all_on(ctx.trigger_stream())
+        .reconcile_on(ns_triggers)
+        .graceful_shutdown_on(stop)
+        .run(namespace::reconcile, namespace::error_policy, ctx.clone())
+        .for_each(|_| async {})
+        .await;
     prober.abort();
     // The other controllers saw the same stop signal; give them a moment.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;

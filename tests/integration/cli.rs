@@ -4,6 +4,32 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// A child process killed when the test ends, so a failing assertion does not
+/// leave it running.
+struct KillOnDrop(std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Sends SIGTERM and expects a clean exit within 10 s.
 async fn stops_on_sigterm(child: &mut std::process::Child) {
     let sent = Command::new("kill")
@@ -42,6 +68,7 @@ async fn sandbox_quay_serves_until_sigterm() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
@@ -146,6 +173,7 @@ async fn sandbox_kube_writes_a_kubeconfig_kubectl_uses() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let lines: Vec<String> = BufReader::new(stdout)
@@ -271,6 +299,7 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
@@ -396,6 +425,7 @@ async fn sandbox_points_the_operator_at_an_external_quay() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let lines: Vec<String> = BufReader::new(stdout)

@@ -1,0 +1,225 @@
+//! Peak memory of the operator process (the release binary, `run`, over TLS
+//! with a kubeconfig) while it bridges a large cluster held by the sandbox
+//! apiserver in this process: N namespaces (default 10,000) with 3 service
+//! accounts and M ImageStreams each (default 3) and S unrelated Secrets
+//! (default 100,000). The operator caches only what it manages, so the
+//! unrelated Secrets must not count.
+//!
+//! Prints the operator's peak RSS (VmHWM) at convergence and its RSS after.
+//! `cargo bench --bench memory` (env `NAMESPACES`, `IMAGESTREAMS`, `SECRETS`).
+
+// A benchmark whose setup fails has nothing to measure: it stops loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::CustomResourceExt;
+use kube::api::{Api, ListParams, PostParams};
+use quay_bridge_operator::crd::{LegacyQuayIntegration, QuayIntegration};
+use quay_bridge_operator::sandbox::kube::store::{Store, WriteOptions};
+use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
+use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig};
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const OPERATOR: &str = "system:serviceaccount:openshift-operators:quay-bridge-operator";
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn create(store: &mut Store, group: &str, resource: &str, ns: &str, obj: Value) {
+    let def = store
+        .registry
+        .get(group, "v1", resource)
+        .cloned()
+        .expect(resource);
+    let opts = WriteOptions {
+        dry_run: false,
+        manager: "bench".into(),
+    };
+    let obj = store.prepare_create(&def, ns, obj).expect("valid object");
+    store.commit_create(&def, obj, &opts).expect("created");
+}
+
+/// (VmHWM, VmRSS, RssAnon, RssFile) of a process, in KiB.
+fn memory_kib(pid: u32) -> Option<(u64, u64, u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    Some((
+        field("VmHWM:")?,
+        field("VmRSS:")?,
+        field("RssAnon:")?,
+        field("RssFile:")?,
+    ))
+}
+
+#[tokio::main]
+async fn main() {
+    quay_bridge_operator::install_crypto_provider();
+    let namespaces = env("NAMESPACES", 10_000);
+    let streams = env("IMAGESTREAMS", 3);
+    let secrets = env("SECRETS", 100_000);
+
+    let quay = EmbeddedQuay::start(EmbeddedQuayConfig::default())
+        .await
+        .unwrap();
+    let kube = EmbeddedKube::start(EmbeddedKubeConfig {
+        listen: Some("127.0.0.1:0".into()),
+        history_limit: 1_000,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let admin = kube.client();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(admin.clone());
+    for crd in [QuayIntegration::crd(), LegacyQuayIntegration::crd()] {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let names: Vec<String> = (0..namespaces).map(|i| format!("team-{i:05}")).collect();
+    {
+        let mut store = kube.state().lock_store();
+        for ns in &names {
+            create(
+                &mut store,
+                "",
+                "namespaces",
+                "",
+                json!({"metadata": {"name": ns}}),
+            );
+            for sa in ["builder", "default", "deployer"] {
+                create(
+                    &mut store,
+                    "",
+                    "serviceaccounts",
+                    ns,
+                    json!({"metadata": {"name": sa}}),
+                );
+            }
+            for s in 0..streams {
+                create(
+                    &mut store,
+                    "image.openshift.io",
+                    "imagestreams",
+                    ns,
+                    json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": format!("app-{s}")}}),
+                );
+            }
+        }
+        let per_ns = secrets.div_ceil(namespaces.max(1));
+        let mut made = 0;
+        'fill: for ns in &names {
+            for i in 0..per_ns {
+                if made == secrets {
+                    break 'fill;
+                }
+                create(
+                    &mut store,
+                    "",
+                    "secrets",
+                    ns,
+                    json!({"metadata": {"name": format!("app-secret-{i}")}, "type": "Opaque", "data": {"password": "c2VjcmV0LXZhbHVlLWZvci10aGUtYmVuY2htYXJr", "config": "a2V5PXZhbHVlCmFub3RoZXI9dmFsdWUK"}}),
+                );
+                made += 1;
+            }
+        }
+    }
+    let token: Secret = serde_json::from_value(json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": {"token": quay.admin_token().expose()}})).unwrap();
+    Api::<Secret>::namespaced(admin.clone(), "openshift-operators")
+        .create(&PostParams::default(), &token)
+        .await
+        .unwrap();
+    let qi: QuayIntegration = serde_json::from_value(json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "bench"},
+        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay.url()}}))
+    .unwrap();
+    Api::<QuayIntegration>::all(admin.clone())
+        .create(&PostParams::default(), &qi)
+        .await
+        .unwrap();
+    println!(
+        "memory: {namespaces} namespaces (3 service accounts, {streams} ImageStreams each), {secrets} unrelated Secrets; sandbox holds {} objects",
+        kube.state().lock_store().object_count()
+    );
+
+    let dir = std::env::temp_dir().join(format!("qbo-memory-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("operator.kubeconfig");
+    kube.write_kubeconfig(&kubeconfig, OPERATOR).unwrap();
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
+        .args([
+            "run",
+            "--webhook-certs",
+            "disabled",
+            "--leader-elect",
+            "false",
+        ])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=quay-bridge-operator");
+    let all_secrets = Api::<Secret>::all(admin.clone());
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(child.try_wait().unwrap().is_none(), "the operator exited");
+        let orgs = quay
+            .snapshot()
+            .organizations
+            .values()
+            .filter(|o| o.repositories.len() == streams && o.robots.len() == 3)
+            .count();
+        if orgs == namespaces
+            && all_secrets
+                .list_metadata(&managed)
+                .await
+                .unwrap()
+                .items
+                .len()
+                == 3 * namespaces
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3600),
+            "no convergence within an hour"
+        );
+    }
+    let converged = started.elapsed();
+    let (peak, ..) = memory_kib(pid).unwrap();
+    // Settle: the steady state after convergence.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (peak_after, rss, anon, file) = memory_kib(pid).unwrap();
+    println!("  converged in {:.1} s", converged.as_secs_f64());
+    println!(
+        "  operator peak RSS (VmHWM) at convergence: {:.1} MiB; after 10 s idle: RSS {:.1} MiB (heap and stacks {:.1} MiB, mapped binary and libraries {:.1} MiB), peak {:.1} MiB",
+        peak as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        anon as f64 / 1024.0,
+        file as f64 / 1024.0,
+        peak_after as f64 / 1024.0
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,22 +15,16 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::CustomResourceExt;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use quay_bridge_operator::controller::context::{Metrics, Options};
-use quay_bridge_operator::crd::{LegacyQuayIntegration, QuayIntegration};
 use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
 use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig, FaultConfig};
+mod common;
+
+use common::env;
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() {
@@ -49,15 +43,7 @@ async fn main() {
         .await
         .unwrap();
     let admin = kube.client();
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(admin.clone());
-    for crd in [QuayIntegration::crd(), LegacyQuayIntegration::crd()] {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
-    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": {"token": quay.admin_token().expose()}})).unwrap();
-    Api::<Secret>::namespaced(admin.clone(), "openshift-operators")
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    common::install_integration(&admin, &quay).await;
 
     // The cluster's state before the operator starts: N namespaces with M
     // ImageStreams each.
@@ -78,13 +64,6 @@ async fn main() {
             api.create(&PostParams::default(), &obj).await.unwrap();
         }
     }
-    let qi: QuayIntegration = serde_json::from_value(json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "bench"},
-        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay.url()}}))
-    .unwrap();
-    Api::<QuayIntegration>::all(admin.clone())
-        .create(&PostParams::default(), &qi)
-        .await
-        .unwrap();
     quay.set_faults(
         FaultConfig {
             latency_ms,

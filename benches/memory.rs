@@ -12,24 +12,18 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::CustomResourceExt;
-use kube::api::{Api, ListParams, PostParams};
-use quay_bridge_operator::crd::{LegacyQuayIntegration, QuayIntegration};
+use kube::api::{Api, ListParams};
 use quay_bridge_operator::sandbox::kube::store::{Store, WriteOptions};
 use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
 use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig};
+mod common;
+
+use common::env;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const OPERATOR: &str = "system:serviceaccount:openshift-operators:quay-bridge-operator";
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn create(store: &mut Store, group: &str, resource: &str, ns: &str, obj: Value) {
     let def = store
@@ -81,10 +75,7 @@ async fn main() {
     .await
     .unwrap();
     let admin = kube.client();
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(admin.clone());
-    for crd in [QuayIntegration::crd(), LegacyQuayIntegration::crd()] {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
+    common::install_integration(&admin, &quay).await;
     let names: Vec<String> = (0..namespaces).map(|i| format!("team-{i:05}")).collect();
     {
         let mut store = kube.state().lock_store();
@@ -133,18 +124,6 @@ async fn main() {
             }
         }
     }
-    let token: Secret = serde_json::from_value(json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": {"token": quay.admin_token().expose()}})).unwrap();
-    Api::<Secret>::namespaced(admin.clone(), "openshift-operators")
-        .create(&PostParams::default(), &token)
-        .await
-        .unwrap();
-    let qi: QuayIntegration = serde_json::from_value(json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "bench"},
-        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay.url()}}))
-    .unwrap();
-    Api::<QuayIntegration>::all(admin.clone())
-        .create(&PostParams::default(), &qi)
-        .await
-        .unwrap();
     println!(
         "memory: {namespaces} namespaces (3 service accounts, {streams} ImageStreams each), {secrets} unrelated Secrets; sandbox holds {} objects",
         kube.state().lock_store().object_count()

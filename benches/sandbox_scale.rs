@@ -11,15 +11,11 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use quay_bridge_operator::sandbox::kube::store::{Store, WriteOptions};
 use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
-use serde_json::json;
-use std::time::{Duration, Instant};
+mod common;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::{env, median};
+use serde_json::json;
+use std::time::Instant;
 
 fn fill(store: &mut Store, namespaces: &[String], per_namespace: &[usize]) {
     let ns_def = store
@@ -48,11 +44,6 @@ fn fill(store: &mut Store, namespaces: &[String], per_namespace: &[usize]) {
             store.commit_create(&cm_def, obj, &opts).expect("configmap");
         }
     }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 #[tokio::main]

@@ -281,7 +281,12 @@ async fn converge(
     let secrets = observed_secrets(ctx, &name);
     let accounts = observed_service_accounts(ctx, &name);
     let plan = plan_kube(cfg, org, &tokens, &secrets, &accounts);
-    apply_kube(ns, &plan.actions, ctx).await?;
+    let created_secrets = apply_kube(ns, &plan.actions, ctx).await?;
+    // One Event per reconcile that created something (not one per object):
+    // Events are API writes, and kube-runtime keeps each one for minutes.
+    if let Some(note) = bridged_note(org, &actions, &created_secrets) {
+        ctx.event(ns, false, "Bridged", note, false).await;
+    }
     ctx.set_outcome(
         &name,
         Some(NsOutcome {
@@ -295,6 +300,35 @@ async fn converge(
         tracing::debug!(namespace = %name, waiting_for = ?plan.waiting_for, "service accounts not created yet");
     }
     Ok(Action::requeue(ctx.options.resync))
+}
+
+/// What a reconcile created, for its Event; `None` when it created nothing.
+fn bridged_note(org: &str, quay: &[QuayAction], secrets: &[String]) -> Option<String> {
+    let mut parts = Vec::new();
+    if quay
+        .iter()
+        .any(|a| matches!(a, QuayAction::CreateOrganization))
+    {
+        parts.push(format!("created Quay organization {org}"));
+    }
+    let robots = quay
+        .iter()
+        .filter(|a| matches!(a, QuayAction::CreateRobot { .. }))
+        .count();
+    if robots > 0 {
+        parts.push(format!("{robots} robot account(s)"));
+    }
+    let repositories = quay
+        .iter()
+        .filter(|a| matches!(a, QuayAction::CreateRepository { .. }))
+        .count();
+    if repositories > 0 {
+        parts.push(format!("{repositories} repositories"));
+    }
+    if !secrets.is_empty() {
+        parts.push(format!("Secrets {}", secrets.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// Applies Quay actions in order, keeping `view` equal to what Quay now holds.
@@ -323,14 +357,6 @@ async fn apply_quay(
                     Err(e) => return Err(e.into()),
                 }
                 view.exists = true;
-                ctx.event(
-                    ns,
-                    false,
-                    "OrganizationCreated",
-                    format!("created Quay organization {org}"),
-                    false,
-                )
-                .await;
             }
             QuayAction::CreateRobot { short, description } => {
                 let robot = client
@@ -457,8 +483,14 @@ fn observed_service_accounts(ctx: &Context, ns: &str) -> BTreeMap<String, Observ
         .collect()
 }
 
-async fn apply_kube(ns: &Namespace, actions: &[KubeAction], ctx: &Context) -> Result<(), Error> {
+/// Applies Kubernetes actions; returns the Secrets it created.
+async fn apply_kube(
+    ns: &Namespace,
+    actions: &[KubeAction],
+    ctx: &Context,
+) -> Result<Vec<String>, Error> {
     let name = ns.name_any();
+    let mut created = Vec::new();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &name);
     for action in actions {
         match action {
@@ -501,16 +533,7 @@ async fn apply_kube(ns: &Namespace, actions: &[KubeAction], ctx: &Context) -> Re
                                 &desired,
                             )
                             .await?;
-                        ctx.event(
-                            ns,
-                            false,
-                            "SecretCreated",
-                            format!(
-                                "created Secret {secret_name} for service account {service_account}"
-                            ),
-                            false,
-                        )
-                        .await;
+                        created.push(secret_name.clone());
                     }
                     Some(old) if old.type_.as_deref() != Some("kubernetes.io/dockerconfigjson") => {
                         // The type of a Secret cannot change: replace it.
@@ -578,7 +601,7 @@ async fn apply_kube(ns: &Namespace, actions: &[KubeAction], ctx: &Context) -> Re
             }
         }
     }
-    Ok(())
+    Ok(created)
 }
 
 /// Adds our finalizer (replacing the legacy one) and the organization

@@ -277,6 +277,31 @@ async fn a_new_namespace_is_bridged_with_few_quay_requests() {
         requests.len()
     );
 
+    // The namespace's Events (a cluster-scoped object's go to `default`):
+    // a summary per reconcile that created something, not one per object.
+    let events: Vec<_> =
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.client.clone(), "default")
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("demo"))
+            .collect();
+    assert!(!events.is_empty() && events.len() <= 3, "{events:#?}");
+    assert!(events
+        .iter()
+        .all(|e| e.reason.as_deref() == Some("Bridged") && e.type_.as_deref() == Some("Normal")));
+    let notes: String = events.iter().filter_map(|e| e.note.clone()).collect();
+    for expected in [
+        "created Quay organization openshift_demo",
+        "builder-quay-openshift",
+        "default-quay-openshift",
+        "deployer-quay-openshift",
+    ] {
+        assert!(notes.contains(expected), "{expected} in {notes}");
+    }
+
     // What a user checks: names, markers, secret payload, links, annotation, finalizer.
     let snap = env.quay.snapshot();
     let org = &snap.organizations["openshift_demo"];

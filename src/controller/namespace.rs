@@ -278,8 +278,8 @@ async fn converge(
         .iter()
         .filter_map(|r| r.token.clone().map(|t| (r.short.clone(), t)))
         .collect();
-    let secrets = observed_secrets(ctx, &name);
-    let accounts = observed_service_accounts(ctx, &name);
+    let secrets = observed_secrets(ctx, cfg, &name);
+    let accounts = observed_service_accounts(ctx, cfg, &name);
     let plan = plan_kube(cfg, org, &tokens, &secrets, &accounts);
     let created_secrets = apply_kube(ns, &plan.actions, ctx).await?;
     // One Event per reconcile that created something (not one per object):
@@ -431,11 +431,17 @@ async fn apply_quay(
     Ok(())
 }
 
-fn observed_secrets(ctx: &Context, ns: &str) -> BTreeMap<String, ObservedSecret> {
-    ctx.secrets
-        .state()
+/// The configured service accounts' Secrets as cached, looked up by name:
+/// a reconcile reads its own namespace's few objects, never the whole cache.
+fn observed_secrets(
+    ctx: &Context,
+    cfg: &IntegrationConfig,
+    ns: &str,
+) -> BTreeMap<String, ObservedSecret> {
+    cfg.service_accounts
         .iter()
-        .filter(|s| s.namespace().as_deref() == Some(ns))
+        .map(|(sa, _)| names::secret_name(sa, &cfg.cluster_id))
+        .filter_map(|name| ctx.secrets.get(&ObjectRef::new(&name).within(ns)))
         .map(|s| {
             let payload = s
                 .data
@@ -454,11 +460,15 @@ fn observed_secrets(ctx: &Context, ns: &str) -> BTreeMap<String, ObservedSecret>
         .collect()
 }
 
-fn observed_service_accounts(ctx: &Context, ns: &str) -> BTreeMap<String, ObservedServiceAccount> {
-    ctx.service_accounts
-        .state()
+/// The configured service accounts as cached, looked up by name.
+fn observed_service_accounts(
+    ctx: &Context,
+    cfg: &IntegrationConfig,
+    ns: &str,
+) -> BTreeMap<String, ObservedServiceAccount> {
+    cfg.service_accounts
         .iter()
-        .filter(|s| s.namespace().as_deref() == Some(ns))
+        .filter_map(|(sa, _)| ctx.service_accounts.get(&ObjectRef::new(sa).within(ns)))
         .map(|sa| {
             let secrets = sa
                 .secrets

@@ -388,12 +388,17 @@ async fn a_failed_import_is_retried_and_no_import_repeats_after_a_restart() {
             .any(|e| e.reason.as_deref() == Some("ImportFailed")),
         "the failure was reported"
     );
-    assert!(
-        events
+    // The success Event follows the Build's annotation: wait for it.
+    wait_for("the ImageImported Event", || async {
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.client.clone(), "retry")
+            .list(&Default::default())
+            .await
+            .unwrap()
             .items
             .iter()
             .any(|e| e.reason.as_deref() == Some("ImageImported"))
-    );
+    })
+    .await;
     let imports = |k: &quay_bridge_operator::sandbox::kube::EmbeddedKube| {
         k.requests()
             .into_iter()

@@ -6,7 +6,7 @@ use crate::quay::QuayError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The Kubernetes API failed.
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API: {}", kube_message(.0))]
     Kube(#[from] kube::Error),
     /// Quay answered with an error.
     #[error(transparent)]
@@ -23,6 +23,17 @@ pub enum Error {
     /// An ImageStream import did not succeed.
     #[error("image import failed: {0}")]
     Import(String),
+}
+
+/// A Kubernetes error as one readable line: `500 InternalError: message`
+/// for an API answer (not the Debug dump of its Status).
+fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => {
+            format!("{} {}: {}", status.code, status.reason, status.message)
+        }
+        other => other.to_string(),
+    }
 }
 
 impl Error {
@@ -50,5 +61,25 @@ impl Error {
     /// Whether Quay itself seems down (transport failures, 5xx).
     pub fn quay_unavailable(&self) -> bool {
         matches!(self, Error::Quay(q) if q.category() == crate::quay::Category::Unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_answers_read_as_one_line() {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 409, "reason": "Conflict",
+            "message": "Operation cannot be fulfilled on namespaces \"a\": the object has been modified"
+        }))
+        .unwrap();
+        let e = Error::Kube(kube::Error::Api(Box::new(status)));
+        assert_eq!(
+            e.to_string(),
+            "Kubernetes API: 409 Conflict: Operation cannot be fulfilled on namespaces \"a\": the object has been modified"
+        );
+        assert_eq!(e.category(), "kubernetes");
     }
 }

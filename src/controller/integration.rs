@@ -336,6 +336,9 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
         }
     };
     if qi.status() != Some(&status) {
+        for (warning, reason, note) in transition_events(&previous, &status.conditions) {
+            publish(ctx, qi, warning, &reason, note).await;
+        }
         let api: Api<K> = Api::all(ctx.client.clone());
         api.patch_status(
             &name,
@@ -343,11 +346,75 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
             },
-            &Patch::Merge(serde_json::json!({"status": status})),
+            &Patch::Merge(status_patch(&status)),
         )
         .await?;
     }
     Ok(Action::requeue(ctx.options.status_interval))
+}
+
+/// The Events a status change deserves: a Warning when a check starts
+/// failing or fails for a new reason, a Normal `Ready` when the integration
+/// becomes ready again after it was not. One Event per reason.
+pub fn transition_events(
+    previous: &[Condition],
+    current: &[Condition],
+) -> Vec<(bool, String, String)> {
+    let mut events: Vec<(bool, String, String)> = Vec::new();
+    for c in current {
+        let before = previous.iter().find(|p| p.type_ == c.type_);
+        let warn = c.status == "False"
+            && c.type_ != "Conflict"
+            && c.reason != "Unknown"
+            && before.is_none_or(|p| p.status != "False" || p.reason != c.reason);
+        // Ready=False repeats what the failing check says; it speaks only
+        // when nothing else does (namespaces failing, an invalid spec).
+        if warn && !events.iter().any(|(_, r, _)| *r == c.reason) {
+            events.push((true, c.reason.clone(), c.message.clone()));
+        }
+        if c.type_ == "Ready" && c.status == "True" && before.is_some_and(|p| p.status == "False") {
+            events.push((false, "Ready".into(), c.message.clone()));
+        }
+    }
+    // Ready's own NotReady is noise when a specific check explains it.
+    if events.len() > 1 {
+        events.retain(|(w, r, _)| !(*w && r == "NotReady"));
+    }
+    events
+}
+
+async fn publish<K: IntegrationResource>(
+    ctx: &Arc<Context>,
+    qi: &K,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    let ev = kube::runtime::events::Event {
+        type_: if warning {
+            kube::runtime::events::EventType::Warning
+        } else {
+            kube::runtime::events::EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder().publish(&ev, &qi.object_ref(&())).await {
+        tracing::debug!(error = %e, "event not published");
+    }
+}
+
+/// The merge patch that makes the stored status equal `status`: a cleared
+/// `lastError` is sent as null, or the stale one would stay (and every
+/// later comparison would differ, patching forever).
+fn status_patch(status: &QuayIntegrationStatus) -> serde_json::Value {
+    let mut body = serde_json::json!({ "status": status });
+    if let Some(s) = body.get_mut("status").and_then(|s| s.as_object_mut()) {
+        s.entry("lastError").or_insert(serde_json::Value::Null);
+    }
+    body
 }
 
 /// How long a token check is trusted before Quay is asked again.
@@ -441,4 +508,119 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(key, (std::time::Instant::now(), check.clone()));
     check
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(kind: &str, ok: bool, reason: &str) -> Condition {
+        condition(kind, ok, reason, format!("{kind} {reason}"), Some(1), &[])
+    }
+
+    fn reasons(events: &[(bool, String, String)]) -> Vec<(bool, &str)> {
+        events.iter().map(|(w, r, _)| (*w, r.as_str())).collect()
+    }
+
+    #[test]
+    fn a_failing_check_warns_once_with_its_own_reason() {
+        let healthy = vec![
+            c("Ready", true, "Converged"),
+            c("CredentialsValid", true, "TokenAccepted"),
+            c("QuayReachable", true, "Answering"),
+            c("Conflict", false, "NoConflict"),
+        ];
+        let missing = vec![
+            c("Ready", false, "NotReady"),
+            c("CredentialsValid", false, "SecretMissing"),
+            c("QuayReachable", false, "Unknown"),
+            c("Conflict", false, "NoConflict"),
+        ];
+        let events = transition_events(&healthy, &missing);
+        assert_eq!(reasons(&events), vec![(true, "SecretMissing")]);
+        assert_eq!(events[0].2, "CredentialsValid SecretMissing");
+        // Unchanged: nothing more.
+        assert!(transition_events(&missing, &missing).is_empty());
+        // A new reason for the same failure warns again.
+        let rejected = vec![
+            c("Ready", false, "NotReady"),
+            c("CredentialsValid", false, "TokenRejected"),
+            c("QuayReachable", true, "Answering"),
+        ];
+        assert_eq!(
+            reasons(&transition_events(&missing, &rejected)),
+            vec![(true, "TokenRejected")]
+        );
+        // Fixed: one Normal Ready.
+        assert_eq!(
+            reasons(&transition_events(&rejected, &healthy)),
+            vec![(false, "Ready")]
+        );
+    }
+
+    #[test]
+    fn a_cleared_last_error_is_removed_by_the_patch() {
+        let status = QuayIntegrationStatus {
+            last_error: None,
+            ..Default::default()
+        };
+        assert_eq!(
+            status_patch(&status)["status"]["lastError"],
+            serde_json::Value::Null
+        );
+        assert!(
+            status_patch(&status)["status"]
+                .as_object()
+                .is_some_and(|s| s.contains_key("lastError"))
+        );
+        let failing = QuayIntegrationStatus {
+            last_error: Some("ns: boom".into()),
+            ..Default::default()
+        };
+        assert_eq!(status_patch(&failing)["status"]["lastError"], "ns: boom");
+    }
+
+    #[test]
+    fn first_status_and_invalid_specs() {
+        // A first healthy status is not news.
+        let healthy = vec![
+            c("Ready", true, "Converged"),
+            c("CredentialsValid", true, "TokenAccepted"),
+        ];
+        assert!(transition_events(&[], &healthy).is_empty());
+        // A first failing one is, once per reason.
+        let invalid = vec![
+            c("Ready", false, "InvalidSpec"),
+            c("CredentialsValid", false, "InvalidSpec"),
+            c("QuayReachable", false, "InvalidSpec"),
+            c("Conflict", false, "InvalidSpec"),
+        ];
+        assert_eq!(
+            reasons(&transition_events(&[], &invalid)),
+            vec![(true, "InvalidSpec")]
+        );
+        // Quay down: the reachability check speaks, not Ready.
+        let down = vec![
+            c("Ready", false, "NotReady"),
+            c("CredentialsValid", true, "Unknown"),
+            c("QuayReachable", false, "Unavailable"),
+        ];
+        assert_eq!(
+            reasons(&transition_events(&healthy, &down)),
+            vec![(true, "Unavailable")]
+        );
+        // Only namespaces failing: Ready itself explains.
+        let failing = vec![
+            c("Ready", false, "NotReady"),
+            c("CredentialsValid", true, "TokenAccepted"),
+            c("QuayReachable", true, "Answering"),
+        ];
+        assert_eq!(
+            reasons(&transition_events(&healthy, &failing)),
+            vec![(true, "NotReady")]
+        );
+        // A conflict is reported by its own condition and namespace Events.
+        let conflict = vec![c("Conflict", true, "NamespacesInConflict")];
+        assert!(transition_events(&[], &conflict).is_empty());
+    }
 }

@@ -48,6 +48,17 @@ impl Env {
         self.task = task;
     }
 
+    /// Kills the operator mid-flight (its in-flight requests are dropped,
+    /// nothing is released) and starts a new one, as a crashed pod is.
+    pub async fn crash(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        self.stop = None;
+        let (stop, task) = spawn_operator(&self.kube, self.options.clone(), Metrics::default());
+        self.stop = stop;
+        self.task = task;
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());

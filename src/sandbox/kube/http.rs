@@ -179,7 +179,7 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
         subresource: target.subresource.clone().unwrap_or_default(),
         name: target.name.clone().unwrap_or_default(),
     });
-    let (latency, injected) = st.decide_fault(&method);
+    let (latency, injected) = st.decide_fault(&method, &identity);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

@@ -119,6 +119,7 @@ impl Default for EmbeddedKubeConfig {
 struct Faults {
     config: KubeFaultConfig,
     rng: rand::rngs::StdRng,
+    injected: u64,
 }
 
 /// State shared by the HTTP handler and the background controllers.
@@ -173,25 +174,32 @@ impl KubeState {
         }
     }
 
-    /// Latency to add and an error to answer instead, for this request.
-    pub fn decide_fault(&self, method: &str) -> (Duration, Option<ApiError>) {
-        self.decide_fault_for(method, None)
+    /// Sets the write faults.
+    pub fn set_faults(&self, config: KubeFaultConfig) {
+        lock(&self.faults).config = config;
     }
 
-    fn decide_fault_for(
-        &self,
-        method: &str,
-        identity: Option<&str>,
-    ) -> (Duration, Option<ApiError>) {
+    /// How many writes failed on purpose so far.
+    pub fn injected_faults(&self) -> u64 {
+        lock(&self.faults).injected
+    }
+
+    /// Ends every open watch (clients re-watch from their last RV).
+    pub fn drop_watches(&self) {
+        self.watch_reset.send_modify(|g| *g += 1);
+    }
+
+    /// Forgets the event history, so resuming watches get 410 Expired.
+    pub fn compact(&self) {
+        self.lock_store().compact();
+    }
+
+    /// Latency to add and an error to answer instead, for this request.
+    pub fn decide_fault(&self, method: &str, identity: &str) -> (Duration, Option<ApiError>) {
         let mut f = lock(&self.faults);
         let latency = Duration::from_millis(f.config.latency_ms);
         let is_write = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE");
-        if !is_write
-            || f.config
-                .identity
-                .as_deref()
-                .is_some_and(|i| Some(i) != identity)
-        {
+        if !is_write || f.config.identity.as_deref().is_some_and(|i| i != identity) {
             return (latency, None);
         }
         let fail = if f.config.fail_next_writes > 0 {
@@ -204,6 +212,7 @@ impl KubeState {
         if !fail {
             return (latency, None);
         }
+        f.injected += 1;
         let e = match f.config.write_error_status.unwrap_or(500) {
             429 => ApiError::too_many_requests(),
             409 => ApiError {
@@ -316,6 +325,7 @@ impl EmbeddedKube {
             faults: Mutex::new(Faults {
                 config: KubeFaultConfig::default(),
                 rng: rand::rngs::StdRng::seed_from_u64(7),
+                injected: 0,
             }),
             log: Mutex::new(Vec::new()),
             tokens: Mutex::new(HashMap::new()),
@@ -484,17 +494,17 @@ impl EmbeddedKube {
 
     /// Sets the write faults.
     pub fn set_faults(&self, config: KubeFaultConfig) {
-        lock(&self.state.faults).config = config;
+        self.state.set_faults(config);
     }
 
     /// Ends every open watch (clients re-watch from their last RV).
     pub fn drop_watches(&self) {
-        self.state.watch_reset.send_modify(|g| *g += 1);
+        self.state.drop_watches();
     }
 
     /// Forgets the event history, so resuming watches get 410 Expired.
     pub fn compact(&self) {
-        self.state.lock_store().compact();
+        self.state.compact();
     }
 
     /// Where the webhook service `namespace/name` listens.

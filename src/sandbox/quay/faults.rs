@@ -12,6 +12,11 @@ pub struct FaultConfig {
     /// Added to every request, in milliseconds (Quay's bcrypt-per-request
     /// cost is about 230 ms on a real instance).
     pub latency_ms: u64,
+    /// Fraction (0..=1) of requests delayed by `spike_ms` more, as a
+    /// Quay whose database stalls now and then.
+    pub spike_rate: f64,
+    /// Added latency of a spike, in milliseconds.
+    pub spike_ms: u64,
     /// Fraction (0..=1) of requests answered with `error_status`.
     pub error_rate: f64,
     /// Status of injected errors (500 unless set).
@@ -96,7 +101,11 @@ impl Faults {
         {
             return (Duration::ZERO, FaultAction::Pass);
         }
-        let latency = Duration::from_millis(c.latency_ms);
+        let mut latency = Duration::from_millis(c.latency_ms);
+        if c.spike_rate > 0.0 && self.rng.random::<f64>() < c.spike_rate {
+            latency += Duration::from_millis(c.spike_ms);
+        }
+        let c = &mut self.config;
         let status = c.error_status.unwrap_or(500);
         let error = if c.error_after_effect {
             FaultAction::ErrorAfterEffect(status)
@@ -266,6 +275,31 @@ mod tests {
         assert_eq!(
             f.decide("GET", "/api/"),
             (Duration::from_millis(20), FaultAction::Error(503))
+        );
+    }
+
+    #[test]
+    fn spikes_delay_a_seeded_fraction_of_requests() {
+        let mut f = Faults::default();
+        f.set(
+            FaultConfig {
+                latency_ms: 5,
+                spike_rate: 0.1,
+                spike_ms: 300,
+                ..Default::default()
+            },
+            Some(7),
+        );
+        let latencies: Vec<Duration> = (0..10_000).map(|_| f.decide("GET", "/api/").0).collect();
+        let spiked = latencies
+            .iter()
+            .filter(|l| **l == Duration::from_millis(305))
+            .count();
+        assert!((800..1_200).contains(&spiked), "{spiked}");
+        assert!(
+            latencies
+                .iter()
+                .all(|l| *l == Duration::from_millis(5) || *l == Duration::from_millis(305))
         );
     }
 }

@@ -171,6 +171,7 @@ pub struct Metrics {
     leader: Gauge,
     quay_available: Family<QuayLabels, Gauge>,
     in_flight: Family<InFlightLabels, Gauge>,
+    queue_depth: Family<InFlightLabels, Gauge>,
     namespaces: Family<NamespaceLabels, Gauge>,
     /// Quay client metrics.
     pub quay: QuayMetrics,
@@ -183,8 +184,14 @@ impl Metrics {
     pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
         let m = Self {
             quay: QuayMetrics::register(registry),
+            webhook: crate::webhook::server::WebhookMetrics::register(registry),
             ..Self::default()
         };
+        registry.register(
+            "reconcile_queue_depth",
+            "Objects triggered (by a watch event, a resync or a changed integration) and waiting for their reconcile to start, by controller",
+            m.queue_depth.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles by controller and result",
@@ -226,6 +233,20 @@ impl Metrics {
             .clone();
         gauge.inc();
         InFlight(gauge)
+    }
+
+    /// Sets the number of objects waiting for a reconcile.
+    pub fn set_queue_depth(&self, controller: &'static str, depth: usize) {
+        self.queue_depth
+            .get_or_create(&InFlightLabels { controller })
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    /// The number of objects waiting for a reconcile.
+    pub fn queue_depth(&self, controller: &'static str) -> i64 {
+        self.queue_depth
+            .get_or_create(&InFlightLabels { controller })
+            .get()
     }
 
     /// Namespaces managed, failing and in conflict.
@@ -349,6 +370,8 @@ pub struct Context {
     pub(crate) token_checks: Mutex<HashMap<String, (Instant, TokenCheck)>>,
     trigger: watch::Sender<u64>,
     recorder: Recorder,
+    /// Namespaces triggered and not yet picked up by a reconcile.
+    queued: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -418,6 +441,7 @@ impl Context {
             token_checks: Mutex::default(),
             trigger,
             recorder,
+            queued: Mutex::default(),
         };
         Arc::new(ctx)
     }
@@ -442,6 +466,32 @@ impl Context {
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
+    }
+
+    /// Notes namespaces as waiting for a reconcile (the queue-depth gauge).
+    pub fn queued<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut q = lock(&self.queued);
+        for n in names {
+            if !q.contains(n) {
+                q.insert(n.to_owned());
+            }
+        }
+        self.metrics.set_queue_depth("namespace", q.len());
+    }
+
+    /// A namespace's reconcile started.
+    pub fn dequeued(&self, name: &str) {
+        let mut q = lock(&self.queued);
+        q.remove(name);
+        self.metrics.set_queue_depth("namespace", q.len());
+    }
+
+    /// Forgets queued namespaces that no longer exist (the controller drops
+    /// a trigger for an object its cache does not hold).
+    pub fn queue_retain(&self, exists: impl Fn(&str) -> bool) {
+        let mut q = lock(&self.queued);
+        q.retain(|n| exists(n));
+        self.metrics.set_queue_depth("namespace", q.len());
     }
 
     /// A stream that yields whenever every namespace should be reconciled.

@@ -493,6 +493,17 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
                 ctx.quay_failed(cfg, &client);
                 return down(e.to_string());
             }
+            crate::quay::Category::Protocol => TokenCheck {
+                creds_ok: true,
+                creds_reason: "Unknown",
+                creds_msg: "the host is not a Quay API; the token was not checked".into(),
+                reachable: false,
+                reach_reason: "NotQuay",
+                reach_msg: format!(
+                    "{} answers, but not as a Quay API (is quayHostname right?): {e}",
+                    cfg.quay_url
+                ),
+            },
             _ => TokenCheck {
                 creds_ok: false,
                 creds_reason: "Unexpected",

@@ -397,6 +397,8 @@ async fn leader_controllers(
         .for_each(|_| async {});
         tasks.push(tokio::spawn(builds));
     }
+    let (ns_store, ns_writer) = reflector::store::<Namespace>();
+    let queue_store = ns_store.clone();
     let prober_ctx = Arc::downgrade(&ctx);
     let interval = ctx.options.probe_interval;
     let prober = tasks.push(tokio::spawn(async move {
@@ -406,8 +408,10 @@ async fn leader_controllers(
                 return;
             };
             ctx.probe().await;
+            ctx.queue_retain(|name| queue_store.get(&ObjectRef::new(name)).is_some());
         }
     }));
+    let queue_ctx = ctx.clone();
     let ns_triggers = futures::stream::unfold(ns_events, |mut rx| async move {
         loop {
             match rx.recv().await {
@@ -420,7 +424,6 @@ async fn leader_controllers(
     });
     // The namespace cache drops managedFields: on a large cluster they are
     // most of each cached object, and no decision reads them.
-    let (ns_store, ns_writer) = reflector::store::<Namespace>();
     let ns_stream = reflector(
         ns_writer,
         watcher(
@@ -431,11 +434,26 @@ async fn leader_controllers(
         .modify(strip),
     )
     .applied_objects();
+    // Queue depth: what the watch, the triggers and a resync of all hand
+    // the controller, until the reconcile starts.
+    let watch_ctx = ctx.clone();
+    let ns_stream = ns_stream.inspect(move |n| {
+        if let Ok(n) = n {
+            watch_ctx.queued([n.name_any().as_str()]);
+        }
+    });
+    let all_ctx = ctx.clone();
+    let all_store = ns_store.clone();
+    let all = ctx.trigger_stream().inspect(move |()| {
+        let names: Vec<String> = all_store.state().iter().map(|n| n.name_any()).collect();
+        all_ctx.queued(names.iter().map(String::as_str));
+    });
+    let ns_triggers = ns_triggers.inspect(move |r| queue_ctx.queued([r.name.as_str()]));
     Controller::for_stream(ns_stream, ns_store)
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency),
         )
-        .reconcile_all_on(ctx.trigger_stream())
+        .reconcile_all_on(all)
         .reconcile_on(ns_triggers)
         .graceful_shutdown_on(stop)
         .run(namespace::reconcile, namespace::error_policy, ctx.clone())

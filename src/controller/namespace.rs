@@ -34,6 +34,7 @@ const CONTROLLER: &str = "namespace";
 /// Reconciles one namespace.
 pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = ns.name_any();
+    ctx.dequeued(&name);
     let _running = ctx.metrics.in_flight(CONTROLLER);
     let result = reconcile_inner(&ns, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, result.is_ok());

@@ -368,6 +368,9 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
         "quay_bridge_operator_namespaces{state=\"failing\"} 0",
         "quay_bridge_operator_reconciles_in_flight{controller=\"namespace\"}",
         "quay_bridge_operator_quay_available{quay=\"127.0.0.1\"} 1",
+        // Converged: nothing waits for a reconcile.
+        "quay_bridge_operator_reconcile_queue_depth{controller=\"namespace\"} 0",
+        "# TYPE quay_bridge_operator_webhook_duration_seconds histogram",
     ] {
         assert!(metrics.contains(series), "{series} in {metrics}");
     }

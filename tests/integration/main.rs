@@ -3,6 +3,7 @@
 // A failed expectation in a test is a panic by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod badconfig;
 mod builds;
 mod chaos;
 mod cli;

@@ -419,6 +419,50 @@ async fn a_new_namespace_is_bridged_with_few_quay_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_depth_rises_with_a_burst_and_drains_to_zero() {
+    let env = env_with(
+        Options {
+            concurrency: 2,
+            ..fast_options()
+        },
+        Duration::from_millis(20),
+    )
+    .await;
+    integration(&env, "quay", json!({})).await;
+    env.quay.set_faults(
+        FaultConfig {
+            latency_ms: 30,
+            ..Default::default()
+        },
+        None,
+    );
+    let names: Vec<String> = (0..20).map(|i| format!("burst-{i:02}")).collect();
+    for n in &names {
+        namespace(&env, n).await;
+    }
+    let mut deepest = 0;
+    for _ in 0..200 {
+        deepest = deepest.max(env.metrics.queue_depth("namespace"));
+        if deepest >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        deepest >= 10,
+        "20 new namespaces, 2 reconciles at a time: depth reached only {deepest}"
+    );
+    for n in &names {
+        wait_for(n, || converged(&env, n, &[])).await;
+    }
+    wait_for("the queue to drain", || async {
+        env.metrics.queue_depth("namespace") == 0
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resync_of_a_converged_namespace_costs_three_reads_and_no_writes() {
     let options = Options {
         resync: Duration::from_millis(1500),

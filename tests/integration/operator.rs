@@ -110,6 +110,20 @@ where
     F: FnOnce(kube::Client) -> Fut,
     Fut: Future<Output = ()>,
 {
+    env_with_metrics(options, sa_delay, Metrics::default(), setup).await
+}
+
+/// Like `env_with_before`, with the operator reporting into `metrics`.
+pub async fn env_with_metrics<F, Fut>(
+    options: Options,
+    sa_delay: Duration,
+    metrics: Metrics,
+    setup: F,
+) -> Env
+where
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: Future<Output = ()>,
+{
     common::init();
     let quay = common::quay().await;
     let kube = EmbeddedKube::start(EmbeddedKubeConfig {
@@ -131,7 +145,6 @@ where
         .unwrap();
     set_token(&admin, quay.admin_token().expose()).await;
     setup(admin.clone()).await;
-    let metrics = Metrics::default();
     let (stop, task) = spawn_operator(&kube, options.clone(), metrics.clone());
     Env {
         options,

@@ -118,3 +118,165 @@ async fn tokens_never_reach_logs_errors_or_debug_output() {
         }
     }
 }
+
+/// The whole namespace bridge story (bridge, rotated token, wrong token,
+/// regenerated robot token, Quay errors, namespace deletion) with the
+/// operator logging at TRACE: no Quay or robot token in any log line,
+/// Event, condition, status or metric.
+#[tokio::test(flavor = "current_thread")]
+async fn the_end_to_end_flow_leaks_no_token_into_logs_events_status_or_metrics() {
+    use crate::operator::{
+        converged, env_with_metrics, fast_options, image_stream, integration, namespace, set_token,
+        wait_for,
+    };
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::{Api, DeleteParams};
+    use quay_bridge_operator::controller::context::{Metrics, Options};
+    use quay_bridge_operator::crd::QuayIntegration;
+    use std::time::Duration;
+
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "debug,quay_bridge_operator=trace",
+        ))
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut registry = prometheus_client::registry::Registry::with_prefix("quay_bridge_operator");
+    let metrics = Metrics::register(&mut registry);
+    let env = env_with_metrics(
+        Options {
+            resync: Duration::from_millis(800),
+            ..fast_options()
+        },
+        Duration::from_millis(20),
+        metrics,
+        |_| async {},
+    )
+    .await;
+    let mut tokens = vec![env.quay.admin_token().expose().to_owned()];
+    integration(&env, "quay", serde_json::json!({})).await;
+    namespace(&env, "hygiene").await;
+    image_stream(&env, "hygiene", "app").await;
+    wait_for("hygiene", || converged(&env, "hygiene", &["app"])).await;
+    for sa in ["builder", "default", "deployer"] {
+        tokens.push(
+            env.quay
+                .robot_token("openshift_hygiene", sa)
+                .unwrap()
+                .expose()
+                .to_owned(),
+        );
+    }
+
+    // A rotated token, then a wrong one, then the rotated one again.
+    let rotated = env.quay.issue_token(
+        "admin",
+        &[
+            "org:admin",
+            "repo:admin",
+            "repo:create",
+            "repo:read",
+            "repo:write",
+            "super:user",
+            "user:admin",
+            "user:read",
+        ],
+        None,
+    );
+    tokens.push(rotated.expose().to_owned());
+    set_token(&env.client, rotated.expose()).await;
+    let wrong = "wrong-token-0123456789abcdefghijklmnop";
+    tokens.push(wrong.to_owned());
+    set_token(&env.client, wrong).await;
+    let api = Api::<QuayIntegration>::all(env.client.clone());
+    wait_for("the wrong token to be reported", || async {
+        api.get("quay")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "TokenRejected"))
+    })
+    .await;
+    set_token(&env.client, rotated.expose()).await;
+
+    // A regenerated robot token is carried into its Secret at the resync.
+    let quay = common::client(&env.quay);
+    let regenerated = quay
+        .regenerate_robot_token("openshift_hygiene", "builder")
+        .await
+        .unwrap()
+        .token
+        .unwrap();
+    tokens.push(regenerated.expose().to_owned());
+    // Quay errors on robot reads while that happens.
+    env.quay.set_faults(
+        FaultConfig {
+            error_rate: 0.5,
+            error_status: Some(500),
+            path_prefix: Some("/api/v1/organization/openshift_hygiene/robots".into()),
+            ..Default::default()
+        },
+        Some(3),
+    );
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.client.clone(), "hygiene");
+    wait_for("the regenerated token in the Secret", || async {
+        let s = secrets.get("builder-quay-openshift").await.unwrap();
+        String::from_utf8_lossy(&s.data.unwrap()[".dockerconfigjson"].0).contains(
+            &base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("openshift_hygiene+builder:{}", regenerated.expose()),
+            ),
+        )
+    })
+    .await;
+    env.quay.clear_faults();
+    Api::<Namespace>::all(env.client.clone())
+        .delete("hygiene", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the organization to go with the namespace", || async {
+        !env.quay
+            .snapshot()
+            .organizations
+            .contains_key("openshift_hygiene")
+    })
+    .await;
+
+    // Everything a user or a log pipeline can see.
+    let mut texts = Vec::new();
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("Quay request"), "Quay calls were logged");
+    assert!(
+        logs.contains("TokenRejected") || logs.contains("401"),
+        "the refusal was logged"
+    );
+    texts.push(logs);
+    let events = Api::<Event>::all(env.client.clone())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(events.items.len() >= 3, "Events were published");
+    texts.push(serde_json::to_string(&events.items).unwrap());
+    texts.push(serde_json::to_string(&api.get("quay").await.unwrap().status).unwrap());
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, &registry).unwrap();
+    assert!(metrics.contains("quay_bridge_operator_quay_requests_total"));
+    texts.push(metrics);
+    for text in &texts {
+        for token in &tokens {
+            assert!(
+                !text.contains(token.as_str()),
+                "a token leaked: {token:.4}… in {:.200}",
+                text
+            );
+        }
+    }
+    env.stop().await;
+}

@@ -4,13 +4,11 @@
 use super::error::Error;
 use crate::config::{IntegrationConfig, IntegrationId, SecretKeyRef, from_current, from_legacy};
 use crate::crd::{CaBundleKind, LegacyQuayIntegration, QuayIntegration};
-use crate::openshift::ImageStream;
 use crate::plan::namespace::QuayView;
 use crate::quay::{QuayClient, QuayClientConfig, QuayMetrics, RetryPolicy};
 use crate::secret::SecretString;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
@@ -356,7 +354,7 @@ pub struct Context {
     /// Secrets this operator manages (label-selected).
     pub secrets: Store<Secret>,
     /// ImageStream metadata, when the kind is served.
-    pub image_streams: Option<Store<PartialObjectMeta<ImageStream>>>,
+    pub image_streams: Option<Arc<super::index::NameIndex>>,
     /// Metrics.
     pub metrics: Metrics,
     pub(crate) credentials: Mutex<HashMap<(String, String), Store<Secret>>>,
@@ -393,7 +391,7 @@ pub struct Stores {
     /// Managed Secrets.
     pub secrets: Store<Secret>,
     /// ImageStream metadata.
-    pub image_streams: Option<Store<PartialObjectMeta<ImageStream>>>,
+    pub image_streams: Option<Arc<super::index::NameIndex>>,
 }
 
 impl Context {

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod context;
 pub mod error;
+pub mod index;
 pub mod integration;
 pub mod namespace;
 pub mod uninstall;
@@ -79,6 +80,28 @@ where
         match event {
             Ok(obj) => {
                 if let Some(ns) = obj.namespace() {
+                    let _ = tx.send(ObjectRef::new(&ns));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "watch error (retried with backoff)"),
+        }
+    }
+}
+
+/// Keeps a name index from a watch, sending the namespaces it changes.
+async fn index_feed<K, S>(
+    stream: S,
+    index: Arc<index::NameIndex>,
+    tx: broadcast::Sender<ObjectRef<Namespace>>,
+) where
+    K: ResourceExt + Send,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => {
+                for ns in index.apply(&event) {
                     let _ = tx.send(ObjectRef::new(&ns));
                 }
             }
@@ -199,20 +222,20 @@ pub async fn run(
     .touched_objects();
     tasks.push(tokio::spawn(namespace_feed(secret_stream, ns_tx.clone())));
 
+    // ImageStreams: only their names by namespace are kept, not the objects.
     let image_streams = if streams_served {
-        let (store, writer) = reflector::store();
-        let stream = reflector(
-            writer,
-            watcher(
-                Api::<PartialObjectMeta<ImageStream>>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .modify(strip),
+        let index = Arc::new(index::NameIndex::default());
+        let stream = watcher(
+            Api::<PartialObjectMeta<ImageStream>>::all(client.clone()),
+            watcher::Config::default(),
         )
-        .touched_objects();
-        tasks.push(tokio::spawn(namespace_feed(stream, ns_tx.clone())));
-        Some(store)
+        .default_backoff();
+        tasks.push(tokio::spawn(index_feed(
+            stream,
+            index.clone(),
+            ns_tx.clone(),
+        )));
+        Some(index)
     } else {
         None
     };
@@ -259,8 +282,8 @@ pub async fn run(
     }
     synced(&sa_store).await;
     synced(&secret_store).await;
-    if let Some(s) = &image_streams {
-        synced(s).await;
+    if let Some(index) = &image_streams {
+        index.ready().await;
     }
     tracing::info!("caches synced");
     let _webhook = match webhook_tls {

@@ -193,13 +193,7 @@ async fn observe(client: &QuayClient, org: &str) -> Result<QuayView, Error> {
 fn image_streams(ctx: &Context, ns: &str) -> BTreeSet<String> {
     ctx.image_streams
         .as_ref()
-        .map(|s| {
-            s.state()
-                .iter()
-                .filter(|i| i.namespace().as_deref() == Some(ns))
-                .map(|i| i.name_any())
-                .collect()
-        })
+        .map(|index| index.names(ns))
         .unwrap_or_default()
 }
 

@@ -148,18 +148,25 @@ async fn main() {
         .build()
         .unwrap();
     let url = format!("https://{SERVICE}:{}/admissionwebhook", addr.port());
-    // Warm up: connections and one rewritten answer checked in detail.
-    let answer: Value = client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(review(0))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    // Warm up until the push Secret is linked too (the webhook denies a
+    // build it cannot push yet), then check one rewritten answer.
+    let answer = loop {
+        let answer: Value = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(review(0))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if answer["response"]["allowed"] == true {
+            break answer;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
 
     let total = rate * seconds;

@@ -5,8 +5,11 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+COPY tests ./tests
 COPY crds ./crds
-RUN cargo build --release --locked --bin quay-bridge-operator \
+# Without the sandbox (embedded apiserver and Quay): a cluster does not
+# need it, and the smaller binary keeps resident memory down.
+RUN cargo build --release --locked --no-default-features --bin quay-bridge-operator \
  && strip target/release/quay-bridge-operator
 
 # Run: distroless (glibc, CA certificates, no shell), non-root.

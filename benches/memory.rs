@@ -6,7 +6,10 @@
 //! unrelated Secrets must not count.
 //!
 //! Prints the operator's peak RSS (VmHWM) at convergence and its RSS after.
-//! `cargo bench --bench memory` (env `NAMESPACES`, `IMAGESTREAMS`, `SECRETS`).
+//! `cargo bench --bench memory` (env `NAMESPACES`, `IMAGESTREAMS`, `SECRETS`;
+//! `BINARY=sandbox` measures the default build, which also holds the
+//! sandbox, instead of the image's build without it: that one is built
+//! first, into `target/production`).
 
 // A benchmark whose setup fails has nothing to measure: it stops loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -57,9 +60,44 @@ fn memory_kib(pid: u32) -> Option<(u64, u64, u64, u64)> {
     ))
 }
 
+/// The binary the container image ships: release, without the sandbox.
+fn production_binary() -> std::path::PathBuf {
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/production");
+    println!(
+        "building the image's binary (--no-default-features) into {}",
+        target.display()
+    );
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--no-default-features",
+            "--bin",
+            "quay-bridge-operator",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "the production build failed");
+    target.join("release/quay-bridge-operator")
+}
+
 #[tokio::main]
 async fn main() {
     quay_bridge_operator::install_crypto_provider();
+    let binary = if std::env::var("BINARY").as_deref() == Ok("sandbox") {
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_quay-bridge-operator"))
+    } else {
+        production_binary()
+    };
+    println!(
+        "operator binary: {} ({:.1} MB)",
+        binary.display(),
+        std::fs::metadata(&binary).unwrap().len() as f64 / 1e6
+    );
     let namespaces = env("NAMESPACES", 10_000);
     let streams = env("IMAGESTREAMS", 3);
     let secrets = env("SECRETS", 100_000);
@@ -139,7 +177,7 @@ async fn main() {
         .unwrap()
         .port();
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
+    let mut child = Command::new(&binary)
         .args([
             "run",
             "--webhook-certs",
@@ -198,6 +236,28 @@ async fn main() {
         file as f64 / 1024.0,
         peak_after as f64 / 1024.0
     );
+    if std::env::var_os("SMAPS").is_some() {
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+        let mut maps: Vec<(u64, String)> = Vec::new();
+        let mut head = String::new();
+        for line in smaps.lines() {
+            if line.contains('-') && !line.starts_with(char::is_uppercase) {
+                head = line.to_owned();
+            } else if let Some(v) = line.strip_prefix("Rss:") {
+                let kb: u64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap();
+                maps.push((kb, head.clone()));
+            }
+        }
+        maps.sort();
+        for (kb, h) in maps.iter().rev().take(15) {
+            println!("  {kb:>7} kB {h}");
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        println!(
+            "  {}",
+            status.lines().find(|l| l.starts_with("Threads")).unwrap()
+        );
+    }
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);

@@ -13,9 +13,24 @@ pub struct Cli {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
+    /// Threads running the async work (default: 2, or 1 on a single CPU).
+    /// The operator waits on the network: more threads cost memory (each
+    /// has its own stack and allocator arena) and do not add speed. Without
+    /// this cap, a pod without a CPU limit would start one per node CPU.
+    #[arg(long, env = "WORKER_THREADS", global = true, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub worker_threads: Option<u16>,
+
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The worker thread count: the flag, else 2 capped by the CPUs available.
+pub fn worker_threads(flag: Option<u16>) -> usize {
+    match flag {
+        Some(n) => usize::from(n.max(1)),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
+    }
 }
 
 /// Log output format.
@@ -212,6 +227,18 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn worker_threads_default_to_two_at_most() {
+        assert_eq!(worker_threads(Some(4)), 4);
+        assert!((1..=2).contains(&worker_threads(None)));
+        let cli =
+            Cli::try_parse_from(["quay-bridge-operator", "run", "--worker-threads", "1"]).unwrap();
+        assert_eq!(cli.worker_threads, Some(1));
+        assert!(
+            Cli::try_parse_from(["quay-bridge-operator", "--worker-threads", "0", "run"]).is_err()
+        );
     }
 
     #[test]

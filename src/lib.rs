@@ -11,6 +11,7 @@ pub mod net;
 pub mod openshift;
 pub mod plan;
 pub mod quay;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod secret;
 pub mod telemetry;

@@ -1,6 +1,6 @@
 use clap::Parser;
 use quay_bridge_operator::cli::{Cli, Command};
-use quay_bridge_operator::{install_crypto_provider, sandbox, telemetry};
+use quay_bridge_operator::{install_crypto_provider, telemetry};
 use std::process::ExitCode;
 
 async fn client(kubeconfig: Option<std::path::PathBuf>) -> Result<kube::Client, String> {
@@ -74,7 +74,7 @@ async fn run(args: quay_bridge_operator::cli::RunArgs) -> Result<(), String> {
         client,
         options,
         metrics,
-        quay_bridge_operator::sandbox::cmd::shutdown_signal(),
+        quay_bridge_operator::net::shutdown_signal(),
     )
     .await;
     admin.shutdown(Duration::from_secs(2)).await;
@@ -99,13 +99,37 @@ async fn uninstall(args: quay_bridge_operator::cli::UninstallArgs) -> Result<(),
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     install_crypto_provider();
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(quay_bridge_operator::cli::worker_threads(
+            cli.worker_threads,
+        ))
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async_main(cli))
+}
+
+async fn async_main(cli: Cli) -> ExitCode {
     telemetry::init(cli.log_format);
     let result = match cli.command {
-        Command::Sandbox(args) => sandbox::cmd::run(args).await.map_err(|e| e.to_string()),
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox(args) => quay_bridge_operator::sandbox::cmd::run(args)
+            .await
+            .map_err(|e| e.to_string()),
+        #[cfg(not(feature = "sandbox"))]
+        Command::Sandbox(_) => Err(
+            "this build has no sandbox (it was built without the `sandbox` feature, as the container image is)"
+                .into(),
+        ),
         Command::Run(args) => run(args).await,
         Command::Uninstall(args) => uninstall(args).await,
         Command::Crd => match quay_bridge_operator::crd::crds_yaml() {

@@ -253,10 +253,6 @@ async fn the_end_to_end_flow_leaks_no_token_into_logs_events_status_or_metrics()
     let mut texts = Vec::new();
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("Quay request"), "Quay calls were logged");
-    assert!(
-        logs.contains("TokenRejected") || logs.contains("401"),
-        "the refusal was logged"
-    );
     texts.push(logs);
     let events = Api::<Event>::all(env.client.clone())
         .list(&Default::default())

@@ -368,6 +368,7 @@ pub struct Context {
     pub(crate) token_checks: Mutex<HashMap<String, (Instant, TokenCheck)>>,
     trigger: watch::Sender<u64>,
     recorder: Recorder,
+    reporter: Reporter,
     /// Namespaces triggered and not yet picked up by a reconcile.
     queued: Mutex<HashSet<String>>,
 }
@@ -404,13 +405,11 @@ impl Context {
         metrics: Metrics,
     ) -> Arc<Self> {
         let (trigger, _) = watch::channel(0);
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: crate::config::FIELD_MANAGER.into(),
-                instance: Some(options.instance.clone()),
-            },
-        );
+        let reporter = Reporter {
+            controller: crate::config::FIELD_MANAGER.into(),
+            instance: Some(options.instance.clone()),
+        };
+        let recorder = Recorder::new(client.clone(), reporter.clone());
         let Stores {
             current,
             legacy,
@@ -439,6 +438,7 @@ impl Context {
             token_checks: Mutex::default(),
             trigger,
             recorder,
+            reporter,
             queued: Mutex::default(),
         };
         Arc::new(ctx)
@@ -734,7 +734,18 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &ns.object_ref(&())).await {
+        // Normal Events here summarise what one reconcile created: they never
+        // repeat, so the shared recorder's aggregation cache (kept for six
+        // minutes, scanned on every publish) would only hold them. Warnings
+        // repeat and aggregate into a series.
+        let result = if warning {
+            self.recorder.publish(&ev, &ns.object_ref(&())).await
+        } else {
+            Recorder::new(self.client.clone(), self.reporter.clone())
+                .publish(&ev, &ns.object_ref(&()))
+                .await
+        };
+        if let Err(e) = result {
             tracing::debug!(error = %e, "event not published");
         }
     }

@@ -18,8 +18,8 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use quay_bridge_operator::controller::context::{Metrics, Options};
-use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
-use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig, FaultConfig};
+use quay_bridge_operator::sandbox::kube::EmbeddedKube;
+use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, FaultConfig};
 mod common;
 
 use common::env;
@@ -36,14 +36,7 @@ async fn main() {
     // The resync period: long enough not to fire during convergence.
     let resync = Duration::from_secs(env("RESYNC_SECONDS", 600) as u64);
 
-    let quay = EmbeddedQuay::start(EmbeddedQuayConfig::default())
-        .await
-        .unwrap();
-    let kube = EmbeddedKube::start(EmbeddedKubeConfig::default())
-        .await
-        .unwrap();
-    let admin = kube.client();
-    common::install_integration(&admin, &quay).await;
+    let (quay, kube, admin) = common::sandbox().await;
 
     // The cluster's state before the operator starts: N namespaces with M
     // ImageStreams each.

@@ -20,8 +20,6 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use quay_bridge_operator::controller::context::{CertSource, Metrics, Options, WebhookOptions};
 use quay_bridge_operator::net::tls::CertificateAuthority;
-use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
-use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,14 +80,8 @@ async fn main() {
     let rate = env("RATE", 2000) as u64;
     let seconds = env("SECONDS", 20) as u64;
 
-    let quay = EmbeddedQuay::start(EmbeddedQuayConfig::default())
-        .await
-        .unwrap();
-    let kube = EmbeddedKube::start(EmbeddedKubeConfig::default())
-        .await
-        .unwrap();
-    let admin = kube.client();
-    common::install_integration(&admin, &quay).await;
+    // The embedded Quay serves while `_quay` lives.
+    let (_quay, kube, admin) = common::sandbox().await;
     Api::<Namespace>::all(admin.clone())
         .create(
             &PostParams::default(),

@@ -8,7 +8,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use kube::api::{Api, PostParams};
 use quay_bridge_operator::crd::{LegacyQuayIntegration, QuayIntegration};
-use quay_bridge_operator::sandbox::quay::EmbeddedQuay;
+use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
+use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig};
 use serde_json::json;
 use std::time::Duration;
 
@@ -45,4 +46,18 @@ pub async fn install_integration(admin: &kube::Client, quay: &EmbeddedQuay) {
         .create(&PostParams::default(), &qi)
         .await
         .unwrap();
+}
+
+/// An embedded Quay and an in-process sandbox cluster with the integration
+/// installed; the admin client.
+pub async fn sandbox() -> (EmbeddedQuay, EmbeddedKube, kube::Client) {
+    let quay = EmbeddedQuay::start(EmbeddedQuayConfig::default())
+        .await
+        .unwrap();
+    let kube = EmbeddedKube::start(EmbeddedKubeConfig::default())
+        .await
+        .unwrap();
+    let admin = kube.client();
+    install_integration(&admin, &quay).await;
+    (quay, kube, admin)
 }

@@ -208,20 +208,8 @@ pub fn error_policy(build: Arc<Build>, err: &Error, ctx: Arc<Context>) -> Action
 impl Context {
     /// An Event on a Build.
     pub async fn build_event(&self, build: &Build, warning: bool, reason: &str, note: String) {
-        let ev = kube::runtime::events::Event {
-            type_: if warning {
-                kube::runtime::events::EventType::Warning
-            } else {
-                kube::runtime::events::EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            action: "Import".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder().publish(&ev, &build.object_ref(&())).await {
-            tracing::debug!(error = %e, "event not published");
-        }
+        self.publish(&build.object_ref(&()), warning, reason, "Import", note)
+            .await;
     }
 }
 

@@ -7,6 +7,7 @@ use crate::crd::{CaBundleKind, LegacyQuayIntegration, QuayIntegration};
 use crate::plan::namespace::QuayView;
 use crate::quay::{QuayClient, QuayClientConfig, QuayMetrics, RetryPolicy};
 use crate::secret::SecretString;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -723,31 +724,31 @@ impl Context {
         if once && !lock(&self.reported).insert((ns.name_any(), reason.to_owned())) {
             return;
         }
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
         // Normal Events here summarise what one reconcile created: they never
         // repeat, so the shared recorder's aggregation cache (kept for six
         // minutes, scanned on every publish) would only hold them. Warnings
         // repeat and aggregate into a series.
-        let result = if warning {
-            self.recorder.publish(&ev, &ns.object_ref(&())).await
+        let reference = ns.object_ref(&());
+        if warning {
+            self.publish(&reference, true, reason, "Reconcile", note)
+                .await;
         } else {
-            Recorder::new(self.client.clone(), self.reporter.clone())
-                .publish(&ev, &ns.object_ref(&()))
-                .await
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "event not published");
+            let fresh = Recorder::new(self.client.clone(), self.reporter.clone());
+            publish_with(&fresh, &reference, false, reason, "Reconcile", note).await;
         }
+    }
+
+    /// Publishes an Event about any object with the shared recorder, which
+    /// aggregates repeats into a series.
+    pub async fn publish(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        publish_with(&self.recorder, reference, warning, reason, action, note).await;
     }
 
     /// The Event recorder.
@@ -797,6 +798,30 @@ impl crate::webhook::decision::Facts for WebhookFacts<'_> {
                     .any(|r| r.name.as_deref() == Some(name))
             });
         secret && linked
+    }
+}
+
+async fn publish_with(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    warning: bool,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, reference).await {
+        tracing::debug!(error = %e, "event not published");
     }
 }
 

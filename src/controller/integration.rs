@@ -337,7 +337,8 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
     };
     if qi.status() != Some(&status) {
         for (warning, reason, note) in transition_events(&previous, &status.conditions) {
-            publish(ctx, qi, warning, &reason, note).await;
+            ctx.publish(&qi.object_ref(&()), warning, &reason, "Reconcile", note)
+                .await;
         }
         let api: Api<K> = Api::all(ctx.client.clone());
         api.patch_status(
@@ -381,29 +382,6 @@ pub fn transition_events(
         events.retain(|(w, r, _)| !(*w && r == "NotReady"));
     }
     events
-}
-
-async fn publish<K: IntegrationResource>(
-    ctx: &Arc<Context>,
-    qi: &K,
-    warning: bool,
-    reason: &str,
-    note: String,
-) {
-    let ev = kube::runtime::events::Event {
-        type_: if warning {
-            kube::runtime::events::EventType::Warning
-        } else {
-            kube::runtime::events::EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder().publish(&ev, &qi.object_ref(&())).await {
-        tracing::debug!(error = %e, "event not published");
-    }
 }
 
 /// The merge patch that makes the stored status equal `status`: a cleared

@@ -33,8 +33,8 @@ async fn expect_condition(env: &Env, kind: &str, status: &str, reason: &str) -> 
     condition(env, kind).await.map(|c| c.2).unwrap_or_default()
 }
 
-/// Warning Events on the integration with this reason.
-async fn warnings(env: &Env, reason: &str) -> Vec<String> {
+/// Events on the integration of this type and reason.
+async fn events(env: &Env, type_: &str, reason: &str) -> Vec<Event> {
     Api::<Event>::namespaced(env.client.clone(), "default")
         .list(&Default::default())
         .await
@@ -43,9 +43,17 @@ async fn warnings(env: &Env, reason: &str) -> Vec<String> {
         .into_iter()
         .filter(|e| {
             e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("QuayIntegration")
-                && e.type_.as_deref() == Some("Warning")
+                && e.type_.as_deref() == Some(type_)
                 && e.reason.as_deref() == Some(reason)
         })
+        .collect()
+}
+
+/// Notes of the Warning Events on the integration with this reason.
+async fn warnings(env: &Env, reason: &str) -> Vec<String> {
+    events(env, "Warning", reason)
+        .await
+        .into_iter()
         .filter_map(|e| e.note)
         .collect()
 }
@@ -214,16 +222,9 @@ async fn each_bad_configuration_is_reported_loses_nothing_and_recovers() {
     recovered(&env, "after-tls").await;
 
     // Back to normal: one Normal Ready Event per recovery.
-    let ready_events = Api::<Event>::namespaced(env.client.clone(), "default")
-        .list(&Default::default())
+    let ready_events = events(&env, "Normal", "Ready")
         .await
-        .unwrap()
-        .items
         .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("QuayIntegration")
-                && e.reason.as_deref() == Some("Ready")
-        })
         .map(|e| e.series.map_or(1, |s| s.count))
         .sum::<i32>();
     assert!(ready_events >= 5, "{ready_events} recoveries reported");

@@ -16,37 +16,36 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// Creates namespaces `{prefix}-{i}` with `streams` ImageStreams each, a few
-/// at a time, as a busy cluster would.
-async fn populate(env: &Env, prefix: &str, count: usize, streams: usize) -> Vec<String> {
-    let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i:03}")).collect();
+/// Creates namespace `ns` with `streams` ImageStreams `app-{s}`.
+async fn create_namespace(client: kube::Client, ns: String, streams: usize) {
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("image.openshift.io", "v1", "ImageStream"),
         "imagestreams",
     );
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &ar);
+    for s in 0..streams {
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": format!("app-{s}")}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Creates namespaces `{prefix}-{i}` with `streams` ImageStreams each, a few
+/// at a time, as a busy cluster would.
+async fn populate(env: &Env, prefix: &str, count: usize, streams: usize) -> Vec<String> {
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i:03}")).collect();
     futures::stream::iter(names.clone())
-        .for_each_concurrent(16, |ns| {
-            let client = env.client.clone();
-            let ar = ar.clone();
-            async move {
-                Api::<Namespace>::all(client.clone())
-                    .create(
-                        &PostParams::default(),
-                        &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-                    )
-                    .await
-                    .unwrap();
-                let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &ar);
-                for s in 0..streams {
-                    api.create(
-                        &PostParams::default(),
-                        &serde_json::from_value(json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": format!("app-{s}")}})).unwrap(),
-                    )
-                    .await
-                    .unwrap();
-                }
-            }
-        })
+        .for_each_concurrent(16, |ns| create_namespace(env.client.clone(), ns, streams))
         .await;
     names
 }
@@ -359,23 +358,8 @@ async fn crashes_at_random_points_leave_an_exact_state_and_no_stranded_finalizer
     let creating = {
         let client = env.client.clone();
         tokio::spawn(async move {
-            let ar = ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("image.openshift.io", "v1", "ImageStream"),
-                "imagestreams",
-            );
             for i in 0..60 {
-                let ns = format!("crash-{i:03}");
-                Api::<Namespace>::all(client.clone())
-                    .create(
-                        &PostParams::default(),
-                        &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-                    )
-                    .await
-                    .unwrap();
-                Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &ar)
-                    .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": "app-0"}})).unwrap())
-                    .await
-                    .unwrap();
+                create_namespace(client.clone(), format!("crash-{i:03}"), 1).await;
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })

@@ -16,6 +16,18 @@ use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, FaultConfig};
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// The scopes of a Quay superuser token the operator can work with.
+pub const ADMIN_SCOPES: &[&str] = &[
+    "org:admin",
+    "repo:admin",
+    "repo:create",
+    "repo:read",
+    "repo:write",
+    "super:user",
+    "user:admin",
+    "user:read",
+];
+
 pub const OPERATOR: &str = "system:serviceaccount:openshift-operators:quay-bridge-operator";
 
 pub struct Env {
@@ -662,20 +674,7 @@ async fn a_rotated_token_is_used_at_once() {
     namespace(&env, "rot").await;
     wait_for("rot", || converged(&env, "rot", &[])).await;
     let old = env.quay.admin_token();
-    let new = env.quay.issue_token(
-        "admin",
-        &[
-            "org:admin",
-            "repo:admin",
-            "repo:create",
-            "repo:read",
-            "repo:write",
-            "super:user",
-            "user:admin",
-            "user:read",
-        ],
-        None,
-    );
+    let new = env.quay.issue_token("admin", ADMIN_SCOPES, None);
     set_token(&env.client, new.expose()).await;
     env.quay.revoke_token(&old);
     // New work goes through with the new token.

@@ -142,6 +142,36 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
             .is_some_and(|s| s.type_.as_deref() == Some("kubernetes.io/dockerconfigjson"))
     })
     .await;
+    // Quay down twice while a new ImageStream needs its repository: the
+    // namespace's repeated QuayUnavailable Warning is aggregated (a patch).
+    let qis = Api::<quay_bridge_operator::crd::QuayIntegration>::all(env.client.clone());
+    for round in 0..2 {
+        env.quay.set_faults(
+            quay_bridge_operator::sandbox::quay::FaultConfig {
+                down: true,
+                ..Default::default()
+            },
+            None,
+        );
+        image_stream(&env, "rbac", &format!("during-outage-{round}")).await;
+        for reachable in ["False", "True"] {
+            wait_for(&format!("QuayReachable={reachable}"), || async {
+                qis.get("quay").await.unwrap().status.is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "QuayReachable" && c.status == reachable)
+                })
+            })
+            .await;
+            env.quay.clear_faults();
+        }
+        let repo = format!("during-outage-{round}");
+        let repos = ["app", repo.as_str()];
+        wait_for("the repository after the outage", || {
+            converged(&env, "rbac", &repos)
+        })
+        .await;
+    }
     // Builds: rewritten, pushed, imported.
     with_build_config(&env, "rbac").await;
     start_build_in(&env, "rbac").await.unwrap();

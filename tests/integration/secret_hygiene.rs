@@ -175,20 +175,9 @@ async fn the_end_to_end_flow_leaks_no_token_into_logs_events_status_or_metrics()
     }
 
     // A rotated token, then a wrong one, then the rotated one again.
-    let rotated = env.quay.issue_token(
-        "admin",
-        &[
-            "org:admin",
-            "repo:admin",
-            "repo:create",
-            "repo:read",
-            "repo:write",
-            "super:user",
-            "user:admin",
-            "user:read",
-        ],
-        None,
-    );
+    let rotated = env
+        .quay
+        .issue_token("admin", crate::operator::ADMIN_SCOPES, None);
     tokens.push(rotated.expose().to_owned());
     set_token(&env.client, rotated.expose()).await;
     let wrong = "wrong-token-0123456789abcdefghijklmnop";

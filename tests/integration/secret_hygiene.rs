@@ -7,6 +7,43 @@ use quay_bridge_operator::sandbox::quay::FaultConfig;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+/// Runs the calling test alone in a child process (this test binary again,
+/// filtered to `name`) and checks that it passed; returns true in the child,
+/// where the test body runs. There a process-wide subscriber sees every log
+/// line; a thread-scoped one can miss lines when other tests in the same
+/// binary log at the same time (tracing caches per-callsite interest).
+fn in_own_process(name: &str) -> bool {
+    if std::env::var("QBO_ISOLATED_TEST").as_deref() == Ok(name) {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads", "1"])
+        .env("QBO_ISOLATED_TEST", name)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} in its own process:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
+/// Captures every log line of this process from now on.
+fn capture_all_logs(filter: &str) -> Capture {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    capture
+}
+
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
 
@@ -22,14 +59,10 @@ impl Write for Capture {
 
 #[tokio::test]
 async fn tokens_never_reach_logs_errors_or_debug_output() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    if !in_own_process("secret_hygiene::tokens_never_reach_logs_errors_or_debug_output") {
+        return;
+    }
+    let capture = capture_all_logs("trace");
 
     let quay = common::quay().await;
     let admin_token = quay.admin_token().expose().to_owned();
@@ -136,16 +169,12 @@ async fn the_end_to_end_flow_leaks_no_token_into_logs_events_status_or_metrics()
     use quay_bridge_operator::crd::QuayIntegration;
     use std::time::Duration;
 
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "debug,quay_bridge_operator=trace",
-        ))
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    if !in_own_process(
+        "secret_hygiene::the_end_to_end_flow_leaks_no_token_into_logs_events_status_or_metrics",
+    ) {
+        return;
+    }
+    let capture = capture_all_logs("debug,quay_bridge_operator=trace");
 
     let mut registry = prometheus_client::registry::Registry::with_prefix("quay_bridge_operator");
     let metrics = Metrics::register(&mut registry);

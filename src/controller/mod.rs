@@ -116,6 +116,26 @@ fn strip<K: ResourceExt>(obj: &mut K) {
     obj.managed_fields_mut().clear();
 }
 
+/// Every service account is cached, but only for its links to the
+/// operator's Secrets: annotations, labels, owner references and links to
+/// other Secrets (OpenShift's dockercfg ones) are dropped.
+fn strip_service_account(sa: &mut ServiceAccount) {
+    strip(sa);
+    sa.metadata.annotations = None;
+    sa.metadata.labels = None;
+    sa.metadata.owner_references = None;
+    if let Some(refs) = sa.secrets.as_mut() {
+        refs.retain(|r| {
+            r.name
+                .as_deref()
+                .is_some_and(crate::plan::names::may_be_bridge_secret)
+        });
+    }
+    if let Some(refs) = sa.image_pull_secrets.as_mut() {
+        refs.retain(|r| crate::plan::names::may_be_bridge_secret(&r.name));
+    }
+}
+
 /// Waits until a store has its first complete list. The store's readiness
 /// signal wakes only its most recent waiter (a oneshot channel keeps one
 /// waker), and a controller's own runner may be waiting on it too: poll
@@ -206,7 +226,7 @@ pub async fn run(
         sa_writer,
         watcher(Api::all(client.clone()), watcher::Config::default())
             .default_backoff()
-            .modify(strip),
+            .modify(strip_service_account),
     )
     .touched_objects();
     tasks.push(tokio::spawn(namespace_feed(sa_stream, ns_tx.clone())));
@@ -486,4 +506,41 @@ async fn leader_controllers(
     // The other controllers saw the same stop signal; give them a moment.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     drop(tasks);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_service_accounts_keep_only_links_to_bridge_secrets() {
+        let mut sa: ServiceAccount = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "builder", "namespace": "team",
+                "annotations": {"openshift.io/internal-registry-pull-secret-ref": "builder-dockercfg-x7k2p"},
+                "labels": {"a": "b"},
+                "managedFields": [{"manager": "kube-controller-manager"}]},
+            "secrets": [{"name": "builder-dockercfg-x7k2p"}, {"name": "builder-quay-openshift"}],
+            "imagePullSecrets": [{"name": "builder-dockercfg-x7k2p"}, {"name": "builder-quay-openshift"}]
+        }))
+        .unwrap();
+        strip_service_account(&mut sa);
+        assert_eq!(sa.metadata.name.as_deref(), Some("builder"));
+        assert_eq!(sa.metadata.namespace.as_deref(), Some("team"));
+        assert!(sa.metadata.annotations.is_none() && sa.metadata.labels.is_none());
+        assert!(sa.metadata.managed_fields.unwrap_or_default().is_empty());
+        let secrets: Vec<_> = sa
+            .secrets
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| r.name)
+            .collect();
+        assert_eq!(secrets, ["builder-quay-openshift"]);
+        let pulls: Vec<_> = sa
+            .image_pull_secrets
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(pulls, ["builder-quay-openshift"]);
+    }
 }

@@ -21,6 +21,12 @@ pub fn secret_name(service_account: &str, cluster_id: &str) -> String {
     format!("{service_account}-quay-{cluster_id}")
 }
 
+/// Whether a Secret name may be one of `secret_name`'s, for any service
+/// account and cluster ID.
+pub fn may_be_bridge_secret(name: &str) -> bool {
+    name.contains("-quay-")
+}
+
 /// `org+short`.
 pub fn robot_account(org: &str, short: &str) -> String {
     format!("{org}+{short}")
@@ -104,6 +110,21 @@ mod tests {
         // Names Quay would refuse are refused before any call.
         assert!(organization(&cfg("openshift", ""), "a--b").is_err());
         assert!(organization(&cfg("openshift", ""), &"x".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn bridge_secret_names_are_recognised() {
+        for (sa, cluster) in [("builder", "openshift"), ("default", "prod-1"), ("x", "a")] {
+            assert!(may_be_bridge_secret(&secret_name(sa, cluster)));
+        }
+        for other in [
+            "builder-dockercfg-x7k2p",
+            "builder-token-abcde",
+            "quay",
+            "my-quay",
+        ] {
+            assert!(!may_be_bridge_secret(other), "{other}");
+        }
     }
 
     #[test]

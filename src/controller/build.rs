@@ -3,10 +3,10 @@
 
 use super::context::Context;
 use super::error::Error;
-use crate::config::{ApiGroup, FIELD_MANAGER};
+use crate::config::ApiGroup;
 use crate::openshift::Build;
 use crate::plan::selection::{self, Manager};
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -137,15 +137,7 @@ async fn reconcile_inner(build: &Build, ctx: &Arc<Context>) -> Result<Action, Er
         cfg.scheduled_import,
     ))
     .map_err(|e| Error::Config(e.to_string()))?;
-    let answer = isi_api
-        .create(
-            &PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            },
-            &isi,
-        )
-        .await?;
+    let answer = isi_api.create(&super::post_params(), &isi).await?;
     let status = answer
         .data
         .pointer("/status/images/0/status")
@@ -174,10 +166,7 @@ async fn reconcile_inner(build: &Build, ctx: &Arc<Context>) -> Result<Action, Er
     builds
         .patch(
             &build.name_any(),
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            },
+            &super::patch_params(),
             &Patch::Merge(marked),
         )
         .await?;

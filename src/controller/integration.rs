@@ -6,14 +6,13 @@
 use super::context::{Context, NsState, TokenCheck, token_fingerprint};
 use super::error::Error;
 use crate::config::{
-    ApiGroup, ConfigError, FIELD_MANAGER, INTEGRATION_FINALIZER, IntegrationConfig, from_current,
-    from_legacy,
+    ApiGroup, ConfigError, INTEGRATION_FINALIZER, IntegrationConfig, from_current, from_legacy,
 };
 use crate::crd::{LegacyQuayIntegration, QuayIntegration, QuayIntegrationStatus};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use kube::core::ClusterResourceScope;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -343,10 +342,7 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
         let api: Api<K> = Api::all(ctx.client.clone());
         api.patch_status(
             &name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            },
+            &super::patch_params(),
             &Patch::Merge(status_patch(&status)),
         )
         .await?;

@@ -116,6 +116,22 @@ fn strip<K: ResourceExt>(obj: &mut K) {
     obj.managed_fields_mut().clear();
 }
 
+/// Create and replace parameters naming the operator as field manager.
+fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(crate::config::FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// Patch parameters naming the operator as field manager.
+fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(crate::config::FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
 /// Every service account is cached, but only for its links to the
 /// operator's Secrets: annotations, labels, owner references and links to
 /// other Secrets (OpenShift's dockercfg ones) are dropped.

@@ -5,7 +5,7 @@
 use super::context::{CachedView, Context, NsOutcome, NsState};
 use super::error::Error;
 use crate::config::{
-    FIELD_MANAGER, FINALIZER, IntegrationConfig, LEGACY_FINALIZER, MANAGED_BY, MANAGED_BY_LABEL,
+    FINALIZER, IntegrationConfig, LEGACY_FINALIZER, MANAGED_BY, MANAGED_BY_LABEL,
     ORGANIZATION_ANNOTATION,
 };
 use crate::crd::NamespaceDeletionPolicy;
@@ -20,7 +20,7 @@ use crate::quay::types::NewRobot;
 use crate::secret::SecretString;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -529,29 +529,13 @@ async fn apply_kube(
                 };
                 match existing {
                     None => {
-                        secrets
-                            .create(
-                                &PostParams {
-                                    field_manager: Some(FIELD_MANAGER.into()),
-                                    ..Default::default()
-                                },
-                                &desired,
-                            )
-                            .await?;
+                        secrets.create(&super::post_params(), &desired).await?;
                         created.push(secret_name.clone());
                     }
                     Some(old) if old.type_.as_deref() != Some("kubernetes.io/dockerconfigjson") => {
                         // The type of a Secret cannot change: replace it.
                         secrets.delete(secret_name, &Default::default()).await?;
-                        secrets
-                            .create(
-                                &PostParams {
-                                    field_manager: Some(FIELD_MANAGER.into()),
-                                    ..Default::default()
-                                },
-                                &desired,
-                            )
-                            .await?;
+                        secrets.create(&super::post_params(), &desired).await?;
                     }
                     Some(old) => {
                         desired.metadata.resource_version = old.metadata.resource_version.clone();
@@ -565,14 +549,7 @@ async fn apply_kube(
                         );
                         desired.metadata.annotations = Some(annotations);
                         secrets
-                            .replace(
-                                secret_name,
-                                &PostParams {
-                                    field_manager: Some(FIELD_MANAGER.into()),
-                                    ..Default::default()
-                                },
-                                &desired,
-                            )
+                            .replace(secret_name, &super::post_params(), &desired)
                             .await?;
                         ctx.event(ns, false, "SecretUpdated", format!("restored Secret {secret_name} for service account {service_account}"), false).await;
                     }
@@ -596,10 +573,7 @@ async fn apply_kube(
                 accounts
                     .patch(
                         service_account,
-                        &PatchParams {
-                            field_manager: Some(FIELD_MANAGER.into()),
-                            ..Default::default()
-                        },
+                        &super::patch_params(),
                         &Patch::Strategic(serde_json::Value::Object(patch)),
                     )
                     .await?;
@@ -651,10 +625,7 @@ async fn ensure_namespace_metadata(ns: &Namespace, org: &str, ctx: &Context) -> 
     Api::<Namespace>::all(ctx.client.clone())
         .patch(
             &ns.name_any(),
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            },
+            &super::patch_params(),
             &Patch::Json::<()>(patch),
         )
         .await?;
@@ -681,10 +652,7 @@ async fn release(ns: &Namespace, ctx: &Context) -> Result<(), Error> {
     match Api::<Namespace>::all(ctx.client.clone())
         .patch(
             &ns.name_any(),
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            },
+            &super::patch_params(),
             &Patch::Json::<()>(patch),
         )
         .await

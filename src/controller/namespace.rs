@@ -538,6 +538,17 @@ async fn apply_kube(
                         secrets.create(&super::post_params(), &desired).await?;
                     }
                     Some(old) => {
+                        // The plan reads the cache, which may not hold a
+                        // Secret created a moment ago: one that is already
+                        // right is left alone (no write, no Event).
+                        let up_to_date = old.data == desired.data
+                            && old.labels().get(MANAGED_BY_LABEL).map(String::as_str)
+                                == Some(MANAGED_BY)
+                            && old.annotations().get("kubernetes.io/service-account.name")
+                                == Some(service_account);
+                        if up_to_date {
+                            continue;
+                        }
                         desired.metadata.resource_version = old.metadata.resource_version.clone();
                         let mut labels = old.labels().clone();
                         labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());

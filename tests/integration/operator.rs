@@ -327,9 +327,12 @@ async fn a_new_namespace_is_bridged_with_few_quay_requests() {
     // At most one for the organization and robots, and one per service
     // account that OpenShift creates later (each gets its Secret then).
     assert!(!events.is_empty() && events.len() <= 4, "{events:#?}");
-    assert!(events
-        .iter()
-        .all(|e| e.reason.as_deref() == Some("Bridged") && e.type_.as_deref() == Some("Normal")));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.reason.as_deref() == Some("Bridged") && e.type_.as_deref() == Some("Normal")),
+        "{events:#?}"
+    );
     let notes: String = events.iter().filter_map(|e| e.note.clone()).collect();
     for expected in [
         "created Quay organization openshift_demo",

@@ -2,7 +2,7 @@
 //! gives a clear condition and a Warning Event, deletes nothing, and the
 //! integration recovers (Ready again, new namespaces bridged) once fixed.
 
-use crate::operator::{Env, converged, env, integration, namespace, set_token, wait_for};
+use crate::operator::{Env, converged, env, has_org, integration, namespace, set_token, wait_for};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -97,12 +97,7 @@ async fn nothing_lost(env: &Env) {
         .map(|r| r.path)
         .collect();
     assert!(deletes.is_empty(), "{deletes:?}");
-    assert!(
-        env.quay
-            .snapshot()
-            .organizations
-            .contains_key("openshift_steady")
-    );
+    assert!(has_org(env, "openshift_steady"));
     let steady = Api::<Namespace>::all(env.client.clone())
         .get("steady")
         .await

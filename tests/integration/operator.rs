@@ -226,6 +226,25 @@ pub async fn image_stream(env: &Env, ns: &str, name: &str) {
     api.create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": name}})).unwrap()).await.unwrap();
 }
 
+/// Deletes namespace `name` and waits until it is gone (every finalizer
+/// released).
+pub async fn delete_namespace(env: &Env, name: &str) {
+    let namespaces = Api::<Namespace>::all(env.client.clone());
+    namespaces
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(&format!("{name} to be gone"), || async {
+        namespaces.get_opt(name).await.unwrap().is_none()
+    })
+    .await;
+}
+
+/// Whether the embedded Quay holds organization `org`.
+pub fn has_org(env: &Env, org: &str) -> bool {
+    env.quay.snapshot().organizations.contains_key(org)
+}
+
 pub async fn wait_for<F: Fn() -> Fut, Fut: Future<Output = bool>>(what: &str, f: F) {
     for _ in 0..400 {
         if f().await {
@@ -551,10 +570,7 @@ async fn namespaces_before_the_integration_and_late_service_accounts() {
     integration(&env, "quay", json!({})).await;
     // The organization comes at once; Secrets are linked when the accounts appear.
     wait_for("the organization", || async {
-        env.quay
-            .snapshot()
-            .organizations
-            .contains_key("openshift_early")
+        has_org(&env, "openshift_early")
     })
     .await;
     wait_for("early to be bridged", || converged(&env, "early", &[])).await;
@@ -615,28 +631,10 @@ async fn allow_and_deny_edits_release_and_take_namespaces() {
             .any(|f| f.contains("quayintegrations"))
     })
     .await;
-    assert!(
-        env.quay
-            .snapshot()
-            .organizations
-            .contains_key("openshift_a2"),
-        "released, not deleted"
-    );
+    assert!(has_org(&env, "openshift_a2"), "released, not deleted");
     // Deleting a released namespace does not touch its organization.
-    namespaces
-        .delete("a2", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for("a2 to be gone", || async {
-        namespaces.get_opt("a2").await.unwrap().is_none()
-    })
-    .await;
-    assert!(
-        env.quay
-            .snapshot()
-            .organizations
-            .contains_key("openshift_a2")
-    );
+    delete_namespace(&env, "a2").await;
+    assert!(has_org(&env, "openshift_a2"));
     env.stop().await;
 }
 
@@ -871,10 +869,7 @@ async fn quay_down_then_back_converges_without_crash() {
     })
     .await;
     wait_for("first to be deleted with its organization", || async {
-        !env.quay
-            .snapshot()
-            .organizations
-            .contains_key("openshift_first")
+        !has_org(&env, "openshift_first")
     })
     .await;
     assert!(
@@ -906,14 +901,7 @@ async fn namespace_deletion_follows_the_policy() {
             namespaces.get_opt("gone").await.unwrap().is_none()
         })
         .await;
-        assert_eq!(
-            env.quay
-                .snapshot()
-                .organizations
-                .contains_key("openshift_gone"),
-            kept,
-            "{policy}"
-        );
+        assert_eq!(has_org(&env, "openshift_gone"), kept, "{policy}");
         env.stop().await;
     }
 }
@@ -947,20 +935,8 @@ async fn deleting_the_integration_releases_finalizers_and_keeps_organizations() 
             .is_none()
     })
     .await;
-    namespaces
-        .delete("keep", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for("keep to go", || async {
-        namespaces.get_opt("keep").await.unwrap().is_none()
-    })
-    .await;
-    assert!(
-        env.quay
-            .snapshot()
-            .organizations
-            .contains_key("openshift_keep")
-    );
+    delete_namespace(&env, "keep").await;
+    assert!(has_org(&env, "openshift_keep"));
     env.stop().await;
 }
 

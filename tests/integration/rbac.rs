@@ -7,10 +7,10 @@ use crate::builds::{
     build_of, create_webhook_configuration_for, start_build_in, with_build_config,
 };
 use crate::operator::{
-    OPERATOR, converged, env_with_before, fast_options, image_stream, integration, namespace,
-    wait_for,
+    OPERATOR, converged, delete_namespace, env_with_before, fast_options, image_stream,
+    integration, namespace, wait_for,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use quay_bridge_operator::controller::context::{CertSource, WebhookOptions};
 use serde_json::{Value, json};
@@ -189,15 +189,7 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
             .contains_key("app")
     })
     .await;
-    let namespaces = Api::<Namespace>::all(env.client.clone());
-    namespaces
-        .delete("rbac", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for("rbac to go", || async {
-        namespaces.get_opt("rbac").await.unwrap().is_none()
-    })
-    .await;
+    delete_namespace(&env, "rbac").await;
     Api::<quay_bridge_operator::crd::QuayIntegration>::all(env.client.clone())
         .delete("quay", &DeleteParams::default())
         .await

@@ -260,10 +260,7 @@ async fn the_end_to_end_flow_leaks_no_token_into_logs_events_status_or_metrics()
         .await
         .unwrap();
     wait_for("the organization to go with the namespace", || async {
-        !env.quay
-            .snapshot()
-            .organizations
-            .contains_key("openshift_hygiene")
+        !crate::operator::has_org(&env, "openshift_hygiene")
     })
     .await;
 

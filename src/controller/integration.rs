@@ -189,40 +189,18 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
     }
     let status = match qi.config() {
         Err(e) => QuayIntegrationStatus {
-            conditions: vec![
-                condition(
-                    "Ready",
-                    false,
-                    "InvalidSpec",
-                    e.to_string(),
-                    generation,
-                    &previous,
-                ),
-                condition(
-                    "CredentialsValid",
-                    false,
-                    "InvalidSpec",
-                    "the spec is invalid".into(),
-                    generation,
-                    &previous,
-                ),
-                condition(
-                    "QuayReachable",
-                    false,
-                    "InvalidSpec",
-                    "the spec is invalid".into(),
-                    generation,
-                    &previous,
-                ),
-                condition(
-                    "Conflict",
-                    false,
-                    "InvalidSpec",
-                    "the spec is invalid".into(),
-                    generation,
-                    &previous,
-                ),
-            ],
+            // Ready carries the reason; every other check is moot.
+            conditions: [
+                ("Ready", e.to_string()),
+                ("CredentialsValid", "the spec is invalid".to_owned()),
+                ("QuayReachable", "the spec is invalid".to_owned()),
+                ("Conflict", "the spec is invalid".to_owned()),
+            ]
+            .into_iter()
+            .map(|(kind, message)| {
+                condition(kind, false, "InvalidSpec", message, generation, &previous)
+            })
+            .collect(),
             observed_generation: generation,
             managed_namespaces: 0,
             failing_namespaces: 0,

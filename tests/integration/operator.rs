@@ -240,6 +240,22 @@ pub async fn delete_namespace(env: &Env, name: &str) {
     .await;
 }
 
+/// Waits until namespace `name` no longer carries a QuayIntegration
+/// finalizer (of either API group).
+pub async fn wait_released(env: &Env, name: &str) {
+    let namespaces = Api::<Namespace>::all(env.client.clone());
+    wait_for(&format!("{name} to be released"), || async {
+        !namespaces
+            .get(name)
+            .await
+            .unwrap()
+            .finalizers()
+            .iter()
+            .any(|f| f.contains("quayintegrations"))
+    })
+    .await;
+}
+
 /// Whether the embedded Quay holds organization `org`.
 pub fn has_org(env: &Env, org: &str) -> bool {
     env.quay.snapshot().organizations.contains_key(org)
@@ -620,17 +636,7 @@ async fn allow_and_deny_edits_release_and_take_namespaces() {
     )
     .await
     .unwrap();
-    let namespaces = Api::<Namespace>::all(env.client.clone());
-    wait_for("a2 to be released", || async {
-        !namespaces
-            .get("a2")
-            .await
-            .unwrap()
-            .finalizers()
-            .iter()
-            .any(|f| f.contains("quayintegrations"))
-    })
-    .await;
+    wait_released(&env, "a2").await;
     assert!(has_org(&env, "openshift_a2"), "released, not deleted");
     // Deleting a released namespace does not touch its organization.
     delete_namespace(&env, "a2").await;
@@ -916,17 +922,7 @@ async fn deleting_the_integration_releases_finalizers_and_keeps_organizations() 
         .delete("quay", &DeleteParams::default())
         .await
         .unwrap();
-    let namespaces = Api::<Namespace>::all(env.client.clone());
-    wait_for("finalizer released", || async {
-        !namespaces
-            .get("keep")
-            .await
-            .unwrap()
-            .finalizers()
-            .iter()
-            .any(|f| f.contains("quayintegrations"))
-    })
-    .await;
+    wait_released(&env, "keep").await;
     wait_for("the integration to be gone", || async {
         Api::<QuayIntegration>::all(env.client.clone())
             .get_opt("quay")

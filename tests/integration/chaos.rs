@@ -164,6 +164,23 @@ fn destructive_quay_requests(env: &Env) -> Vec<String> {
         .collect()
 }
 
+/// `error_rate` of `status` answers (after the change took effect when
+/// `after_effect`), with 5% 429 Retry-After, 5% dropped connections and 5%
+/// latency spikes of 300 ms.
+fn quay_chaos(error_rate: f64, status: u16, after_effect: bool) -> FaultConfig {
+    FaultConfig {
+        error_rate,
+        error_status: Some(status),
+        error_after_effect: after_effect,
+        throttle_rate: 0.05,
+        retry_after_secs: 1,
+        drop_rate: 0.05,
+        spike_rate: 0.05,
+        spike_ms: 300,
+        ..Default::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quay_chaos_200_namespaces_converge_exactly_without_duplicates_or_hot_loops() {
     let env = env_with(fast_options(), Duration::from_millis(20)).await;
@@ -171,53 +188,18 @@ async fn quay_chaos_200_namespaces_converge_exactly_without_duplicates_or_hot_lo
     // 30% 5xx (a third of them after the change was made, so the operator
     // cannot know whether a create took effect), 5% 429 with Retry-After,
     // 5% dropped connections, 5% latency spikes of 300 ms.
-    env.quay.set_faults(
-        FaultConfig {
-            error_rate: 0.2,
-            error_status: Some(500),
-            throttle_rate: 0.05,
-            retry_after_secs: 1,
-            drop_rate: 0.05,
-            spike_rate: 0.05,
-            spike_ms: 300,
-            ..Default::default()
-        },
-        Some(0xC4A05),
-    );
+    env.quay
+        .set_faults(quay_chaos(0.2, 500, false), Some(0xC4A05));
     let started = Instant::now();
     let names = populate(&env, "chaos", 200, 1).await;
     // Half way, the 5xx change character: answered after the change took
     // effect, and 503 instead of 500.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    env.quay.set_faults(
-        FaultConfig {
-            error_rate: 0.1,
-            error_status: Some(503),
-            error_after_effect: true,
-            throttle_rate: 0.05,
-            retry_after_secs: 1,
-            drop_rate: 0.05,
-            spike_rate: 0.05,
-            spike_ms: 300,
-            ..Default::default()
-        },
-        Some(0xC4A06),
-    );
+    env.quay
+        .set_faults(quay_chaos(0.1, 503, true), Some(0xC4A06));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    env.quay.set_faults(
-        FaultConfig {
-            error_rate: 0.3,
-            error_status: Some(502),
-            error_after_effect: true,
-            throttle_rate: 0.05,
-            retry_after_secs: 1,
-            drop_rate: 0.05,
-            spike_rate: 0.05,
-            spike_ms: 300,
-            ..Default::default()
-        },
-        Some(0xC4A07),
-    );
+    env.quay
+        .set_faults(quay_chaos(0.3, 502, true), Some(0xC4A07));
     // Everything converges while the faults go on.
     wait_exact(&env, &names, 1, Duration::from_secs(90)).await;
     let under_faults = env.quay.requests();

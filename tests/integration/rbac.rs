@@ -95,7 +95,7 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
     image_stream(&env, "rbac", "app").await;
     wait_for("rbac", || converged(&env, "rbac", &["app"])).await;
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "rbac");
-    // Drift: deleted twice (a repeated Event is a patch), edited, replaced by a Secret of another type.
+    // Drift: deleted twice, edited, replaced by a Secret of another type.
     for _ in 0..2 {
         secrets
             .delete("builder-quay-openshift", &DeleteParams::default())

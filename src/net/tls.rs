@@ -107,26 +107,20 @@ impl CertificateAuthority {
         names: &[&str],
         validity: std::time::Duration,
     ) -> Result<CertifiedKeyPem, NetError> {
-        let sans: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
-        let mut params = CertificateParams::new(sans).map_err(tls_err)?;
-        if let Some(first) = names.first() {
-            params.distinguished_name.push(DnType::CommonName, *first);
-        }
-        params.is_ca = IsCa::NoCa;
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::minutes(5);
-        params.not_after = now + validity;
-        let key = KeyPair::generate().map_err(tls_err)?;
-        let cert = params.signed_by(&key, &self.issuer).map_err(tls_err)?;
-        Ok(CertifiedKeyPem {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem().into(),
-        })
+        self.issue(names, Some(validity))
     }
 
-    /// Signs a server certificate for the given DNS names and IP addresses.
+    /// Signs a server certificate for the given DNS names and IP addresses
+    /// (rcgen's default validity).
     pub fn issue_server(&self, names: &[&str]) -> Result<CertifiedKeyPem, NetError> {
+        self.issue(names, None)
+    }
+
+    fn issue(
+        &self,
+        names: &[&str],
+        validity: Option<std::time::Duration>,
+    ) -> Result<CertifiedKeyPem, NetError> {
         let sans: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
         let mut params = CertificateParams::new(sans).map_err(tls_err)?;
         if let Some(first) = names.first() {
@@ -134,6 +128,11 @@ impl CertificateAuthority {
         }
         params.is_ca = IsCa::NoCa;
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        if let Some(validity) = validity {
+            let now = time::OffsetDateTime::now_utc();
+            params.not_before = now - time::Duration::minutes(5);
+            params.not_after = now + validity;
+        }
         let key = KeyPair::generate().map_err(tls_err)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(tls_err)?;
         Ok(CertifiedKeyPem {

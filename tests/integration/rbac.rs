@@ -118,20 +118,27 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
         )
         .await
         .unwrap();
-    secrets
-        .delete("deployer-quay-openshift", &DeleteParams::default())
-        .await
-        .unwrap();
-    secrets
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(
-                json!({"metadata": {"name": "deployer-quay-openshift"}, "stringData": {"x": "y"}}),
-            )
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    // The operator may restore the deleted Secret before ours is created:
+    // delete it again and retry until the Opaque one is in place.
+    let opaque: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "deployer-quay-openshift"}, "stringData": {"x": "y"}}),
+    )
+    .unwrap();
+    let mut replaced = false;
+    for _ in 0..20 {
+        let _ = secrets
+            .delete("deployer-quay-openshift", &DeleteParams::default())
+            .await;
+        match secrets.create(&PostParams::default(), &opaque).await {
+            Ok(_) => {
+                replaced = true;
+                break;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(replaced, "an Opaque Secret took the operator's name");
     wait_for("all repaired", || converged(&env, "rbac", &["app"])).await;
     wait_for("the Opaque Secret to be replaced", || async {
         // The operator deletes and recreates it: absent for a moment.

@@ -572,15 +572,36 @@ async fn apply_kube(
                 mountable,
                 pull,
             } => {
-                let mut patch = serde_json::Map::new();
-                if *mountable {
-                    patch.insert("secrets".into(), json!([{"name": secret}]));
-                }
-                if *pull {
-                    patch.insert("imagePullSecrets".into(), json!([{"name": secret}]));
-                }
                 let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
                     Api::namespaced(ctx.client.clone(), &name);
+                // The plan reads the cache, which lags behind after a dropped
+                // watch: read the account itself and link only what is still
+                // missing, rather than repeat a patch that changes nothing.
+                let Some(live) = accounts.get_opt(service_account).await? else {
+                    continue;
+                };
+                let mountable = *mountable
+                    && !live
+                        .secrets
+                        .iter()
+                        .flatten()
+                        .any(|r| r.name.as_deref() == Some(secret.as_str()));
+                let pull = *pull
+                    && !live
+                        .image_pull_secrets
+                        .iter()
+                        .flatten()
+                        .any(|r| r.name == *secret);
+                if !mountable && !pull {
+                    continue;
+                }
+                let mut patch = serde_json::Map::new();
+                if mountable {
+                    patch.insert("secrets".into(), json!([{"name": secret}]));
+                }
+                if pull {
+                    patch.insert("imagePullSecrets".into(), json!([{"name": secret}]));
+                }
                 accounts
                     .patch(
                         service_account,

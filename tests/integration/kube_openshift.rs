@@ -532,6 +532,7 @@ async fn imports_fail_without_insecure_over_http_and_without_credentials() {
 }
 
 #[test]
+#[ignore = "needs ../shared/schemas/openshift-openapi.json (run by .ci/run)"]
 fn required_fields_match_openshift_openapi() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

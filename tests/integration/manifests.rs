@@ -163,6 +163,7 @@ fn strictly_valid(schema: &Value, obj: &Value) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs ../shared/schemas/olm-clusterserviceversion-crd.yaml (run by .ci/run)"]
 fn the_bundle_csv_is_valid_for_olm() {
     let csv_crd = yaml_file(&format!(
         "{}/../shared/schemas/olm-clusterserviceversion-crd.yaml",
@@ -289,6 +290,7 @@ fn alm_examples_are_valid_quay_integrations() {
 }
 
 #[test]
+#[ignore = "needs kubernetes-validate from PyPI (installed and run by .ci/run)"]
 fn built_in_kinds_pass_strict_schema_validation() {
     let dir = tempfile::tempdir().unwrap();
     for layout in ["deploy/base", "deploy/overlays/openshift"] {
@@ -363,6 +365,7 @@ fn openapi_problems(defs: &Value, def: &str, v: &Value, path: &str, out: &mut Ve
 }
 
 #[test]
+#[ignore = "needs ../shared/schemas/openshift-openapi.json (run by .ci/run)"]
 fn what_the_operator_writes_to_openshift_matches_openshifts_openapi() {
     let text = std::fs::read_to_string(format!(
         "{}/../shared/schemas/openshift-openapi.json",
@@ -409,4 +412,105 @@ fn what_the_operator_writes_to_openshift_matches_openshifts_openapi() {
     );
     problems.retain(|p| p != ".status: required");
     assert!(problems.is_empty(), "Build: {problems:?}");
+}
+
+/// Paths present in `original` (with a non-null value) that a typed round
+/// trip dropped: fields the typed Kubernetes structs do not know.
+fn dropped_fields(original: &Value, round_trip: &Value, path: &str, out: &mut Vec<String>) {
+    match (original, round_trip) {
+        (Value::Object(o), Value::Object(r)) => {
+            for (k, v) in o {
+                let p = format!("{path}.{k}");
+                match r.get(k) {
+                    None if !v.is_null() => out.push(p),
+                    None => {}
+                    Some(rv) => dropped_fields(v, rv, &p, out),
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(r)) => {
+            for (i, (ov, rv)) in o.iter().zip(r).enumerate() {
+                dropped_fields(ov, rv, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Deserialises `doc` as `T` and returns the fields the struct dropped.
+fn unknown_fields<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) -> Vec<String> {
+    let typed: T = serde_json::from_value(doc.clone())
+        .unwrap_or_else(|e| panic!("{} does not deserialise: {e}", doc["kind"]));
+    let mut out = Vec::new();
+    dropped_fields(doc, &serde_json::to_value(typed).unwrap(), "", &mut out);
+    out
+}
+
+/// The hermetic core of the manifest checks (the full schema validation,
+/// which needs kubernetes-validate and ../shared, is in the ignored tier):
+/// every manifest deploy/ and the bundle ship deserialises into the typed
+/// Kubernetes structs with no field they do not know.
+#[test]
+fn every_manifest_is_a_typed_kubernetes_object_with_no_unknown_field() {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let mut docs = render("deploy/base");
+    docs.extend(render("deploy/overlays/openshift"));
+    for crd in ["quay.redhat.com", "redhatcop.redhat.io"] {
+        docs.push(yaml_file(&manifest(&format!(
+            "bundle/manifests/quayintegrations.{crd}.crd.yaml"
+        ))));
+    }
+    let csv = yaml_file(&manifest(
+        "bundle/manifests/quay-bridge-operator.clusterserviceversion.yaml",
+    ));
+    // The CSV's install strategy: its Deployment spec and RBAC rules.
+    for d in csv["spec"]["install"]["spec"]["deployments"]
+        .as_array()
+        .unwrap()
+    {
+        docs.push(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": d["name"]}, "spec": d["spec"],
+        }));
+    }
+    for (key, kind) in [
+        ("clusterPermissions", "ClusterRole"),
+        ("permissions", "Role"),
+    ] {
+        for p in csv["spec"]["install"]["spec"][key].as_array().unwrap() {
+            docs.push(serde_json::json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+                "metadata": {"name": p["serviceAccountName"]}, "rules": p["rules"],
+            }));
+        }
+    }
+    let mut checked = 0;
+    for doc in &docs {
+        let kind = doc["kind"].as_str().unwrap();
+        let unknown = match kind {
+            "Namespace" => unknown_fields::<Namespace>(doc),
+            "ServiceAccount" => unknown_fields::<ServiceAccount>(doc),
+            "Secret" => unknown_fields::<Secret>(doc),
+            "Service" => unknown_fields::<Service>(doc),
+            "Deployment" => unknown_fields::<Deployment>(doc),
+            "ClusterRole" => unknown_fields::<ClusterRole>(doc),
+            "ClusterRoleBinding" => unknown_fields::<ClusterRoleBinding>(doc),
+            "Role" => unknown_fields::<Role>(doc),
+            "RoleBinding" => unknown_fields::<RoleBinding>(doc),
+            "MutatingWebhookConfiguration" => unknown_fields::<MutatingWebhookConfiguration>(doc),
+            "CustomResourceDefinition" => unknown_fields::<CustomResourceDefinition>(doc),
+            other => panic!("a manifest of kind {other} has no typed check: add it here"),
+        };
+        assert!(
+            unknown.is_empty(),
+            "{kind} {}: fields the Kubernetes API does not know: {unknown:?}",
+            doc["metadata"]["name"]
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "{checked} manifests checked");
 }

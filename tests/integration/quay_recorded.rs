@@ -141,6 +141,7 @@ fn assert_same_shape(title: &str, path: &str, expected: &Value, actual: &Value) 
 }
 
 #[tokio::test]
+#[ignore = "needs ../shared/reference/quay-api-recorded.md (run by .ci/run)"]
 async fn embedded_quay_answers_like_the_recorded_real_quay() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

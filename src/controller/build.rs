@@ -136,7 +136,7 @@ async fn reconcile_inner(build: &Build, ctx: &Arc<Context>) -> Result<Action, Er
         cfg.insecure_registry,
         cfg.scheduled_import,
     ))
-    .map_err(|e| Error::Config(e.to_string()))?;
+    .map_err(|e| Error::Internal(e.to_string()))?;
     let answer = isi_api.create(&super::post_params(), &isi).await?;
     let status = answer
         .data

@@ -302,11 +302,11 @@ impl Metrics {
     }
 
     /// Counts a failure by category.
-    pub fn failed(&self, controller: &'static str, category: &'static str) {
+    pub fn failed(&self, controller: &'static str, category: super::error::Category) {
         self.failures
             .get_or_create(&FailureLabels {
                 controller,
-                category,
+                category: category.as_str(),
             })
             .inc();
     }

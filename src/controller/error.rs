@@ -23,6 +23,53 @@ pub enum Error {
     /// An ImageStream import did not succeed.
     #[error("image import failed: {0}")]
     Import(String),
+    /// The operator could not build its own request (a bug, not bad input).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What kind of failure an [`Error`] is: the `category` label of the
+/// failure metrics, and what Events say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    /// The Kubernetes API failed.
+    Kubernetes,
+    /// Quay refused the token.
+    QuayAuth,
+    /// Quay throttled the operator.
+    QuayRateLimited,
+    /// Quay is unreachable or failing.
+    QuayUnavailable,
+    /// Quay refused a request (invalid, missing, already there).
+    QuayRejected,
+    /// Quay answered something that is not Quay's API.
+    QuayProtocol,
+    /// The QuayIntegration or its references are unusable.
+    Config,
+    /// The credentials Secret is missing or unusable.
+    Credentials,
+    /// A post-build import failed.
+    Import,
+    /// A bug in the operator.
+    Internal,
+}
+
+impl Category {
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Kubernetes => "kubernetes",
+            Category::QuayAuth => "quay_auth",
+            Category::QuayRateLimited => "quay_rate_limited",
+            Category::QuayUnavailable => "quay_unavailable",
+            Category::QuayRejected => "quay_rejected",
+            Category::QuayProtocol => "quay_protocol",
+            Category::Config => "config",
+            Category::Credentials => "credentials",
+            Category::Import => "import",
+            Category::Internal => "internal",
+        }
+    }
 }
 
 /// A Kubernetes error as one readable line: `500 InternalError: message`
@@ -37,24 +84,25 @@ fn kube_message(e: &kube::Error) -> String {
 }
 
 impl Error {
-    /// A bounded label value.
-    pub fn category(&self) -> &'static str {
+    /// Its category.
+    pub fn category(&self) -> Category {
         match self {
-            Error::Kube(_) => "kubernetes",
+            Error::Kube(_) => Category::Kubernetes,
             Error::Quay(q) => match q.category() {
-                crate::quay::Category::Auth => "quay_auth",
-                crate::quay::Category::RateLimited => "quay_rate_limited",
-                crate::quay::Category::Unavailable => "quay_unavailable",
+                crate::quay::Category::Auth => Category::QuayAuth,
+                crate::quay::Category::RateLimited => Category::QuayRateLimited,
+                crate::quay::Category::Unavailable => Category::QuayUnavailable,
                 crate::quay::Category::InvalidRequest
                 | crate::quay::Category::NotFound
-                | crate::quay::Category::AlreadyExists => "quay_rejected",
-                crate::quay::Category::Protocol => "quay_protocol",
-                crate::quay::Category::Config => "config",
+                | crate::quay::Category::AlreadyExists => Category::QuayRejected,
+                crate::quay::Category::Protocol => Category::QuayProtocol,
+                crate::quay::Category::Config => Category::Config,
             },
-            Error::QuayDown(_) => "quay_unavailable",
-            Error::Credentials(_) => "credentials",
-            Error::Config(_) => "config",
-            Error::Import(_) => "import",
+            Error::QuayDown(_) => Category::QuayUnavailable,
+            Error::Credentials(_) => Category::Credentials,
+            Error::Config(_) => Category::Config,
+            Error::Import(_) => Category::Import,
+            Error::Internal(_) => Category::Internal,
         }
     }
 
@@ -80,6 +128,7 @@ mod tests {
             e.to_string(),
             "Kubernetes API: 409 Conflict: Operation cannot be fulfilled on namespaces \"a\": the object has been modified"
         );
-        assert_eq!(e.category(), "kubernetes");
+        assert_eq!(e.category(), Category::Kubernetes);
+        assert_eq!(e.category().as_str(), "kubernetes");
     }
 }

@@ -100,7 +100,7 @@ pub fn error_policy<K: IntegrationResource>(
     let category = match err {
         kube::runtime::finalizer::Error::ApplyFailed(e)
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
-        _ => "kubernetes",
+        _ => super::error::Category::Kubernetes,
     };
     ctx.metrics.failed(CONTROLLER, category);
     Action::requeue(ctx.backoff(&format!("qi/{}", qi.name_any())))

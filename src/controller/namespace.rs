@@ -4,21 +4,18 @@
 
 use super::context::{CachedView, Context, NsOutcome, NsState};
 use super::error::Error;
-use crate::config::{
-    FINALIZER, IntegrationConfig, LEGACY_FINALIZER, MANAGED_BY, MANAGED_BY_LABEL,
-    ORGANIZATION_ANNOTATION,
-};
+use crate::config::{FINALIZER, IntegrationConfig, LEGACY_FINALIZER, ORGANIZATION_ANNOTATION};
 use crate::crd::NamespaceDeletionPolicy;
 use crate::plan::names::{self, Marker, REPOSITORY_DESCRIPTION};
 use crate::plan::namespace::{
     KubeAction, ObservedRepository, ObservedRobot, ObservedSecret, ObservedServiceAccount,
-    Ownership, QuayAction, QuayView, ownership, plan_kube, plan_quay,
+    Ownership, QuayAction, QuayView, desired_secret, link_ops, ownership, plan_kube, plan_quay,
+    secret_up_to_date,
 };
 use crate::plan::selection::{self, Manager};
 use crate::quay::QuayClient;
 use crate::quay::types::NewRobot;
 use crate::secret::SecretString;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, Patch};
 use kube::runtime::controller::Action;
@@ -221,6 +218,7 @@ async fn converge(
             })
             .map(|c| (c.view.clone(), c.fetched))
     };
+    let from_cache = cached.is_some();
     let (mut view, fetched) = match cached {
         Some(v) => v,
         None => (observe(client, org).await?, Instant::now()),
@@ -268,14 +266,16 @@ async fn converge(
         );
     applied?;
 
-    let tokens: BTreeMap<String, SecretString> = view
-        .robots
-        .iter()
-        .filter_map(|r| r.token.clone().map(|t| (r.short.clone(), t)))
-        .collect();
     let secrets = observed_secrets(ctx, cfg, &name);
     let accounts = observed_service_accounts(ctx, cfg, &name);
-    let plan = plan_kube(cfg, org, &tokens, &secrets, &accounts);
+    let mut plan = plan_kube(cfg, org, &robot_tokens(&view), &secrets, &accounts);
+    // A Secret about to be created or restored gets the robot's current
+    // token, never one remembered from an earlier reconcile: a person may
+    // have regenerated it in Quay (after a leak) since.
+    if from_cache && refresh_tokens(client, org, &plan.actions, &mut view).await? {
+        plan = plan_kube(cfg, org, &robot_tokens(&view), &secrets, &accounts);
+        remember(ctx, &name, org, cfg, &view);
+    }
     let created_secrets = apply_kube(ns, &plan.actions, ctx).await?;
     // One Event per reconcile that created something (not one per object):
     // Events are API writes, and kube-runtime keeps each one for minutes.
@@ -295,6 +295,64 @@ async fn converge(
         tracing::debug!(namespace = %name, waiting_for = ?plan.waiting_for, "service accounts not created yet");
     }
     Ok(Action::requeue(ctx.options.resync))
+}
+
+/// The robots' tokens by short name.
+fn robot_tokens(view: &QuayView) -> BTreeMap<String, SecretString> {
+    view.robots
+        .iter()
+        .filter_map(|r| r.token.clone().map(|t| (r.short.clone(), t)))
+        .collect()
+}
+
+/// Reads from Quay the current token of each robot whose Secret `actions`
+/// write (one GET each) into `view`; `true` when any token changed.
+async fn refresh_tokens(
+    client: &QuayClient,
+    org: &str,
+    actions: &[KubeAction],
+    view: &mut QuayView,
+) -> Result<bool, Error> {
+    let mut changed = false;
+    for action in actions {
+        let KubeAction::ApplySecret {
+            service_account, ..
+        } = action
+        else {
+            continue;
+        };
+        let current = client
+            .get_robot(org, service_account)
+            .await?
+            .and_then(|r| r.token);
+        if let Some(r) = view.robots.iter_mut().find(|r| &r.short == service_account) {
+            let same = match (&r.token, &current) {
+                (Some(a), Some(b)) => a.expose() == b.expose(),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                r.token = current;
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Keeps the Quay view for the next reconciles of the namespace, until
+/// the resync reads Quay again.
+fn remember(ctx: &Context, ns: &str, org: &str, cfg: &IntegrationConfig, view: &QuayView) {
+    let mut views = ctx
+        .views
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(c) = views.get_mut(ns)
+        && c.org == org
+        && c.generation == cfg.generation
+    {
+        c.view = view.clone();
+    }
 }
 
 /// What a reconcile created, for its Event; `None` when it created nothing.
@@ -437,22 +495,22 @@ fn observed_secrets(
         .iter()
         .map(|(sa, _)| names::secret_name(sa, &cfg.cluster_id))
         .filter_map(|name| ctx.secrets.get(&ObjectRef::new(&name).within(ns)))
-        .map(|s| {
-            let payload = s
-                .data
-                .as_ref()
-                .and_then(|d| d.get(".dockerconfigjson"))
-                .map(|b| String::from_utf8_lossy(&b.0).into_owned());
-            (
-                s.name_any(),
-                ObservedSecret {
-                    type_: s.type_.clone().unwrap_or_default(),
-                    dockerconfigjson: payload,
-                    labels: s.labels().clone(),
-                },
-            )
-        })
+        .map(|s| (s.name_any(), observe_secret(&s)))
         .collect()
+}
+
+/// What the plan needs of a Secret.
+fn observe_secret(s: &Secret) -> ObservedSecret {
+    ObservedSecret {
+        type_: s.type_.clone().unwrap_or_default(),
+        dockerconfigjson: s
+            .data
+            .as_ref()
+            .and_then(|d| d.get(".dockerconfigjson"))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned()),
+        labels: s.labels().clone(),
+        annotations: s.annotations().clone(),
+    }
 }
 
 /// The configured service accounts as cached, looked up by name.
@@ -488,6 +546,10 @@ fn observed_service_accounts(
         .collect()
 }
 
+/// How many times a guarded service-account link is retried after the
+/// account changed between the read and the patch.
+const LINK_ATTEMPTS: usize = 5;
+
 /// Applies Kubernetes actions; returns the Secrets it created.
 async fn apply_kube(
     ns: &Namespace,
@@ -496,7 +558,6 @@ async fn apply_kube(
 ) -> Result<Vec<String>, Error> {
     let name = ns.name_any();
     let mut created = Vec::new();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &name);
     for action in actions {
         match action {
             KubeAction::ApplySecret {
@@ -504,115 +565,128 @@ async fn apply_kube(
                 service_account,
                 payload,
             } => {
-                let desired: Secret = serde_json::from_value(json!({
-                    "metadata": {
-                        "name": secret_name, "namespace": name,
-                        "labels": {MANAGED_BY_LABEL: MANAGED_BY},
-                        "annotations": {"kubernetes.io/service-account.name": service_account},
-                    },
-                    "type": "kubernetes.io/dockerconfigjson",
-                }))
-                .map_err(|e| Error::Config(e.to_string()))?;
-                let mut desired = desired;
-                desired.data = Some(
-                    [(
-                        ".dockerconfigjson".to_owned(),
-                        ByteString(payload.expose().as_bytes().to_vec()),
-                    )]
-                    .into(),
-                );
-                let current = ctx.secrets.get(&ObjectRef::new(secret_name).within(&name));
-                let existing = match current {
-                    Some(c) => Some((*c).clone()),
-                    // Not in the label-selected cache: maybe it exists without our label.
-                    None => secrets.get_opt(secret_name).await?,
-                };
-                match existing {
-                    None => {
-                        secrets.create(&super::post_params(), &desired).await?;
-                        created.push(secret_name.clone());
-                    }
-                    Some(old) if old.type_.as_deref() != Some("kubernetes.io/dockerconfigjson") => {
-                        // The type of a Secret cannot change: replace it.
-                        secrets.delete(secret_name, &Default::default()).await?;
-                        secrets.create(&super::post_params(), &desired).await?;
-                    }
-                    Some(old) => {
-                        // The plan reads the cache, which may not hold a
-                        // Secret created a moment ago: one that is already
-                        // right is left alone (no write, no Event).
-                        let up_to_date = old.data == desired.data
-                            && old.labels().get(MANAGED_BY_LABEL).map(String::as_str)
-                                == Some(MANAGED_BY)
-                            && old.annotations().get("kubernetes.io/service-account.name")
-                                == Some(service_account);
-                        if up_to_date {
-                            continue;
-                        }
-                        desired.metadata.resource_version = old.metadata.resource_version.clone();
-                        let mut labels = old.labels().clone();
-                        labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
-                        desired.metadata.labels = Some(labels);
-                        let mut annotations = old.annotations().clone();
-                        annotations.insert(
-                            "kubernetes.io/service-account.name".into(),
-                            service_account.clone(),
-                        );
-                        desired.metadata.annotations = Some(annotations);
-                        secrets
-                            .replace(secret_name, &super::post_params(), &desired)
-                            .await?;
-                        ctx.event(ns, false, "SecretUpdated", format!("restored Secret {secret_name} for service account {service_account}"), false).await;
-                    }
+                if apply_secret(ns, secret_name, service_account, payload, ctx).await? {
+                    created.push(secret_name.clone());
                 }
             }
             KubeAction::LinkServiceAccount {
                 service_account,
                 secret,
-                mountable,
-                pull,
-            } => {
-                let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-                    Api::namespaced(ctx.client.clone(), &name);
-                // The plan reads the cache, which lags behind after a dropped
-                // watch: read the account itself and link only what is still
-                // missing, rather than repeat a patch that changes nothing.
-                let Some(live) = accounts.get_opt(service_account).await? else {
-                    continue;
-                };
-                let mountable = *mountable
-                    && !live
-                        .secrets
-                        .iter()
-                        .flatten()
-                        .any(|r| r.name.as_deref() == Some(secret.as_str()));
-                let pull = *pull
-                    && !live
-                        .image_pull_secrets
-                        .iter()
-                        .flatten()
-                        .any(|r| r.name == *secret);
-                if !mountable && !pull {
-                    continue;
-                }
-                let mut patch = serde_json::Map::new();
-                if mountable {
-                    patch.insert("secrets".into(), json!([{"name": secret}]));
-                }
-                if pull {
-                    patch.insert("imagePullSecrets".into(), json!([{"name": secret}]));
-                }
-                accounts
-                    .patch(
-                        service_account,
-                        &super::patch_params(),
-                        &Patch::Strategic(serde_json::Value::Object(patch)),
-                    )
-                    .await?;
-            }
+                ..
+            } => link(&name, service_account, secret, ctx).await?,
         }
     }
     Ok(created)
+}
+
+/// Creates or restores one of our Secrets; `true` when it created it.
+async fn apply_secret(
+    ns: &Namespace,
+    secret_name: &str,
+    service_account: &str,
+    payload: &SecretString,
+    ctx: &Context,
+) -> Result<bool, Error> {
+    let name = ns.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &name);
+    let existing = match ctx.secrets.get(&ObjectRef::new(secret_name).within(&name)) {
+        Some(c) => Some((*c).clone()),
+        // Not in the label-selected cache: it may exist without our label.
+        None => secrets.get_opt(secret_name).await?,
+    };
+    let Some(old) = existing else {
+        let desired = desired_secret(&name, secret_name, service_account, payload, None);
+        secrets.create(&super::post_params(), &desired).await?;
+        return Ok(true);
+    };
+    let observed = observe_secret(&old);
+    // The plan read the cache, which may not hold a Secret written a moment
+    // ago: the plan's own rule decides whether this one is already right.
+    if secret_up_to_date(&observed, service_account, payload.expose()) {
+        return Ok(false);
+    }
+    let desired = desired_secret(
+        &name,
+        secret_name,
+        service_account,
+        payload,
+        Some(&observed),
+    );
+    if old.type_.as_deref() == Some("kubernetes.io/dockerconfigjson") {
+        let mut desired = desired;
+        desired.metadata.resource_version = old.metadata.resource_version.clone();
+        secrets
+            .replace(secret_name, &super::post_params(), &desired)
+            .await?;
+    } else {
+        // The type of a Secret cannot change: replace it.
+        secrets.delete(secret_name, &Default::default()).await?;
+        secrets.create(&super::post_params(), &desired).await?;
+    }
+    ctx.event(
+        ns,
+        false,
+        "SecretUpdated",
+        format!("restored Secret {secret_name} for service account {service_account}"),
+        false,
+    )
+    .await;
+    Ok(false)
+}
+
+/// Links `secret` to a service account as mountable and pull secret,
+/// keeping every other entry: the live account is read and a JSON patch
+/// appends what is missing, guarded by its resourceVersion (the lists are
+/// atomic to a strategic merge patch, so one would replace them).
+async fn link(ns: &str, service_account: &str, secret: &str, ctx: &Context) -> Result<(), Error> {
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(ctx.client.clone(), ns);
+    for attempt in 1..=LINK_ATTEMPTS {
+        let Some(live) = accounts.get_opt(service_account).await? else {
+            return Ok(());
+        };
+        let mounts: Option<Vec<String>> = live
+            .secrets
+            .as_ref()
+            .map(|l| l.iter().filter_map(|r| r.name.clone()).collect());
+        let pulls: Option<Vec<String>> = live
+            .image_pull_secrets
+            .as_ref()
+            .map(|l| l.iter().map(|r| r.name.clone()).collect());
+        let ops = link_ops(
+            live.metadata
+                .resource_version
+                .as_deref()
+                .unwrap_or_default(),
+            mounts.as_deref(),
+            pulls.as_deref(),
+            secret,
+        );
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
+            .map_err(|e| Error::Internal(format!("service-account link patch: {e}")))?;
+        match accounts
+            .patch(
+                service_account,
+                &super::patch_params(),
+                &Patch::Json::<()>(patch),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            // The account changed since it was read (the test failed):
+            // read it again.
+            Err(kube::Error::Api(s))
+                if (s.code == 422 || s.code == 409) && attempt < LINK_ATTEMPTS =>
+            {
+                tracing::debug!(namespace = %ns, service_account, "service account changed while linking; reading it again");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Adds our finalizer (replacing the legacy one) and the organization
@@ -653,7 +727,7 @@ async fn ensure_namespace_metadata(ns: &Namespace, org: &str, ctx: &Context) -> 
         }
     }
     let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
-        .map_err(|e| Error::Config(e.to_string()))?;
+        .map_err(|e| Error::Internal(e.to_string()))?;
     Api::<Namespace>::all(ctx.client.clone())
         .patch(
             &ns.name_any(),
@@ -680,7 +754,7 @@ async fn release(ns: &Namespace, ctx: &Context) -> Result<(), Error> {
         {"op": "replace", "path": "/metadata/finalizers", "value": wanted},
     ]);
     let patch: json_patch::Patch =
-        serde_json::from_value(ops).map_err(|e| Error::Config(e.to_string()))?;
+        serde_json::from_value(ops).map_err(|e| Error::Internal(e.to_string()))?;
     match Api::<Namespace>::all(ctx.client.clone())
         .patch(
             &ns.name_any(),

@@ -254,6 +254,98 @@ pub struct ObservedSecret {
     pub dockerconfigjson: Option<String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The annotation naming the service account a Secret belongs to.
+pub const SERVICE_ACCOUNT_ANNOTATION: &str = "kubernetes.io/service-account.name";
+
+/// The one rule for "this Secret is as the operator wants it": its type,
+/// our label, the service-account annotation and the registry credentials.
+pub fn secret_up_to_date(current: &ObservedSecret, service_account: &str, payload: &str) -> bool {
+    current.type_ == "kubernetes.io/dockerconfigjson"
+        && current.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        && current
+            .annotations
+            .get(SERVICE_ACCOUNT_ANNOTATION)
+            .map(String::as_str)
+            == Some(service_account)
+        && current
+            .dockerconfigjson
+            .as_deref()
+            .is_some_and(|d| same_json(d, payload))
+}
+
+/// The Secret the operator wants: `current`'s other labels and
+/// annotations are kept (they are not ours), ours are set.
+pub fn desired_secret(
+    namespace: &str,
+    name: &str,
+    service_account: &str,
+    payload: &SecretString,
+    current: Option<&ObservedSecret>,
+) -> k8s_openapi::api::core::v1::Secret {
+    let mut labels = current.map(|c| c.labels.clone()).unwrap_or_default();
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+    let mut annotations = current.map(|c| c.annotations.clone()).unwrap_or_default();
+    annotations.insert(SERVICE_ACCOUNT_ANNOTATION.into(), service_account.into());
+    k8s_openapi::api::core::v1::Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".into()),
+        data: Some(
+            [(
+                ".dockerconfigjson".to_owned(),
+                k8s_openapi::ByteString(payload.expose().as_bytes().to_vec()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// The JSON patch that links `secret` to a service account as read at
+/// `resource_version` with these `secrets` and `imagePullSecrets` names
+/// (`None`: the list is absent). It appends, so every other entry stays
+/// where it is, and it is guarded by the resourceVersion: if the account
+/// changed since it was read, the apiserver refuses the patch and the
+/// caller reads it again. Empty when nothing is missing.
+pub fn link_ops(
+    resource_version: &str,
+    secrets: Option<&[String]>,
+    image_pull_secrets: Option<&[String]>,
+    secret: &str,
+) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut ops = Vec::new();
+    for (path, list) in [
+        ("/secrets", secrets),
+        ("/imagePullSecrets", image_pull_secrets),
+    ] {
+        match list {
+            Some(l) if l.iter().any(|n| n == secret) => {}
+            Some(l) if !l.is_empty() => {
+                ops.push(
+                    json!({"op": "add", "path": format!("{path}/-"), "value": {"name": secret}}),
+                );
+            }
+            // Absent, null or empty: the list is ours to start.
+            _ => ops.push(json!({"op": "add", "path": path, "value": [{"name": secret}]})),
+        }
+    }
+    if !ops.is_empty() {
+        ops.insert(
+            0,
+            json!({"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}),
+        );
+    }
+    ops
 }
 
 /// A service account as observed: the names in `secrets` and
@@ -329,14 +421,9 @@ pub fn plan_kube(
             &names::robot_account(org, sa),
             token.expose(),
         );
-        let current = secrets.get(&name);
-        let up_to_date = current.is_some_and(|s| {
-            s.type_ == "kubernetes.io/dockerconfigjson"
-                && s.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
-                && s.dockerconfigjson
-                    .as_deref()
-                    .is_some_and(|d| same_json(d, &payload))
-        });
+        let up_to_date = secrets
+            .get(&name)
+            .is_some_and(|s| secret_up_to_date(s, sa, &payload));
         if !up_to_date {
             plan.actions.push(KubeAction::ApplySecret {
                 name: name.clone(),
@@ -633,6 +720,7 @@ mod tests {
                         &format!("tok-{sa}"),
                     )),
                     labels: [(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into(),
+                    annotations: [(SERVICE_ACCOUNT_ANNOTATION.to_owned(), sa.clone())].into(),
                 },
             );
             sas.insert(
@@ -679,5 +767,110 @@ mod tests {
             mountable: false,
             pull: true
         }));
+    }
+
+    fn observed(sa: &str) -> ObservedSecret {
+        ObservedSecret {
+            type_: "kubernetes.io/dockerconfigjson".into(),
+            dockerconfigjson: Some("{\"auths\": {\"q\": {}}}".into()),
+            labels: [
+                (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+                ("team".to_owned(), "a".to_owned()),
+            ]
+            .into(),
+            annotations: [
+                (SERVICE_ACCOUNT_ANNOTATION.to_owned(), sa.to_owned()),
+                ("note".to_owned(), "users".to_owned()),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn a_secret_is_up_to_date_only_with_type_label_annotation_and_data() {
+        let payload = "{\"auths\":{\"q\":{}}}";
+        assert!(secret_up_to_date(&observed("builder"), "builder", payload));
+        let mut s = observed("builder");
+        s.annotations.remove(SERVICE_ACCOUNT_ANNOTATION);
+        assert!(
+            !secret_up_to_date(&s, "builder", payload),
+            "annotation removed"
+        );
+        assert!(
+            !secret_up_to_date(&observed("default"), "builder", payload),
+            "other account"
+        );
+        let mut s = observed("builder");
+        s.labels.remove(MANAGED_BY_LABEL);
+        assert!(!secret_up_to_date(&s, "builder", payload), "label removed");
+        let mut s = observed("builder");
+        s.type_ = "Opaque".into();
+        assert!(!secret_up_to_date(&s, "builder", payload), "retyped");
+        let mut s = observed("builder");
+        s.dockerconfigjson = None;
+        assert!(!secret_up_to_date(&s, "builder", payload), "data removed");
+        assert!(
+            !secret_up_to_date(&observed("builder"), "builder", "{}"),
+            "other data"
+        );
+    }
+
+    #[test]
+    fn the_desired_secret_keeps_other_labels_and_annotations() {
+        let payload = SecretString::new("{}");
+        let mut current = observed("default");
+        current
+            .labels
+            .insert(MANAGED_BY_LABEL.into(), "someone-else".into());
+        let s = desired_secret(
+            "demo",
+            "builder-quay-openshift",
+            "builder",
+            &payload,
+            Some(&current),
+        );
+        let labels = s.metadata.labels.unwrap();
+        assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY);
+        assert_eq!(labels["team"], "a");
+        let annotations = s.metadata.annotations.unwrap();
+        assert_eq!(annotations[SERVICE_ACCOUNT_ANNOTATION], "builder");
+        assert_eq!(annotations["note"], "users");
+        assert_eq!(s.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+        assert_eq!(s.data.unwrap()[".dockerconfigjson"].0, b"{}");
+        let fresh = desired_secret("demo", "x", "builder", &payload, None);
+        assert_eq!(fresh.metadata.labels.unwrap().len(), 1);
+        assert_eq!(fresh.metadata.namespace.as_deref(), Some("demo"));
+    }
+
+    #[test]
+    fn link_ops_append_after_what_is_there_guarded_by_the_resource_version() {
+        use serde_json::json;
+        let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (mounts, pulls) = (
+            list(&["builder-dockercfg-a"]),
+            list(&["builder-dockercfg-a", "user-pull"]),
+        );
+        assert_eq!(
+            link_ops("42", Some(&mounts), Some(&pulls), "ours"),
+            vec![
+                json!({"op": "test", "path": "/metadata/resourceVersion", "value": "42"}),
+                json!({"op": "add", "path": "/secrets/-", "value": {"name": "ours"}}),
+                json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ours"}}),
+            ]
+        );
+        // Absent or empty lists start with ours; a linked list is left alone.
+        let linked = list(&["x", "ours"]);
+        assert_eq!(
+            link_ops("7", None, Some(&linked), "ours"),
+            vec![
+                json!({"op": "test", "path": "/metadata/resourceVersion", "value": "7"}),
+                json!({"op": "add", "path": "/secrets", "value": [{"name": "ours"}]}),
+            ]
+        );
+        assert_eq!(
+            link_ops("7", Some(&[]), Some(&linked), "ours")[1],
+            json!({"op": "add", "path": "/secrets", "value": [{"name": "ours"}]})
+        );
+        assert!(link_ops("7", Some(&linked), Some(&linked), "ours").is_empty());
     }
 }

@@ -19,4 +19,5 @@ mod quay_recorded;
 mod quay_registry;
 mod quay_tls;
 mod rbac;
+mod safety;
 mod secret_hygiene;

@@ -1,0 +1,143 @@
+//! Safe on a real cluster: what the operator does not own stays as it is.
+
+use crate::operator::{converged, env, integration, namespace, wait_for};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::json;
+
+fn names(refs: Option<Vec<String>>) -> Vec<String> {
+    refs.unwrap_or_default()
+}
+
+/// `imagePullSecrets` is an atomic list on a real apiserver (a strategic
+/// merge patch replaces it): linking must keep OpenShift's and the user's
+/// entries, in their order, and add ours once at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linking_keeps_every_pull_secret_the_account_already_had() {
+    let env = env().await;
+    namespace(&env, "keep").await;
+    let sas: Api<ServiceAccount> = Api::namespaced(env.client.clone(), "keep");
+    wait_for("OpenShift's builder account", || async {
+        sas.get_opt("builder")
+            .await
+            .unwrap()
+            .is_some_and(|sa| sa.image_pull_secrets.is_some())
+    })
+    .await;
+    let builder = sas.get("builder").await.unwrap();
+    let dockercfg = builder.image_pull_secrets.unwrap()[0].name.clone();
+    assert!(dockercfg.starts_with("builder-dockercfg-"), "{dockercfg}");
+    sas.patch(
+        "builder",
+        &PatchParams::default(),
+        &Patch::Merge(json!({
+            "secrets": [{"name": dockercfg}, {"name": "user-mount"}],
+            "imagePullSecrets": [{"name": dockercfg}, {"name": "user-pull-creds"}],
+        })),
+    )
+    .await
+    .unwrap();
+
+    integration(&env, "quay", json!({})).await;
+    wait_for("keep", || converged(&env, "keep", &[])).await;
+    let builder = sas.get("builder").await.unwrap();
+    let pulls = names(
+        builder
+            .image_pull_secrets
+            .map(|l| l.into_iter().map(|r| r.name).collect()),
+    );
+    assert_eq!(
+        pulls,
+        [
+            dockercfg.as_str(),
+            "user-pull-creds",
+            "builder-quay-openshift"
+        ]
+    );
+    let mounts = names(
+        builder
+            .secrets
+            .map(|l| l.into_iter().filter_map(|r| r.name).collect()),
+    );
+    assert_eq!(
+        mounts,
+        [dockercfg.as_str(), "user-mount", "builder-quay-openshift"]
+    );
+    env.stop().await;
+}
+
+fn holds_token(secret: &Secret, robot: &str, token: &str) -> bool {
+    use base64::Engine;
+    secret.data.as_ref().is_some_and(|d| {
+        String::from_utf8_lossy(&d[".dockerconfigjson"].0)
+            .contains(&base64::engine::general_purpose::STANDARD.encode(format!("{robot}:{token}")))
+    })
+}
+
+/// After a person regenerates a robot token in Quay (a leak), a deleted
+/// Secret is restored with the current token, read from Quay, never with
+/// the revoked one the operator saw earlier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_secret_never_carries_a_revoked_token() {
+    let env = env().await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "revoke").await;
+    wait_for("revoke", || converged(&env, "revoke", &[])).await;
+    let quay = crate::common::client(&env.quay);
+    let current = quay
+        .regenerate_robot_token("openshift_revoke", "builder")
+        .await
+        .unwrap()
+        .token
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "revoke");
+    secrets
+        .delete("builder-quay-openshift", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the Secret to be restored", || async {
+        secrets
+            .get_opt("builder-quay-openshift")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let restored = secrets.get("builder-quay-openshift").await.unwrap();
+    assert!(
+        holds_token(&restored, "openshift_revoke+builder", current.expose()),
+        "the restored Secret holds the robot's current token"
+    );
+    env.stop().await;
+}
+
+/// The plan and the controller share one rule for an up-to-date Secret:
+/// removing its service-account annotation is repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_secret_annotation_is_restored() {
+    let env = env().await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "annot").await;
+    wait_for("annot", || converged(&env, "annot", &[])).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "annot");
+    secrets
+        .patch(
+            "default-quay-openshift",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"kubernetes.io/service-account.name": null}, "labels": {"team": "mine"}}})),
+        )
+        .await
+        .unwrap();
+    wait_for("the annotation to be restored", || async {
+        let s = secrets.get("default-quay-openshift").await.unwrap();
+        s.annotations()
+            .get("kubernetes.io/service-account.name")
+            .map(String::as_str)
+            == Some("default")
+    })
+    .await;
+    let s = secrets.get("default-quay-openshift").await.unwrap();
+    assert_eq!(s.labels()["team"], "mine", "the user's label is kept");
+    env.stop().await;
+}

@@ -173,13 +173,28 @@ async fn crud_and_status_errors_like_the_apiserver() {
         404
     );
 
-    // Strategic merge on a service account keeps the other links.
+    // Strategic merge on a service account, as a real apiserver applies it
+    // (kube-api-recorded.md, "Patches"): `secrets` merges by name, new
+    // entries first; `imagePullSecrets` is atomic and replaced whole.
     let sa = sas
         .patch("builder", &PatchParams::default(), &Patch::Strategic(json!({"secrets": [{"name": "builder-quay-openshift"}], "imagePullSecrets": [{"name": "builder-quay-openshift"}]})))
         .await
         .unwrap();
-    assert_eq!(sa.secrets.unwrap().len(), 2);
-    assert_eq!(sa.image_pull_secrets.unwrap().len(), 2);
+    let mounts: Vec<_> = sa
+        .secrets
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.name)
+        .collect();
+    assert_eq!(mounts.len(), 2);
+    assert_eq!(mounts[0], "builder-quay-openshift");
+    let pulls: Vec<_> = sa
+        .image_pull_secrets
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(pulls, ["builder-quay-openshift"]);
 
     // Label selectors, every form.
     let by_label = secrets

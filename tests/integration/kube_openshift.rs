@@ -565,3 +565,42 @@ fn required_fields_match_openshift_openapi() {
         required("com.github.openshift.api.image.v1.ImageImportSpec").contains(&"from".to_owned())
     );
 }
+
+/// The strategic-merge table the sandbox uses is generated from OpenShift's
+/// OpenAPI; this fails when the committed table is stale. Regenerate with
+/// `REGENERATE_SMP_TABLE=1 cargo test --test integration -- --ignored strategic_merge_table`.
+#[test]
+#[ignore = "needs ../shared/schemas/openshift-openapi.json (run by .ci/run)"]
+fn strategic_merge_table_is_generated_from_the_openapi() {
+    use quay_bridge_operator::sandbox::kube::{resources, smp};
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/schemas/openshift-openapi.json"
+    );
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("OpenShift's OpenAPI is read from {path}: {e}"));
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let kinds: Vec<(String, String, String)> = resources::builtin()
+        .into_iter()
+        .map(|d| (d.group, d.version, d.kind))
+        .collect();
+    let generated = smp::generate(
+        &doc,
+        "openshift/api openapi/openapi.json (x-kubernetes-patch-strategy, x-kubernetes-patch-merge-key)",
+        &kinds,
+    );
+    let out = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/sandbox/kube/smp_table.json"
+    );
+    if std::env::var_os("REGENERATE_SMP_TABLE").is_some() {
+        let mut text = serde_json::to_string_pretty(&generated).unwrap();
+        text.push('\n');
+        std::fs::write(out, text).unwrap();
+    }
+    assert!(
+        &generated == smp::table(),
+        "{out} is stale: regenerate it (see this test's doc comment)"
+    );
+    assert!(generated.kinds.contains_key("/v1/ServiceAccount"));
+}

@@ -861,9 +861,11 @@ async fn patch_item(
                 patch::merge_patch(&mut new, &patch_doc);
                 Ok(())
             }
-            "application/strategic-merge-patch+json" => {
-                patch::strategic_merge_patch(&mut new, &patch_doc)
-            }
+            "application/strategic-merge-patch+json" => super::smp::strategic_merge_patch(
+                &mut new,
+                &patch_doc,
+                &super::smp::kind_key(&t.def.group, &t.def.version, &t.def.kind),
+            ),
             _ => {
                 let (mut owners, _) =
                     patch::from_managed_fields(old.pointer("/metadata/managedFields"));

@@ -25,6 +25,11 @@ pub const LEGACY_FINALIZER: &str = "redhatcop.redhat.io/quayintegrations";
 pub const INTEGRATION_FINALIZER: &str = "quay.redhat.com/release-namespaces";
 /// Namespace annotation naming its Quay organization.
 pub const ORGANIZATION_ANNOTATION: &str = "quay.redhat.com/organization";
+/// Label the operator sets on every namespace it bridges (before any Quay
+/// call) and removes when it releases one: the webhook registration
+/// selects namespaces by it, so an operator outage blocks new Builds only
+/// where they must go to Quay.
+pub const BRIDGED_LABEL: &str = "quay.redhat.com/bridged";
 /// Label on every Secret the operator manages.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Its value.

@@ -4,7 +4,9 @@
 
 use super::context::{CachedView, Context, NsOutcome, NsState};
 use super::error::Error;
-use crate::config::{FINALIZER, IntegrationConfig, LEGACY_FINALIZER, ORGANIZATION_ANNOTATION};
+use crate::config::{
+    BRIDGED_LABEL, FINALIZER, IntegrationConfig, LEGACY_FINALIZER, ORGANIZATION_ANNOTATION,
+};
 use crate::crd::NamespaceDeletionPolicy;
 use crate::plan::names::{self, Marker, REPOSITORY_DESCRIPTION};
 use crate::plan::namespace::{
@@ -96,7 +98,7 @@ async fn reconcile_inner(ns: &Namespace, ctx: &Arc<Context>) -> Result<Action, E
     }
     match manager {
         Manager::None => {
-            if has_finalizer(ns) {
+            if bridged(ns) {
                 // No longer selected: let the namespace go, keep the organization.
                 release(ns, ctx).await?;
                 ctx.event(ns, false, "Released", "no QuayIntegration selects this namespace any more; its Quay organization is kept".into(), true).await;
@@ -706,7 +708,8 @@ async fn ensure_namespace_metadata(ns: &Namespace, org: &str, ctx: &Context) -> 
         .get(ORGANIZATION_ANNOTATION)
         .map(String::as_str)
         == Some(org);
-    if wanted == current && annotated {
+    let labelled = ns.labels().get(BRIDGED_LABEL).map(String::as_str) == Some("true");
+    if wanted == current && annotated && labelled {
         return Ok(());
     }
     let mut ops = Vec::new();
@@ -723,7 +726,17 @@ async fn ensure_namespace_metadata(ns: &Namespace, org: &str, ctx: &Context) -> 
         if ns.meta().annotations.is_none() {
             ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {ORGANIZATION_ANNOTATION: org}}));
         } else {
-            ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", ORGANIZATION_ANNOTATION.replace('~', "~0").replace('/', "~1")), "value": org}));
+            ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", pointer_token(ORGANIZATION_ANNOTATION)), "value": org}));
+        }
+    }
+    // The webhook registration selects bridged namespaces by this label.
+    if !labelled {
+        if ns.meta().labels.is_none() {
+            ops.push(
+                json!({"op": "add", "path": "/metadata/labels", "value": {BRIDGED_LABEL: "true"}}),
+            );
+        } else {
+            ops.push(json!({"op": "add", "path": format!("/metadata/labels/{}", pointer_token(BRIDGED_LABEL)), "value": "true"}));
         }
     }
     let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
@@ -738,7 +751,18 @@ async fn ensure_namespace_metadata(ns: &Namespace, org: &str, ctx: &Context) -> 
     Ok(())
 }
 
-/// Removes our finalizers (current and legacy) from the namespace.
+/// A JSON pointer token for a key (`/` and `~` escaped).
+fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Whether the namespace still carries anything of ours to release.
+fn bridged(ns: &Namespace) -> bool {
+    has_finalizer(ns) || ns.labels().contains_key(BRIDGED_LABEL)
+}
+
+/// Removes our finalizers (current and legacy) and the bridged label from
+/// the namespace.
 async fn release(ns: &Namespace, ctx: &Context) -> Result<(), Error> {
     let current = ns.finalizers().to_vec();
     let wanted: Vec<String> = current
@@ -746,15 +770,22 @@ async fn release(ns: &Namespace, ctx: &Context) -> Result<(), Error> {
         .filter(|f| *f != FINALIZER && *f != LEGACY_FINALIZER)
         .cloned()
         .collect();
-    if wanted == current {
+    let label = ns.labels().get(BRIDGED_LABEL);
+    if wanted == current && label.is_none() {
         return Ok(());
     }
-    let ops = json!([
-        {"op": "test", "path": "/metadata/finalizers", "value": current},
-        {"op": "replace", "path": "/metadata/finalizers", "value": wanted},
-    ]);
-    let patch: json_patch::Patch =
-        serde_json::from_value(ops).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut ops = Vec::new();
+    if wanted != current {
+        ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": current}));
+        ops.push(json!({"op": "replace", "path": "/metadata/finalizers", "value": wanted}));
+    }
+    if let Some(value) = label {
+        let path = format!("/metadata/labels/{}", pointer_token(BRIDGED_LABEL));
+        ops.push(json!({"op": "test", "path": path, "value": value}));
+        ops.push(json!({"op": "remove", "path": path}));
+    }
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
+        .map_err(|e| Error::Internal(e.to_string()))?;
     match Api::<Namespace>::all(ctx.client.clone())
         .patch(
             &ns.name_any(),

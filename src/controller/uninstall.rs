@@ -1,7 +1,7 @@
 //! `quay-bridge-operator uninstall`: lets go of everything before the
 //! operator is removed, so no namespace is stranded in Terminating.
 
-use crate::config::{FINALIZER, INTEGRATION_FINALIZER, LEGACY_FINALIZER};
+use crate::config::{BRIDGED_LABEL, FINALIZER, INTEGRATION_FINALIZER, LEGACY_FINALIZER};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -17,7 +17,14 @@ pub struct Released {
     pub integrations: Vec<String>,
 }
 
-async fn drop_finalizers<K>(api: &Api<K>, obj: &K, names: &[&str]) -> Result<bool, kube::Error>
+/// Removes `names` from the object's finalizers and `label` from its
+/// labels; `true` when there was anything to remove.
+async fn release<K>(
+    api: &Api<K>,
+    obj: &K,
+    names: &[&str],
+    label: Option<&str>,
+) -> Result<bool, kube::Error>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -27,14 +34,24 @@ where
         .filter(|f| !names.contains(&f.as_str()))
         .cloned()
         .collect();
-    if kept == current {
+    let mut ops = Vec::new();
+    if kept != current {
+        ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": current}));
+        ops.push(json!({"op": "replace", "path": "/metadata/finalizers", "value": kept}));
+    }
+    if let Some((key, value)) = label.and_then(|l| obj.labels().get_key_value(l)) {
+        let path = format!(
+            "/metadata/labels/{}",
+            key.replace('~', "~0").replace('/', "~1")
+        );
+        ops.push(json!({"op": "test", "path": path, "value": value}));
+        ops.push(json!({"op": "remove", "path": path}));
+    }
+    if ops.is_empty() {
         return Ok(false);
     }
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "test", "path": "/metadata/finalizers", "value": current},
-        {"op": "replace", "path": "/metadata/finalizers", "value": kept},
-    ]))
-    .map_err(kube::Error::SerdeError)?;
+    let patch: json_patch::Patch =
+        serde_json::from_value(serde_json::Value::Array(ops)).map_err(kube::Error::SerdeError)?;
     api.patch(
         &obj.name_any(),
         &PatchParams::default(),
@@ -45,20 +62,27 @@ where
 }
 
 /// Removes the operator's finalizers from every namespace (current and
-/// legacy names) and QuayIntegration. Organizations in Quay are kept. Run
+/// legacy names, with the bridged label) and QuayIntegration. Organizations in Quay are kept. Run
 /// it after the operator is stopped.
 pub async fn uninstall(client: Client) -> Result<Released, kube::Error> {
     let mut released = Released::default();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in namespaces.list(&ListParams::default()).await? {
-        if drop_finalizers(&namespaces, &ns, &[FINALIZER, LEGACY_FINALIZER]).await? {
+        if release(
+            &namespaces,
+            &ns,
+            &[FINALIZER, LEGACY_FINALIZER],
+            Some(BRIDGED_LABEL),
+        )
+        .await?
+        {
             released.namespaces.push(ns.name_any());
         }
     }
     let current: Api<QuayIntegration> = Api::all(client.clone());
     if let Ok(list) = current.list(&ListParams::default()).await {
         for qi in list {
-            if drop_finalizers(&current, &qi, &[INTEGRATION_FINALIZER]).await? {
+            if release(&current, &qi, &[INTEGRATION_FINALIZER], None).await? {
                 released.integrations.push(qi.name_any());
             }
         }
@@ -66,7 +90,7 @@ pub async fn uninstall(client: Client) -> Result<Released, kube::Error> {
     let legacy: Api<LegacyQuayIntegration> = Api::all(client);
     if let Ok(list) = legacy.list(&ListParams::default()).await {
         for qi in list {
-            if drop_finalizers(&legacy, &qi, &[INTEGRATION_FINALIZER]).await? {
+            if release(&legacy, &qi, &[INTEGRATION_FINALIZER], None).await? {
                 released.integrations.push(qi.name_any());
             }
         }

@@ -125,12 +125,12 @@ pub async fn run() -> Result<(), DemoError> {
         .create(&PostParams::default(), &secret)
         .await
         .map_err(|e| fail("create the token Secret", e))?;
-    let mwc: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "quay-bridge-operator"},
-        "webhooks": [{"name": "quayintegration.quay.redhat.com", "admissionReviewVersions": ["v1", "v1beta1"], "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 10,
-            "clientConfig": {"service": {"namespace": "openshift-operators", "name": "quay-bridge-operator", "path": "/admissionwebhook", "port": 443}},
-            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["build.openshift.io"], "apiVersions": ["v1"], "resources": ["builds"]}]}]
-    }))
+    let mwc: DynamicObject = serde_json::from_value(crate::webhook::registration::configuration(
+        "quay-bridge-operator",
+        "openshift-operators",
+        "quay-bridge-operator",
+        false,
+    ))
     .map_err(|e| fail("webhook configuration", e))?;
     let mwc_api = Api::<DynamicObject>::all_with(
         admin.clone(),

@@ -2,6 +2,7 @@
 //! endpoint, and certificates that reload when their files change.
 
 pub mod decision;
+pub mod registration;
 pub mod selfmanaged;
 pub mod server;
 pub mod tls;

@@ -74,26 +74,48 @@ fn the_base_installs_a_hardened_operator_and_a_scoped_webhook() {
         (Some(443), Some(8443))
     );
     let hook = &find(&docs, "MutatingWebhookConfiguration")["webhooks"][0];
-    assert_eq!(hook["sideEffects"], "None");
-    assert_eq!(hook["clientConfig"]["service"]["path"], "/admissionwebhook");
-    assert!(hook["timeoutSeconds"].as_u64().is_some_and(|t| t <= 30));
     assert_eq!(
-        hook["admissionReviewVersions"],
-        serde_json::json!(["v1", "v1beta1"])
+        hook,
+        &quay_bridge_operator::webhook::registration::webhook(
+            "openshift-operators",
+            "quay-bridge-operator",
+            false
+        ),
+        "deploy/base registers the webhook as the operator's one definition says"
     );
     assert_eq!(
         hook["rules"][0]["operations"],
-        serde_json::json!(["CREATE", "UPDATE"])
+        serde_json::json!(["CREATE"])
     );
     assert_eq!(
-        hook["namespaceSelector"]["matchExpressions"][0]["values"][0], "openshift-operators",
-        "the operator's own namespace is excluded"
+        hook["namespaceSelector"]["matchLabels"]["quay.redhat.com/bridged"],
+        "true"
+    );
+    let ns = find(&docs, "Namespace");
+    assert_eq!(ns["metadata"]["name"], "openshift-operators");
+}
+
+#[test]
+fn the_kubernetes_1_30_overlay_narrows_the_webhook_with_match_conditions() {
+    let docs = render("deploy/overlays/kubernetes-1.30");
+    let hook = &find(&docs, "MutatingWebhookConfiguration")["webhooks"][0];
+    assert_eq!(
+        hook,
+        &quay_bridge_operator::webhook::registration::webhook(
+            "openshift-operators",
+            "quay-bridge-operator",
+            true
+        )
     );
 }
 
 #[test]
 fn the_openshift_overlay_uses_the_service_ca() {
     let docs = render("deploy/overlays/openshift");
+    assert!(
+        docs.iter().all(|d| d["kind"] != "Namespace"),
+        "OpenShift has its own openshift-operators"
+    );
     assert_eq!(
         find(&docs, "Service")["metadata"]["annotations"]["service.beta.openshift.io/serving-cert-secret-name"],
         "quay-bridge-operator-webhook-tls"

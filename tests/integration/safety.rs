@@ -1,9 +1,12 @@
 //! Safe on a real cluster: what the operator does not own stays as it is.
 
 use crate::operator::{converged, env, integration, namespace, wait_for};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use quay_bridge_operator::config::BRIDGED_LABEL;
+use quay_bridge_operator::crd::QuayIntegration;
+use quay_bridge_operator::webhook::registration;
 use serde_json::json;
 
 fn names(refs: Option<Vec<String>>) -> Vec<String> {
@@ -139,5 +142,126 @@ async fn a_removed_secret_annotation_is_restored() {
     .await;
     let s = secrets.get("default-quay-openshift").await.unwrap();
     assert_eq!(s.labels()["team"], "mine", "the user's label is kept");
+    env.stop().await;
+}
+
+fn builds_in(env: &crate::operator::Env, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        env.client.clone(),
+        ns,
+        &crate::builds::ar("build.openshift.io", "Build", "builds"),
+    )
+}
+
+fn build(name: &str) -> DynamicObject {
+    serde_json::from_value(json!({"apiVersion": "build.openshift.io/v1", "kind": "Build", "metadata": {"name": name},
+        "spec": {"strategy": {"type": "Docker", "dockerStrategy": {}}, "output": {"to": {"kind": "ImageStreamTag", "name": "app:latest"}}}}))
+    .unwrap()
+}
+
+/// With the operator's webhook unreachable (registered as deploy/ does,
+/// failurePolicy Fail, but no endpoint), what it does not bridge is not
+/// blocked: Builds in unbridged namespaces and updates of any Build are
+/// admitted; a new Build in a bridged namespace is refused (fail closed
+/// where it must push to Quay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_webhook_blocks_only_new_builds_in_bridged_namespaces() {
+    let env = env().await;
+    integration(&env, "quay", json!({"denylistNamespaces": ["free"]})).await;
+    namespace(&env, "bridged").await;
+    namespace(&env, "free").await;
+    wait_for("bridged", || converged(&env, "bridged", &[])).await;
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    let bridged = namespaces.get("bridged").await.unwrap();
+    assert_eq!(
+        bridged.labels().get(BRIDGED_LABEL).map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        !namespaces
+            .get("free")
+            .await
+            .unwrap()
+            .labels()
+            .contains_key(BRIDGED_LABEL)
+    );
+    // A Build from before the webhook was registered.
+    let existing = builds_in(&env, "bridged")
+        .create(&PostParams::default(), &build("before"))
+        .await
+        .unwrap();
+    // The webhook is registered, and its service has no endpoint.
+    let config: DynamicObject = serde_json::from_value(registration::configuration(
+        "quay-bridge-operator",
+        "openshift-operators",
+        "quay-bridge-operator",
+        false,
+    ))
+    .unwrap();
+    Api::<DynamicObject>::all_with(
+        env.client.clone(),
+        &crate::builds::ar(
+            "admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+        ),
+    )
+    .create(&PostParams::default(), &config)
+    .await
+    .unwrap();
+
+    let refused = builds_in(&env, "bridged")
+        .create(&PostParams::default(), &build("new"))
+        .await;
+    match refused {
+        Err(kube::Error::Api(s)) => assert!(
+            s.message.contains("failed calling webhook"),
+            "{}",
+            s.message
+        ),
+        other => panic!("a new Build in a bridged namespace must be refused: {other:?}"),
+    }
+    builds_in(&env, "free")
+        .create(&PostParams::default(), &build("elsewhere"))
+        .await
+        .expect("a Build in an unbridged namespace is admitted");
+    builds_in(&env, "bridged")
+        .patch(
+            &existing.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .expect("an update of a Build is admitted");
+    env.stop().await;
+}
+
+/// Releasing a namespace (no longer selected) removes the bridged label
+/// with the finalizer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_namespace_loses_the_bridged_label() {
+    let env = env().await;
+    let qi = integration(&env, "quay", json!({})).await;
+    namespace(&env, "leaving").await;
+    wait_for("leaving", || converged(&env, "leaving", &[])).await;
+    Api::<QuayIntegration>::all(env.client.clone())
+        .patch(
+            &qi.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"denylistNamespaces": ["leaving"]}})),
+        )
+        .await
+        .unwrap();
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    wait_for("the label to go", || async {
+        !namespaces
+            .get("leaving")
+            .await
+            .unwrap()
+            .labels()
+            .contains_key(BRIDGED_LABEL)
+    })
+    .await;
+    crate::operator::wait_released(&env, "leaving").await;
     env.stop().await;
 }

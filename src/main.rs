@@ -14,7 +14,7 @@ async fn client(kubeconfig: Option<std::path::PathBuf>) -> Result<kube::Client, 
         }
         None => kube::Config::infer().await.map_err(|e| e.to_string())?,
     };
-    kube::Client::try_from(config).map_err(|e| e.to_string())
+    quay_bridge_operator::kube_client(config).map_err(|e| e.to_string())
 }
 
 async fn run(args: quay_bridge_operator::cli::RunArgs) -> Result<(), String> {

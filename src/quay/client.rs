@@ -138,7 +138,7 @@ impl QuayClient {
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("quay-bridge-operator/", env!("CARGO_PKG_VERSION")))
+            .user_agent(crate::USER_AGENT)
             // A Quay API never redirects a correct request; following one
             // could carry the token elsewhere.
             .redirect(reqwest::redirect::Policy::none());

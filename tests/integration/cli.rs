@@ -380,6 +380,24 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
             .any(|r| r.identity == crate::operator::OPERATOR && r.verb == "watch"),
         "it acted as its own identity"
     );
+    let agents: std::collections::BTreeSet<String> = kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.identity == crate::operator::OPERATOR)
+        .map(|r| r.user_agent)
+        .collect();
+    assert_eq!(
+        agents.into_iter().collect::<Vec<_>>(),
+        [quay_bridge_operator::USER_AGENT],
+        "every Kubernetes request says who sent it"
+    );
+    let quay_agents: std::collections::BTreeSet<String> =
+        quay.requests().into_iter().map(|r| r.user_agent).collect();
+    assert_eq!(
+        quay_agents.into_iter().collect::<Vec<_>>(),
+        [quay_bridge_operator::USER_AGENT],
+        "every Quay request says who sent it"
+    );
     stops_on_sigterm(&mut child).await;
 }
 

@@ -178,6 +178,7 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
         namespace: target.namespace.clone().unwrap_or_default(),
         subresource: target.subresource.clone().unwrap_or_default(),
         name: target.name.clone().unwrap_or_default(),
+        user_agent: user_agent.clone(),
     });
     let (latency, injected) = st.decide_fault(&method, &identity);
     if !latency.is_zero() {

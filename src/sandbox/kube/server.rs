@@ -39,6 +39,8 @@ pub struct KubeRequest {
     pub subresource: String,
     /// Object name.
     pub name: String,
+    /// The client's `User-Agent`.
+    pub user_agent: String,
 }
 
 /// Apiserver faults, settable at run time.

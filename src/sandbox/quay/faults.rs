@@ -154,6 +154,8 @@ pub struct RequestRecord {
     pub path: String,
     /// Answered status; 0 for a dropped connection.
     pub status: u16,
+    /// The client's `User-Agent`.
+    pub user_agent: String,
 }
 
 /// The request log (bounded).

@@ -421,6 +421,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         template: template.to_owned(),
         path: path.clone(),
         status: 0,
+        user_agent: header(http::header::USER_AGENT).unwrap_or_default(),
     };
 
     let (latency, action) = lock(&inner.faults).decide(&method, &path);

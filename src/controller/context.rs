@@ -372,6 +372,8 @@ pub struct Context {
     reporter: Reporter,
     /// Namespaces triggered and not yet picked up by a reconcile.
     queued: Mutex<HashSet<String>>,
+    /// The valid integrations, parsed once per change of their caches.
+    parsed: std::sync::RwLock<Arc<Vec<IntegrationConfig>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -438,6 +440,7 @@ impl Context {
             generations: Mutex::default(),
             token_checks: Mutex::default(),
             trigger,
+            parsed: std::sync::RwLock::default(),
             recorder,
             reporter,
             queued: Mutex::default(),
@@ -445,8 +448,20 @@ impl Context {
         Arc::new(ctx)
     }
 
-    /// Every valid integration that is not being deleted.
-    pub fn integrations(&self) -> Vec<IntegrationConfig> {
+    /// Every valid integration that is not being deleted, sorted by id:
+    /// parsed once per change of the QuayIntegration caches (see
+    /// [`Context::refresh_integrations`]), not on every reconcile and
+    /// admission.
+    pub fn integrations(&self) -> Arc<Vec<IntegrationConfig>> {
+        self.parsed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Parses the QuayIntegration caches again; the feeds of both caches
+    /// call it after every change they apply.
+    pub fn refresh_integrations(&self) {
         let mut out: Vec<IntegrationConfig> = self
             .current
             .state()
@@ -464,7 +479,10 @@ impl Context {
             );
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
-        out
+        *self
+            .parsed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(out);
     }
 
     /// Notes namespaces as waiting for a reconcile (the queue-depth gauge).
@@ -772,7 +790,7 @@ impl crate::webhook::server::FactsSource for Context {
 }
 
 struct WebhookFacts<'a> {
-    integrations: Vec<IntegrationConfig>,
+    integrations: Arc<Vec<IntegrationConfig>>,
     ctx: &'a Context,
 }
 

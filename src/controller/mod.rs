@@ -6,10 +6,11 @@ pub mod context;
 pub mod error;
 pub mod index;
 pub mod integration;
+pub mod lenient;
 pub mod namespace;
 pub mod uninstall;
 
-use crate::config::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::config::{BRIDGED_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
 use crate::openshift::ImageStream;
 use context::{Context, Metrics, Options, Stores};
@@ -38,11 +39,13 @@ pub enum StartError {
     Certificates(String),
 }
 
+/// Whether the kind is served. Asks for metadata only: no object a user
+/// can create (an ImageStream without `spec`) can make this fail.
 async fn served<K>(api: Api<K>) -> Result<bool, kube::Error>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match api.list(&ListParams::default().limit(1)).await {
+    match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(e),
@@ -276,28 +279,28 @@ pub async fn run(
         None
     };
 
+    // QuayIntegrations: one watch per API group feeds its cache, the parsed
+    // list every decision reads, and (in the leader) its controller.
     let (current_store, current_writer) = reflector::store::<QuayIntegration>();
     let current_stream = reflector(
         current_writer,
-        watcher(Api::all(client.clone()), watcher::Config::default())
+        lenient::lenient::<QuayIntegration>(client.clone(), watcher::Config::default())
             .default_backoff()
             .modify(strip),
     )
     .touched_objects();
-    tasks.push(tokio::spawn(current_stream.for_each(|_| async {})));
-    let legacy_store = if legacy_served {
+    let (legacy_store, legacy_stream) = if legacy_served {
         let (store, writer) = reflector::store::<LegacyQuayIntegration>();
         let stream = reflector(
             writer,
-            watcher(Api::all(client.clone()), watcher::Config::default())
+            lenient::lenient::<LegacyQuayIntegration>(client.clone(), watcher::Config::default())
                 .default_backoff()
                 .modify(strip),
         )
         .touched_objects();
-        tasks.push(tokio::spawn(stream.for_each(|_| async {})));
-        Some(store)
+        (Some(store), Some(stream))
     } else {
-        None
+        (None, None)
     };
 
     let stores = Stores {
@@ -308,6 +311,20 @@ pub async fn run(
         image_streams: image_streams.clone(),
     };
     let ctx = Context::new(client.clone(), options, cluster_uid, stores, metrics);
+    let (current_tx, _) = broadcast::channel::<ObjectRef<QuayIntegration>>(256);
+    tasks.push(tokio::spawn(integration_feed(
+        current_stream,
+        Arc::downgrade(&ctx),
+        current_tx.clone(),
+    )));
+    let (legacy_tx, _) = broadcast::channel::<ObjectRef<LegacyQuayIntegration>>(256);
+    if let Some(stream) = legacy_stream {
+        tasks.push(tokio::spawn(integration_feed(
+            stream,
+            Arc::downgrade(&ctx),
+            legacy_tx.clone(),
+        )));
+    }
 
     // Decisions need complete caches: with none, the webhook would pass
     // builds unchanged to the internal registry, and reconciles could
@@ -321,6 +338,7 @@ pub async fn run(
     if let Some(index) = &image_streams {
         index.ready().await;
     }
+    ctx.refresh_integrations();
     tracing::info!("caches synced");
     let _webhook = match webhook_tls {
         Some((resolver, options)) => {
@@ -371,9 +389,12 @@ pub async fn run(
                     tasks.push(tokio::spawn(leader_controllers(
                         ctx.clone(),
                         client.clone(),
-                        legacy_served,
+                        Feeds {
+                            current: current_tx.subscribe(),
+                            legacy: legacy_served.then(|| legacy_tx.subscribe()),
+                            namespaces: ns_tx.subscribe(),
+                        },
                         builds_served,
-                        ns_tx.subscribe(),
                         stopped,
                     ))),
                 ));
@@ -404,14 +425,87 @@ pub async fn run(
     Ok(())
 }
 
+/// What the shared caches hand the leader's controllers.
+struct Feeds {
+    current: broadcast::Receiver<ObjectRef<QuayIntegration>>,
+    legacy: Option<broadcast::Receiver<ObjectRef<LegacyQuayIntegration>>>,
+    namespaces: broadcast::Receiver<ObjectRef<Namespace>>,
+}
+
+/// Runs a QuayIntegration cache: after each change it applies, the parsed
+/// integrations are refreshed, then the object is handed to the controller
+/// (so a reconcile never reads an older cache than the one it was
+/// triggered by).
+async fn integration_feed<K, S>(
+    stream: S,
+    ctx: std::sync::Weak<Context>,
+    tx: broadcast::Sender<ObjectRef<K>>,
+) where
+    K: Resource<DynamicType = ()> + Send,
+    S: Stream<Item = Result<K, watcher::Error>> + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(obj) => {
+                let Some(ctx) = ctx.upgrade() else { return };
+                ctx.refresh_integrations();
+                let _ = tx.send(ObjectRef::from_obj(&obj));
+            }
+            Err(e) => tracing::debug!(error = %e, "watch error (retried with backoff)"),
+        }
+    }
+}
+
+/// The objects a shared cache hands a controller: all it holds now, then
+/// each one as it changes (all again when the receiver fell behind).
+fn shared_objects<K>(
+    rx: broadcast::Receiver<ObjectRef<K>>,
+    store: Store<K>,
+) -> impl Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let initial = futures::stream::iter(store.state());
+    let live = futures::stream::unfold((rx, store), |(mut rx, store)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(r) => {
+                    if let Some(obj) = store.get(&r) {
+                        return Some((vec![obj], (rx, store)));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let all = store.state();
+                    return Some((all, (rx, store)));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flat_map(futures::stream::iter);
+    initial.chain(live)
+}
+
+/// The Build cache keeps what the import reads: metadata (without
+/// managedFields), `spec.output` and `status.phase`.
+fn strip_build(build: &mut crate::openshift::Build) {
+    strip(build);
+    build.spec.rest.retain(|k, _| k == "output");
+    if let Some(status) = build.status.as_mut() {
+        status.rest.clear();
+    }
+}
+
 /// The reconcilers: both QuayIntegration controllers, namespaces, builds,
-/// and the Quay probe, until `stopped`.
+/// and the Quay probe, until `stopped`. The QuayIntegration controllers
+/// run on the shared caches (one watch per kind); the Build watch selects
+/// only the Builds the webhook rewrote.
 async fn leader_controllers(
     ctx: Arc<Context>,
     client: Client,
-    legacy_served: bool,
+    feeds: Feeds,
     builds_served: bool,
-    ns_events: broadcast::Receiver<ObjectRef<Namespace>>,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let stop = async move {
@@ -420,9 +514,9 @@ async fn leader_controllers(
     .boxed()
     .shared();
     let mut tasks = Tasks::default();
-    let current = Controller::new(
-        Api::<QuayIntegration>::all(client.clone()),
-        watcher::Config::default(),
+    let current = Controller::for_shared_stream(
+        shared_objects(feeds.current, ctx.current.clone()),
+        ctx.current.clone(),
     )
     .graceful_shutdown_on(stop.clone())
     .run(
@@ -432,28 +526,31 @@ async fn leader_controllers(
     )
     .for_each(|_| async {});
     tasks.push(tokio::spawn(current));
-    if legacy_served {
-        let legacy = Controller::new(
-            Api::<LegacyQuayIntegration>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .graceful_shutdown_on(stop.clone())
-        .run(
-            integration::reconcile::<LegacyQuayIntegration>,
-            integration::error_policy::<LegacyQuayIntegration>,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+    if let (Some(rx), Some(store)) = (feeds.legacy, ctx.legacy.clone()) {
+        let legacy = Controller::for_shared_stream(shared_objects(rx, store.clone()), store)
+            .graceful_shutdown_on(stop.clone())
+            .run(
+                integration::reconcile::<LegacyQuayIntegration>,
+                integration::error_policy::<LegacyQuayIntegration>,
+                ctx.clone(),
+            )
+            .for_each(|_| async {});
         tasks.push(tokio::spawn(legacy));
     }
     if builds_served {
-        let builds = Controller::new(
-            Api::<crate::openshift::Build>::all(client.clone()),
-            watcher::Config::default(),
+        let (store, writer) = reflector::store::<crate::openshift::Build>();
+        let selected = watcher::Config::default().labels(&format!("{BRIDGED_LABEL}=true"));
+        let stream = reflector(
+            writer,
+            lenient::lenient::<crate::openshift::Build>(client.clone(), selected)
+                .default_backoff()
+                .modify(strip_build),
         )
-        .graceful_shutdown_on(stop.clone())
-        .run(build::reconcile, build::error_policy, ctx.clone())
-        .for_each(|_| async {});
+        .applied_objects();
+        let builds = Controller::for_stream(stream, store)
+            .graceful_shutdown_on(stop.clone())
+            .run(build::reconcile, build::error_policy, ctx.clone())
+            .for_each(|_| async {});
         tasks.push(tokio::spawn(builds));
     }
     let (ns_store, ns_writer) = reflector::store::<Namespace>();
@@ -471,7 +568,7 @@ async fn leader_controllers(
         }
     }));
     let queue_ctx = ctx.clone();
-    let ns_triggers = futures::stream::unfold(ns_events, |mut rx| async move {
+    let ns_triggers = futures::stream::unfold(feeds.namespaces, |mut rx| async move {
         loop {
             match rx.recv().await {
                 Ok(r) => return Some((r, rx)),

@@ -2,7 +2,7 @@
 //! output to Quay, or deny with a reason. It reads only the request and a
 //! snapshot of what the operator knows; it never panics on any input.
 
-use crate::config::IntegrationConfig;
+use crate::config::{BRIDGED_LABEL, IntegrationConfig};
 use crate::plan::names;
 use crate::plan::selection::{self, Manager};
 use crate::quay::names as quay_names;
@@ -147,6 +147,14 @@ pub fn decide(request: &Value, facts: &dyn Facts) -> Decision {
         ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
     }
     ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", escape(&format!("{prefix}/quay-registry-operator-managed"))), "value": "true"}));
+    // The label lets the import controller watch only rewritten Builds.
+    if !build
+        .pointer("/metadata/labels")
+        .is_some_and(Value::is_object)
+    {
+        ops.push(json!({"op": "add", "path": "/metadata/labels", "value": {}}));
+    }
+    ops.push(json!({"op": "add", "path": format!("/metadata/labels/{}", escape(BRIDGED_LABEL)), "value": "true"}));
     ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", escape(&format!("{prefix}/destination-imagestream"))), "value": format!("{destination}/{stream}:{tag}")}));
     Decision::Patch(Value::Array(ops))
 }
@@ -230,6 +238,15 @@ mod tests {
         assert_eq!(
             ann["openshift.io/build-config.name"], "app",
             "other annotations kept"
+        );
+        assert_eq!(out["metadata"]["labels"][BRIDGED_LABEL], "true");
+        // Existing labels are kept.
+        let mut labelled = b.clone();
+        labelled["metadata"]["labels"] = json!({"buildconfig": "app"});
+        let out = apply(&labelled, &decide(&request(labelled.clone()), &world()));
+        assert_eq!(
+            out["metadata"]["labels"],
+            json!({"buildconfig": "app", BRIDGED_LABEL: "true"})
         );
     }
 

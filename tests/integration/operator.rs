@@ -11,7 +11,9 @@ use quay_bridge_operator::controller::{self, context::Metrics, context::Options}
 use quay_bridge_operator::crd::{LegacyQuayIntegration, QuayIntegration};
 use quay_bridge_operator::quay::Role;
 use quay_bridge_operator::quay::types::NewRobot;
-use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig, OpenShiftConfig};
+use quay_bridge_operator::sandbox::kube::{
+    EmbeddedKube, EmbeddedKubeConfig, KubeFaultConfig, LaggingWatch, OpenShiftConfig,
+};
 use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, FaultConfig};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -136,6 +138,33 @@ where
     F: FnOnce(kube::Client) -> Fut,
     Fut: Future<Output = ()>,
 {
+    env_full(options, sa_delay, metrics, None, setup).await
+}
+
+/// Like `env_with`, with `faults` in the sandbox apiserver from before the
+/// operator starts.
+pub async fn env_with_kube_faults(options: Options, faults: KubeFaultConfig) -> Env {
+    env_full(
+        options,
+        Duration::from_millis(50),
+        Metrics::default(),
+        Some(faults),
+        |_client: kube::Client| async {},
+    )
+    .await
+}
+
+async fn env_full<F, Fut>(
+    options: Options,
+    sa_delay: Duration,
+    metrics: Metrics,
+    faults: Option<KubeFaultConfig>,
+    setup: F,
+) -> Env
+where
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: Future<Output = ()>,
+{
     common::init();
     let quay = common::quay().await;
     let kube = EmbeddedKube::start(EmbeddedKubeConfig {
@@ -157,6 +186,9 @@ where
         .unwrap();
     set_token(&admin, quay.admin_token().expose()).await;
     setup(admin.clone()).await;
+    if let Some(f) = faults {
+        kube.set_faults(f);
+    }
     let (stop, task) = spawn_operator(&kube, options.clone(), metrics.clone());
     Env {
         options,
@@ -641,6 +673,46 @@ async fn allow_and_deny_edits_release_and_take_namespaces() {
     // Deleting a released namespace does not touch its organization.
     delete_namespace(&env, "a2").await;
     assert!(has_org(&env, "openshift_a2"));
+    env.stop().await;
+}
+
+/// One watch per kind: when the QuayIntegration watch lags (here the
+/// first one the operator opens, by 1.5 s an event), an allow/deny edit
+/// still takes effect as soon as it arrives, not at the next resync (an
+/// hour away here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_takes_effect_without_a_resync_when_the_watch_lags() {
+    let env = env_with_kube_faults(
+        Options {
+            resync: Duration::from_secs(3600),
+            ..fast_options()
+        },
+        KubeFaultConfig {
+            lagging_watch: Some(LaggingWatch {
+                resource: "quayintegrations.quay.redhat.com".into(),
+                nth: 1,
+                delay_ms: 1500,
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    integration(&env, "quay", json!({"allowlistNamespaces": ["l1", "l2"]})).await;
+    namespace(&env, "l1").await;
+    namespace(&env, "l2").await;
+    wait_for("l1 and l2", || async {
+        converged(&env, "l1", &[]).await && converged(&env, "l2", &[]).await
+    })
+    .await;
+    Api::<QuayIntegration>::all(env.client.clone())
+        .patch(
+            "quay",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"denylistNamespaces": ["l2"]}})),
+        )
+        .await
+        .unwrap();
+    wait_released(&env, "l2").await;
     env.stop().await;
 }
 

@@ -265,3 +265,38 @@ async fn a_released_namespace_loses_the_bridged_label() {
     crate::operator::wait_released(&env, "leaving").await;
     env.stop().await;
 }
+
+/// No object a user can create stops the operator: an ImageStream without
+/// `spec` (which the apiserver accepts) existed before it started, and the
+/// operator starts, bridges, and gives that ImageStream its repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_stream_without_spec_does_not_stop_the_operator() {
+    let env = crate::operator::env_with_before(
+        crate::operator::fast_options(),
+        std::time::Duration::from_millis(50),
+        |client: kube::Client| async move {
+            Api::<Namespace>::all(client.clone())
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": "bare"}})).unwrap(),
+                )
+                .await
+                .unwrap();
+            Api::<DynamicObject>::namespaced_with(
+                client,
+                "bare",
+                &crate::builds::ar("image.openshift.io", "ImageStream", "imagestreams"),
+            )
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": "nospec"}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        },
+    )
+    .await;
+    integration(&env, "quay", json!({})).await;
+    wait_for("bare", || converged(&env, "bare", &["nospec"])).await;
+    env.stop().await;
+}

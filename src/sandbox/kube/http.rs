@@ -504,6 +504,7 @@ fn watch(
         .filter(|rv| *rv > 0);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
     let mut reset = st.watch_reset.subscribe();
+    let lag = st.watch_lag(&t.def.group_resource());
     let def = t.def.clone();
     // Replay and subscription happen under one lock, so nothing is missed.
     let (initial, mut live, mut last_rv, expired) = {
@@ -580,10 +581,13 @@ fn watch(
                             continue;
                         }
                         last_rv = ev.rv;
-                        if let Some((ty, obj)) = filter.translate(&ev)
-                            && tx.send(watch_line(ty, render(&obj))).await.is_err()
-                        {
-                            return;
+                        if let Some((ty, obj)) = filter.translate(&ev) {
+                            if !lag.is_zero() {
+                                tokio::time::sleep(lag).await;
+                            }
+                            if tx.send(watch_line(ty, render(&obj))).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     // Too slow or closed: end; the client resumes from its last RV.

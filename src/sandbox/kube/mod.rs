@@ -19,5 +19,6 @@ pub mod store;
 pub mod table;
 
 pub use server::{
-    ADMIN_IDENTITY, EmbeddedKube, EmbeddedKubeConfig, KubeFaultConfig, KubeRequest, OpenShiftConfig,
+    ADMIN_IDENTITY, EmbeddedKube, EmbeddedKubeConfig, KubeFaultConfig, KubeRequest, LaggingWatch,
+    OpenShiftConfig,
 };

@@ -57,6 +57,21 @@ pub struct KubeFaultConfig {
     pub fail_next_writes: u32,
     /// Only writes by this identity fail.
     pub identity: Option<String>,
+    /// A watch that lags behind: the `nth` (from 1) watch of `resource`
+    /// opened after these faults are set delivers each live event this
+    /// late (a slow watch connection, as a real cluster can have).
+    pub lagging_watch: Option<LaggingWatch>,
+}
+
+/// One lagging watch (see [`KubeFaultConfig::lagging_watch`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LaggingWatch {
+    /// Resource: `plural.group` (`plural` for the core group).
+    pub resource: String,
+    /// Which watch of it, counted from 1.
+    pub nth: u32,
+    /// Delay before each live event, in milliseconds.
+    pub delay_ms: u64,
 }
 
 /// Timings and wiring of the simulated OpenShift behaviour.
@@ -122,6 +137,8 @@ struct Faults {
     config: KubeFaultConfig,
     rng: rand::rngs::StdRng,
     injected: u64,
+    /// Watches of the lagging resource opened since the faults were set.
+    watches_seen: u32,
 }
 
 /// State shared by the HTTP handler and the background controllers.
@@ -178,7 +195,26 @@ impl KubeState {
 
     /// Sets the write faults.
     pub fn set_faults(&self, config: KubeFaultConfig) {
-        lock(&self.faults).config = config;
+        let mut f = lock(&self.faults);
+        f.config = config;
+        f.watches_seen = 0;
+    }
+
+    /// How late a new watch of `resource` delivers its live events.
+    pub fn watch_lag(&self, resource: &str) -> Duration {
+        let mut f = lock(&self.faults);
+        let Some(lag) = f.config.lagging_watch.clone() else {
+            return Duration::ZERO;
+        };
+        if lag.resource != resource {
+            return Duration::ZERO;
+        }
+        f.watches_seen += 1;
+        if f.watches_seen == lag.nth {
+            Duration::from_millis(lag.delay_ms)
+        } else {
+            Duration::ZERO
+        }
     }
 
     /// How many writes failed on purpose so far.
@@ -328,6 +364,7 @@ impl EmbeddedKube {
                 config: KubeFaultConfig::default(),
                 rng: rand::rngs::StdRng::seed_from_u64(7),
                 injected: 0,
+                watches_seen: 0,
             }),
             log: Mutex::new(Vec::new()),
             tokens: Mutex::new(HashMap::new()),

@@ -99,9 +99,30 @@ fn fresh(annotations: &BTreeMap<String, String>, key: &str, renew_before: Durati
         .is_some_and(|t| t > now() + renew_before.as_secs())
 }
 
+/// How many times a replica reads the Secret again after another replica
+/// wrote it first.
+const ENSURE_ATTEMPTS: usize = 5;
+
 /// Makes sure the Secret holds a CA and a serving certificate that are not
 /// due for renewal, and that the webhook configuration trusts the CA.
+/// Replicas starting together race to write the Secret: the loser (a 409)
+/// reads the winner's and uses it.
 pub async fn ensure(client: &Client, cfg: &SelfManaged) -> Result<Current, CertError> {
+    let mut attempt = 1;
+    loop {
+        match ensure_once(client, cfg).await {
+            Err(CertError::Kube(kube::Error::Api(s)))
+                if s.code == 409 && attempt < ENSURE_ATTEMPTS =>
+            {
+                tracing::debug!(secret = %cfg.secret, "another replica wrote the webhook certificate first; reading it");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn ensure_once(client: &Client, cfg: &SelfManaged) -> Result<Current, CertError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &cfg.namespace);
     let existing = secrets.get_opt(&cfg.secret).await?;
     let data = existing

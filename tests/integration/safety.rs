@@ -300,3 +300,63 @@ async fn an_image_stream_without_spec_does_not_stop_the_operator() {
     wait_for("bare", || converged(&env, "bare", &["nospec"])).await;
     env.stop().await;
 }
+
+/// Two replicas starting together both try to create the self-managed
+/// certificate Secret: the one that loses the race (409) uses the
+/// winner's, instead of failing to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_share_one_self_managed_certificate() {
+    use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
+    use quay_bridge_operator::webhook::selfmanaged::{SelfManaged, ensure};
+    crate::common::init();
+    let kube = EmbeddedKube::start(EmbeddedKubeConfig::default())
+        .await
+        .unwrap();
+    let admin = kube.client();
+    let config: DynamicObject = serde_json::from_value(registration::configuration(
+        "quay-bridge-operator",
+        "openshift-operators",
+        "quay-bridge-operator",
+        false,
+    ))
+    .unwrap();
+    Api::<DynamicObject>::all_with(
+        admin.clone(),
+        &crate::builds::ar(
+            "admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+        ),
+    )
+    .create(&PostParams::default(), &config)
+    .await
+    .unwrap();
+    let cfg = SelfManaged::new(
+        "openshift-operators",
+        "quay-bridge-operator",
+        "quay-bridge-operator-webhook-tls",
+        "quay-bridge-operator",
+    );
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), "openshift-operators");
+    let (a, b) = (kube.client_as("replica-a"), kube.client_as("replica-b"));
+    for round in 0..10 {
+        let (first, second) = tokio::join!(ensure(&a, &cfg), ensure(&b, &cfg));
+        let (first, second) = (
+            first.unwrap_or_else(|e| panic!("round {round}, replica a: {e}")),
+            second.unwrap_or_else(|e| panic!("round {round}, replica b: {e}")),
+        );
+        let stored = secrets
+            .get("quay-bridge-operator-webhook-tls")
+            .await
+            .unwrap();
+        let ca = String::from_utf8(stored.data.unwrap()["ca.crt"].0.clone()).unwrap();
+        assert!(
+            first.ca_bundle.contains(&ca) && second.ca_bundle.contains(&ca),
+            "round {round}: both replicas trust the stored CA"
+        );
+        secrets
+            .delete("quay-bridge-operator-webhook-tls", &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+}

@@ -7,28 +7,51 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 struct AdminState {
     registry: Registry,
     ready: Arc<AtomicBool>,
+    campaign_problem: Arc<Mutex<Option<String>>>,
 }
 
-/// The admin router.
-pub fn router(registry: Registry, ready: Arc<AtomicBool>) -> Router {
+/// The admin router: `ready` and `campaign_problem` are the operator's
+/// (`Options::ready`, `Options::campaign_problem`).
+pub fn router(
+    registry: Registry,
+    ready: Arc<AtomicBool>,
+    campaign_problem: Arc<Mutex<Option<String>>>,
+) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
         .route("/metrics", axum::routing::get(metrics))
-        .with_state(Arc::new(AdminState { registry, ready }))
+        .with_state(Arc::new(AdminState {
+            registry,
+            ready,
+            campaign_problem,
+        }))
 }
 
-async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
+/// Ready once the caches are synced and the webhook serves, and while the
+/// replica can campaign for leadership (one that cannot would never
+/// reconcile: it says why).
+async fn readyz(State(s): State<Arc<AdminState>>) -> (StatusCode, String) {
+    let problem = s
+        .campaign_problem
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if let Some(reason) = problem {
+        (StatusCode::SERVICE_UNAVAILABLE, reason)
+    } else if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready".into())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "caches not synced yet".into(),
+        )
     }
 }
 

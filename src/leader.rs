@@ -52,27 +52,83 @@ enum Attempt {
     Following,
 }
 
+/// The part of a Lease record whose change means its holder is alive.
+type Record = (
+    Option<String>,
+    Option<MicroTime>,
+    Option<MicroTime>,
+    Option<i32>,
+    Option<i32>,
+);
+
+fn record(spec: &LeaseSpec) -> Record {
+    (
+        spec.holder_identity.clone(),
+        spec.renew_time.clone(),
+        spec.acquire_time.clone(),
+        spec.lease_transitions,
+        spec.lease_duration_seconds,
+    )
+}
+
+/// What this replica last saw of the Lease, and when by its own clock.
+/// Expiry is judged as client-go judges it: a Lease is expired when its
+/// record has not changed for its duration on this replica's monotonic
+/// clock; the remote `renewTime` is never compared with the local time
+/// (replica clocks differ).
+#[derive(Default)]
+pub struct Observed {
+    seen: Option<(Record, tokio::time::Instant)>,
+}
+
+impl Observed {
+    /// Notes the record read now; returns whether it has gone unchanged
+    /// for `duration` (expired).
+    fn observe(&mut self, spec: &LeaseSpec, duration: Duration) -> bool {
+        let current = record(spec);
+        match &self.seen {
+            Some((r, _)) if *r == current => {}
+            _ => self.seen = Some((current, tokio::time::Instant::now())),
+        }
+        self.seen
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() > duration)
+    }
+
+    fn wrote(&mut self, spec: &LeaseSpec) {
+        self.seen = Some((record(spec), tokio::time::Instant::now()));
+    }
+}
+
 /// One try to acquire or renew.
-async fn try_acquire_or_renew(api: &Api<Lease>, s: &LeaseSettings) -> Result<Attempt, kube::Error> {
+async fn try_acquire_or_renew(
+    api: &Api<Lease>,
+    s: &LeaseSettings,
+    observed: &mut Observed,
+) -> Result<Attempt, kube::Error> {
     let duration_secs = i32::try_from(s.lease_duration.as_secs()).unwrap_or(i32::MAX);
     let Some(mut lease) = api.get_opt(&s.name).await? else {
+        let spec = LeaseSpec {
+            holder_identity: Some(s.identity.clone()),
+            lease_duration_seconds: Some(duration_secs),
+            acquire_time: Some(now()),
+            renew_time: Some(now()),
+            lease_transitions: Some(0),
+            ..Default::default()
+        };
         let lease = Lease {
             metadata: kube::api::ObjectMeta {
                 name: Some(s.name.clone()),
                 namespace: Some(s.namespace.clone()),
                 ..Default::default()
             },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(s.identity.clone()),
-                lease_duration_seconds: Some(duration_secs),
-                acquire_time: Some(now()),
-                renew_time: Some(now()),
-                lease_transitions: Some(0),
-                ..Default::default()
-            }),
+            spec: Some(spec.clone()),
         };
         return match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(Attempt::Leading),
+            Ok(_) => {
+                observed.wrote(&spec);
+                Ok(Attempt::Leading)
+            }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Following),
             Err(e) => Err(e),
         };
@@ -80,12 +136,12 @@ async fn try_acquire_or_renew(api: &Api<Lease>, s: &LeaseSettings) -> Result<Att
     let spec = lease.spec.clone().unwrap_or_default();
     let holder = spec.holder_identity.clone().unwrap_or_default();
     let held_by_me = holder == s.identity;
-    let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-        (Some(MicroTime(renewed)), Some(secs)) => {
-            Timestamp::now().as_millisecond() > renewed.as_millisecond() + i64::from(secs) * 1000
-        }
-        _ => true,
-    };
+    // The holder's own duration, else ours.
+    let duration = spec
+        .lease_duration_seconds
+        .and_then(|d| u64::try_from(d).ok())
+        .map_or(s.lease_duration, Duration::from_secs);
+    let expired = observed.observe(&spec, duration);
     if !held_by_me && !holder.is_empty() && !expired {
         return Ok(Attempt::Following);
     }
@@ -97,11 +153,14 @@ async fn try_acquire_or_renew(api: &Api<Lease>, s: &LeaseSettings) -> Result<Att
     }
     new_spec.lease_duration_seconds = Some(duration_secs);
     new_spec.renew_time = Some(now());
-    lease.spec = Some(new_spec);
+    lease.spec = Some(new_spec.clone());
     // The resourceVersion read above is the precondition: a concurrent
     // writer makes this a 409 and we stay a follower.
     match api.replace(&s.name, &PostParams::default(), &lease).await {
-        Ok(_) => Ok(Attempt::Leading),
+        Ok(_) => {
+            observed.wrote(&new_spec);
+            Ok(Attempt::Leading)
+        }
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Following),
         Err(e) => Err(e),
     }
@@ -131,6 +190,25 @@ async fn release(api: &Api<Lease>, s: &LeaseSettings) {
     }
 }
 
+/// Why a campaign cannot go on (the Lease's namespace does not exist, RBAC
+/// refuses): errors that retrying will not fix by itself.
+fn blocking(e: &kube::Error, s: &LeaseSettings) -> Option<String> {
+    match e {
+        kube::Error::Api(st) if matches!(st.code, 401 | 403 | 404 | 422) => Some(format!(
+            "cannot campaign for leadership on Lease {}/{}: {} {}: {}",
+            s.namespace, s.name, st.code, st.reason, st.message
+        )),
+        _ => None,
+    }
+}
+
+/// How a campaign is going, for `/readyz`, metrics and logs.
+pub trait CampaignReport: Send + Sync {
+    /// `Some(reason)` while the replica cannot campaign; `None` again once
+    /// it can.
+    fn blocked(&self, reason: Option<String>);
+}
+
 /// Campaigns until `shutdown`: publishes `true` while this replica leads.
 /// On shutdown it steps down (publishes `false`) and releases the Lease.
 pub async fn campaign(
@@ -138,14 +216,29 @@ pub async fn campaign(
     s: LeaseSettings,
     leading: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
+    report: std::sync::Arc<dyn CampaignReport>,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &s.namespace);
     let mut last_renewal: Option<tokio::time::Instant> = None;
+    let mut observed = Observed::default();
+    let mut blocked: Option<String> = None;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        match try_acquire_or_renew(&api, &s).await {
+        let attempt = try_acquire_or_renew(&api, &s, &mut observed).await;
+        let problem = attempt.as_ref().err().and_then(|e| blocking(e, &s));
+        if problem != blocked {
+            match &problem {
+                Some(reason) => {
+                    tracing::warn!(identity = %s.identity, %reason, "this replica cannot campaign for leadership: nothing is reconciled by it")
+                }
+                None => tracing::info!(identity = %s.identity, "campaigning for leadership again"),
+            }
+            report.blocked(problem.clone());
+            blocked = problem;
+        }
+        match attempt {
             Ok(Attempt::Leading) => {
                 if !*leading.borrow() {
                     tracing::info!(identity = %s.identity, "became the leader");
@@ -178,5 +271,43 @@ pub async fn campaign(
     leading.send_replace(false);
     if was_leading {
         release(&api, &s).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(holder: &str, renewed: &str) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            renew_time: Some(MicroTime(renewed.parse().unwrap())),
+            lease_duration_seconds: Some(15),
+            ..Default::default()
+        }
+    }
+
+    /// A holder whose clock runs far behind (a renewTime hours in the
+    /// past) is not expired while it keeps renewing; a holder whose clock
+    /// runs ahead is expired once its record stops changing.
+    #[tokio::test(start_paused = true)]
+    async fn expiry_follows_the_local_clock_not_the_remote_renew_time() {
+        let d = Duration::from_secs(15);
+        let mut o = Observed::default();
+        assert!(!o.observe(&spec("a", "2001-01-01T00:00:00Z"), d));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(!o.observe(&spec("a", "2001-01-01T00:00:10Z"), d), "renewed");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(!o.observe(&spec("a", "2001-01-01T00:00:20Z"), d), "renewed");
+        let mut o = Observed::default();
+        let future = spec("b", "2999-01-01T00:00:00Z");
+        assert!(!o.observe(&future, d));
+        tokio::time::advance(Duration::from_secs(14)).await;
+        assert!(!o.observe(&future, d));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            o.observe(&future, d),
+            "unchanged for longer than its duration"
+        );
     }
 }

@@ -25,10 +25,11 @@ async fn run(args: quay_bridge_operator::cli::RunArgs) -> Result<(), String> {
     let mut registry = prometheus_client::registry::Registry::with_prefix("quay_bridge_operator");
     let metrics = Metrics::register(&mut registry);
     let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let campaign_problem = std::sync::Arc::new(std::sync::Mutex::new(None));
     let admin = quay_bridge_operator::net::serve(
         &args.admin_listen,
         None,
-        quay_bridge_operator::admin::router(registry, ready.clone()),
+        quay_bridge_operator::admin::router(registry, ready.clone(), campaign_problem.clone()),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -57,6 +58,7 @@ async fn run(args: quay_bridge_operator::cli::RunArgs) -> Result<(), String> {
             certificates,
         }),
         ready,
+        campaign_problem,
         leader_election: args
             .leader_elect
             .then(|| quay_bridge_operator::leader::LeaseSettings {

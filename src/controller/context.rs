@@ -50,6 +50,9 @@ pub struct Options {
     pub leader_election: Option<crate::leader::LeaseSettings>,
     /// Set once the caches are synced (and the webhook serves): `/readyz`.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Why this replica cannot campaign for leadership, while it cannot:
+    /// `/readyz` answers 503 with it.
+    pub campaign_problem: Arc<Mutex<Option<String>>>,
 }
 
 /// Where and how the webhook serves.
@@ -92,6 +95,7 @@ impl Default for Options {
             webhook: None,
             leader_election: None,
             ready: Arc::default(),
+            campaign_problem: Arc::default(),
         }
     }
 }
@@ -168,6 +172,7 @@ pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     leader: Gauge,
+    campaign_blocked: Gauge,
     quay_available: Family<QuayLabels, Gauge>,
     in_flight: Family<InFlightLabels, Gauge>,
     queue_depth: Family<InFlightLabels, Gauge>,
@@ -205,6 +210,11 @@ impl Metrics {
             "leader",
             "1 while this replica holds the leader Lease and runs the reconcilers",
             m.leader.clone(),
+        );
+        registry.register(
+            "leader_election_blocked",
+            "1 while this replica cannot campaign for leadership (Lease namespace missing, RBAC refusing): it reconciles nothing",
+            m.campaign_blocked.clone(),
         );
         registry.register(
             "quay_available",
@@ -271,6 +281,21 @@ impl Metrics {
     /// Records whether this replica leads.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// Whether this replica leads (as last reported).
+    pub fn is_leader(&self) -> bool {
+        self.leader.get() == 1
+    }
+
+    /// Records whether this replica cannot campaign.
+    pub fn set_campaign_blocked(&self, blocked: bool) {
+        self.campaign_blocked.set(i64::from(blocked));
+    }
+
+    /// Whether this replica cannot campaign (as last reported).
+    pub fn is_campaign_blocked(&self) -> bool {
+        self.campaign_blocked.get() == 1
     }
 
     /// Records whether a Quay answers (labelled by host only).
@@ -849,4 +874,11 @@ pub(crate) fn token_fingerprint(token: &SecretString) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&d.as_ref()[..8]);
     u64::from_le_bytes(b)
+}
+
+impl crate::leader::CampaignReport for Context {
+    fn blocked(&self, reason: Option<String>) {
+        self.metrics.set_campaign_blocked(reason.is_some());
+        *lock(&self.options.campaign_problem) = reason;
+    }
 }

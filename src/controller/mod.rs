@@ -367,6 +367,7 @@ pub async fn run(
                 settings,
                 leading_tx,
                 campaign_stopped,
+                ctx.clone(),
             )))),
             None,
         ),
@@ -379,9 +380,9 @@ pub async fn run(
     )> = None;
     loop {
         let lead = *leading.borrow_and_update();
-        ctx.metrics.set_leader(lead);
         match (lead, running.is_some()) {
             (true, false) => {
+                ctx.metrics.set_leader(true);
                 tracing::info!("leading: starting the controllers");
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
                 running = Some((
@@ -400,13 +401,20 @@ pub async fn run(
                 ));
             }
             (false, true) => {
-                tracing::info!("not leading: stopping the controllers");
+                // Another replica may lead already: no write after the
+                // loss. Reconciles in flight get a moment to finish, then
+                // everything is aborted, not detached.
+                tracing::warn!("not leading any more: stopping the controllers");
                 if let Some((stop, task)) = running.take() {
                     let _ = stop.send(());
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+                    let abort = task.abort_handle();
+                    if tokio::time::timeout(LOSS_DRAIN, task).await.is_err() {
+                        abort.abort();
+                    }
                 }
+                ctx.metrics.set_leader(false);
             }
-            _ => {}
+            _ => ctx.metrics.set_leader(lead),
         }
         tokio::select! {
             changed = leading.changed() => if changed.is_err() { break },
@@ -424,6 +432,10 @@ pub async fn run(
     drop(tasks);
     Ok(())
 }
+
+/// How long reconciles in flight may finish after the lease is lost,
+/// before the controllers are aborted.
+const LOSS_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What the shared caches hand the leader's controllers.
 struct Feeds {

@@ -89,7 +89,21 @@ pub fn spawn_operator(
     Option<tokio::sync::oneshot::Sender<()>>,
     tokio::task::JoinHandle<()>,
 ) {
-    let client = kube.client_as(OPERATOR);
+    spawn_operator_as(kube, OPERATOR, options, metrics)
+}
+
+/// Like `spawn_operator`, as `identity` (the request log tells replicas
+/// apart by it).
+pub fn spawn_operator_as(
+    kube: &EmbeddedKube,
+    identity: &str,
+    options: Options,
+    metrics: Metrics,
+) -> (
+    Option<tokio::sync::oneshot::Sender<()>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let client = kube.client_as(identity);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         controller::run(client, options, metrics, async move {
@@ -1306,4 +1320,148 @@ async fn two_replicas_elect_one_leader_and_fail_over_within_the_lease() {
     let _ = tokio::time::timeout(Duration::from_secs(5), survivor_task).await;
     assert_eq!(holder(&env).await, None, "released on shutdown");
     println!("failover after an unclean leader exit: {took:?}");
+}
+
+fn writes_by(env: &Env, identity: &str, from: usize) -> Vec<String> {
+    env.kube.requests()[from..]
+        .iter()
+        .filter(|r| r.identity == identity)
+        .filter(|r| {
+            matches!(
+                r.verb.as_str(),
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            )
+        })
+        .map(|r| format!("{} {}/{} {}", r.verb, r.resource, r.subresource, r.name))
+        .collect()
+}
+
+fn lease_reads_by(env: &Env, identity: &str, from: usize) -> usize {
+    env.kube.requests()[from..]
+        .iter()
+        .filter(|r| r.identity == identity && r.resource == "leases" && r.verb == "get")
+        .count()
+}
+
+/// The follower makes no write while the leader works; when the leader's
+/// Lease is taken away (another holder, renewed), it stops its
+/// controllers and makes no further write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_never_writes_and_a_deposed_leader_stops_writing() {
+    const B: &str = "system:serviceaccount:openshift-operators:replica-b";
+    let metrics_a = Metrics::default();
+    let env = env_with_metrics(
+        elected("replica-a"),
+        Duration::from_millis(50),
+        metrics_a.clone(),
+        |_c: kube::Client| async {},
+    )
+    .await;
+    wait_for("replica-a to lead", || async {
+        holder(&env).await.as_deref() == Some("replica-a")
+    })
+    .await;
+    let metrics_b = Metrics::default();
+    let (stop_b, task_b) = spawn_operator_as(&env.kube, B, elected("replica-b"), metrics_b.clone());
+    let start = env.kube.requests().len();
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "led").await;
+    image_stream(&env, "led", "app").await;
+    wait_for("led", || converged(&env, "led", &["app"])).await;
+    assert!(metrics_a.is_leader() && !metrics_b.is_leader());
+    assert!(
+        !writes_by(&env, OPERATOR, start).is_empty(),
+        "the leader works"
+    );
+    assert_eq!(
+        writes_by(&env, B, start),
+        Vec::<String>::new(),
+        "the follower writes nothing"
+    );
+
+    // The Lease is taken away: another holder renews it for an hour.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.client.clone(), "openshift-operators");
+    leases
+        .patch(
+            "quay-bridge-operator",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"holderIdentity": "someone-else", "leaseDurationSeconds": 3600,
+                "renewTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}})),
+        )
+        .await
+        .unwrap();
+    wait_for("replica-a to step down", || async {
+        !metrics_a.is_leader()
+    })
+    .await;
+    let mark = env.kube.requests().len();
+    namespace(&env, "unled").await;
+    image_stream(&env, "led", "late").await;
+    // Both replicas go on reading the Lease (five more tries each, 1 s):
+    // a controller still running would have acted on the new objects.
+    wait_for("five more lease reads by each replica", || async {
+        lease_reads_by(&env, OPERATOR, mark) >= 5 && lease_reads_by(&env, B, mark) >= 5
+    })
+    .await;
+    assert_eq!(
+        writes_by(&env, OPERATOR, mark),
+        Vec::<String>::new(),
+        "the deposed leader writes nothing"
+    );
+    assert_eq!(
+        writes_by(&env, B, mark),
+        Vec::<String>::new(),
+        "nor does the follower"
+    );
+    assert!(!has_org(&env, "openshift_unled"));
+    if let Some(s) = stop_b {
+        let _ = s.send(());
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), task_b).await;
+    env.stop().await;
+}
+
+/// A replica that cannot campaign (its Lease namespace does not exist)
+/// says so: a warning, the leader_election_blocked gauge, and /readyz's
+/// 503 body; it reconciles nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_campaign_says_why() {
+    let mut options = elected("replica-a");
+    if let Some(l) = options.leader_election.as_mut() {
+        l.namespace = "no-such-namespace".into();
+    }
+    let problem = options.campaign_problem.clone();
+    let ready = options.ready.clone();
+    let env = env_with(options, Duration::from_millis(50)).await;
+    wait_for("the campaign problem to be reported", || async {
+        problem.lock().unwrap().is_some()
+    })
+    .await;
+    let reason = problem.lock().unwrap().clone().unwrap();
+    assert!(
+        reason.contains("no-such-namespace/quay-bridge-operator") && reason.contains("404"),
+        "{reason}"
+    );
+    assert!(env.metrics.is_campaign_blocked(), "the gauge says so");
+    assert!(!env.metrics.is_leader());
+    let router = quay_bridge_operator::admin::router(
+        prometheus_client::registry::Registry::default(),
+        ready,
+        problem.clone(),
+    );
+    let answer = tower::ServiceExt::oneshot(
+        router,
+        http::Request::get("/readyz")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 503);
+    let body = axum::body::to_bytes(answer.into_body(), 4096)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&body), reason);
+    env.stop().await;
 }

@@ -136,6 +136,86 @@ async fn main() {
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
     steady_state(&kube, &quay, namespaces, concurrency).await;
+    deletion(&kube, &quay, &admin, &names, concurrency).await;
+}
+
+/// Waits until Quay has had no request for 2 s.
+async fn quiet(quay: &EmbeddedQuay) {
+    let mut last = quay.requests().len();
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = quay.requests().len();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+}
+
+/// Namespace deletion against a Quay modelled on a small real one: every
+/// request keeps one of `QUAY_WORKERS` (1) workers busy `DELETE_LATENCY_MS`
+/// (300) ms. Deletes `DELETE_NAMESPACES` (10) bridged namespaces and prints
+/// the Quay requests per namespace and the wall time until all are gone.
+async fn deletion(
+    kube: &EmbeddedKube,
+    quay: &EmbeddedQuay,
+    admin: &kube::Client,
+    names: &[String],
+    concurrency: usize,
+) {
+    let count = env("DELETE_NAMESPACES", 10).min(names.len());
+    let latency_ms = env("DELETE_LATENCY_MS", 300) as u64;
+    let workers = env("QUAY_WORKERS", 1) as u32;
+    quay.set_faults(FaultConfig::default(), None);
+    let options = Options {
+        concurrency: u16::try_from(concurrency).unwrap(),
+        resync: Duration::from_secs(3600),
+        instance: "bench-delete".into(),
+        ..Options::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = kube.client_as("system:serviceaccount:openshift-operators:quay-bridge-operator");
+    let operator = tokio::spawn(async move {
+        quay_bridge_operator::controller::run(client, options, Metrics::default(), async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    // Its first pass over the converged cluster, at full speed.
+    quiet(quay).await;
+    quay.set_faults(
+        FaultConfig {
+            latency_ms,
+            capacity: Some(workers),
+            ..Default::default()
+        },
+        None,
+    );
+    let mark = quay.requests().len();
+    let started = Instant::now();
+    let namespaces = Api::<Namespace>::all(admin.clone());
+    for ns in &names[..count] {
+        namespaces.delete(ns, &Default::default()).await.unwrap();
+    }
+    for ns in &names[..count] {
+        while namespaces.get_opt(ns).await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let wall = started.elapsed();
+    let requests = quay.requests().len() - mark;
+    let go_wall =
+        Duration::from_millis(latency_ms).mul_f64((2 * count) as f64 / f64::from(workers));
+    println!(
+        "DELETION: {count} namespaces, {latency_ms} ms per request, {workers} Quay worker(s): {:.2} s until all are gone, {requests} Quay requests ({:.2} per namespace, target ≤ 2); Go operator model: 2 per namespace, ≥ {:.2} s",
+        wall.as_secs_f64(),
+        requests as f64 / count as f64,
+        go_wall.as_secs_f64()
+    );
+    quay.set_faults(FaultConfig::default(), None);
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
 }
 
 /// A restarted operator with a short resync period: its first pass over the
@@ -162,17 +242,8 @@ async fn steady_state(
         })
         .await
     });
-    // Wait until the restart pass is over (no Quay request for 2 s).
-    let mut last = quay.requests().len();
-    let mut quiet = Instant::now();
-    while quiet.elapsed() < Duration::from_secs(2) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = quay.requests().len();
-        if now != last {
-            last = now;
-            quiet = Instant::now();
-        }
-    }
+    // Wait until the restart pass is over.
+    quiet(quay).await;
     let restart = &quay.requests()[before..];
     let restart_writes = restart.iter().filter(|r| r.method != "GET").count();
     println!(

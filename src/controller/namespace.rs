@@ -820,7 +820,19 @@ async fn cleanup(ns: &Namespace, cfg: &IntegrationConfig, ctx: &Arc<Context>) ->
     }
     let client = ctx.quay(cfg).await?;
     let result = async {
-        let view = observe(&client, &org).await?;
+        // Ownership needs only the robots' descriptions (one GET without
+        // tokens or permissions); the whole organization is read only when
+        // no robot carries our marker (empty, foreign, another cluster's).
+        let robots = match client.list_robots_with(&org, false, false).await {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(Error::from(e)),
+        };
+        let marked = QuayView::from_answers(robots, Vec::new(), Vec::new());
+        let view = match ownership(&marked, &cfg.cluster_id, &ctx.cluster_uid) {
+            Ownership::Ours => marked,
+            _ => observe(&client, &org).await?,
+        };
         match ownership(&view, &cfg.cluster_id, &ctx.cluster_uid) {
             Ownership::Absent => Ok(()),
             Ownership::Ours | Ownership::Empty => match client.delete_organization(&org).await {

@@ -985,6 +985,7 @@ async fn namespace_deletion_follows_the_policy() {
         namespace(&env, "gone").await;
         wait_for("gone", || converged(&env, "gone", &[])).await;
         let namespaces = Api::<Namespace>::all(env.client.clone());
+        env.quay.clear_requests();
         namespaces
             .delete("gone", &DeleteParams::default())
             .await
@@ -994,6 +995,26 @@ async fn namespace_deletion_follows_the_policy() {
         })
         .await;
         assert_eq!(has_org(&env, "openshift_gone"), kept, "{policy}");
+        let requests = quay_requests(&env);
+        println!(
+            "deleting a namespace under {policy}: {} Quay requests {requests:?}",
+            requests.len()
+        );
+        if policy == "Delete" {
+            // The ownership check reads the robots' descriptions only.
+            assert_eq!(
+                requests,
+                [
+                    (
+                        "GET".to_owned(),
+                        "/api/v1/organization/{org}/robots".to_owned()
+                    ),
+                    ("DELETE".to_owned(), "/api/v1/organization/{org}".to_owned()),
+                ]
+            );
+        } else {
+            assert!(requests.is_empty(), "{requests:?}");
+        }
         env.stop().await;
     }
 }

@@ -309,3 +309,24 @@ async fn connection_refused_is_a_transport_error_before_send() {
         "{err:?}"
     );
 }
+
+/// The embedded Quay's capacity models Quay's workers: no more requests
+/// are served at once than it has, the others wait their turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_limits_the_requests_served_at_once() {
+    let quay = common::quay().await;
+    quay.set_faults(
+        FaultConfig {
+            latency_ms: 30,
+            capacity: Some(2),
+            ..Default::default()
+        },
+        None,
+    );
+    let client = common::client(&quay);
+    let calls: Vec<_> = (0..6).map(|_| client.current_user()).collect();
+    for answer in futures::future::join_all(calls).await {
+        answer.unwrap();
+    }
+    assert_eq!(quay.peak_serving(), 2, "two workers, six callers");
+}

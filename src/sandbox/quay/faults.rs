@@ -42,6 +42,10 @@ pub struct FaultConfig {
     pub path_prefix: Option<String>,
     /// Restrict faults to this HTTP method.
     pub method: Option<String>,
+    /// How many requests are served at once, as Quay's workers (a small
+    /// Quay has a few, each busy about 0.3 s a request); the others wait.
+    /// `None`: no limit.
+    pub capacity: Option<u32>,
 }
 
 /// What to do with one request.

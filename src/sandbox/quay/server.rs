@@ -74,10 +74,49 @@ impl Default for EmbeddedQuayConfig {
 struct Inner {
     state: Mutex<QuayState>,
     faults: Mutex<Faults>,
+    /// The workers when `FaultConfig::capacity` limits them.
+    workers: Mutex<Option<(u32, Arc<tokio::sync::Semaphore>)>>,
+    /// Requests being served now, and the most ever served at once.
+    serving: Mutex<(u32, u32)>,
     log: Mutex<RequestLog>,
     scheme: &'static str,
     admin_token: SecretString,
     path_prefix: String,
+}
+
+/// One request being served (counted for [`EmbeddedQuay::peak_serving`]).
+struct Serving<'a>(&'a Inner);
+
+impl<'a> Serving<'a> {
+    fn start(inner: &'a Inner) -> Self {
+        let mut s = lock(&inner.serving);
+        s.0 += 1;
+        s.1 = s.1.max(s.0);
+        Serving(inner)
+    }
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        let mut s = lock(&self.0.serving);
+        s.0 = s.0.saturating_sub(1);
+    }
+}
+
+impl Inner {
+    /// Sets the faults, and the workers when the capacity changes.
+    fn set_faults(&self, config: FaultConfig, seed: Option<u64>) {
+        let mut workers = lock(&self.workers);
+        match config.capacity {
+            None => *workers = None,
+            Some(n) if workers.as_ref().is_some_and(|(c, _)| *c == n) => {}
+            Some(n) => {
+                let permits = usize::try_from(n.max(1)).unwrap_or(1);
+                *workers = Some((n, Arc::new(tokio::sync::Semaphore::new(permits))));
+            }
+        }
+        lock(&self.faults).set(config, seed);
+    }
 }
 
 /// Locks a mutex, recovering the data if a holder panicked.
@@ -151,6 +190,8 @@ impl EmbeddedQuay {
         let inner = Arc::new(Inner {
             state: Mutex::new(state),
             faults: Mutex::new(Faults::default()),
+            workers: Mutex::new(None),
+            serving: Mutex::new((0, 0)),
             log: Mutex::new(RequestLog::default()),
             scheme: if tls.is_some() { "https" } else { "http" },
             admin_token,
@@ -204,7 +245,12 @@ impl EmbeddedQuay {
 
     /// Replaces the fault configuration (`seed` makes rates reproducible).
     pub fn set_faults(&self, config: FaultConfig, seed: Option<u64>) {
-        lock(&self.inner.faults).set(config, seed);
+        self.inner.set_faults(config, seed);
+    }
+
+    /// The most API and registry requests served at once so far.
+    pub fn peak_serving(&self) -> u32 {
+        lock(&self.inner.serving).1
     }
 
     /// Removes every fault.
@@ -424,6 +470,13 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         user_agent: header(http::header::USER_AGENT).unwrap_or_default(),
     };
 
+    // A worker serves the request from here to its answer.
+    let workers = lock(&inner.workers).as_ref().map(|(_, w)| w.clone());
+    let _worker = match &workers {
+        Some(w) => w.acquire().await.ok(),
+        None => None,
+    };
+    let _serving = Serving::start(&inner);
     let (latency, action) = lock(&inner.faults).decide(&method, &path);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -552,7 +605,7 @@ fn control(
         ("PUT", "faults") => match serde_json::from_slice::<FaultConfig>(body) {
             Ok(config) => {
                 let seed = parse_query(query).get("seed").and_then(|s| s.parse().ok());
-                lock(&inner.faults).set(config.clone(), seed);
+                inner.set_faults(config.clone(), seed);
                 ok(serde_json::to_value(config).unwrap_or_default())
             }
             Err(e) => bad(format!("invalid fault configuration: {e}")),

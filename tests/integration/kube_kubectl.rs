@@ -225,3 +225,224 @@ async fn kubectl_create_get_patch_apply_watch_delete() {
     );
     k.shutdown().await;
 }
+
+/// Every `kubectl create <generator>` a user reaches for works against the
+/// sandbox over TLS: kubectl sends these built-in kinds as protobuf bodies
+/// and asks for protobuf answers first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_generator_commands_send_protobuf_and_work() {
+    common::init();
+    let k = EmbeddedKube::start(EmbeddedKubeConfig {
+        listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    k.write_kubeconfig(&kc, ADMIN_IDENTITY).unwrap();
+    let kc = kc.as_path();
+    let run = |args: &[&str]| tokio::task::block_in_place(|| ok(kc, args));
+    let expect = |args: &[&str], out: &str| {
+        let got = run(args);
+        assert_eq!(got.trim(), out, "kubectl {args:?}");
+    };
+    expect(&["create", "namespace", "gen"], "namespace/gen created");
+    let ns = ["-n", "gen"];
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "create",
+                "secret",
+                "generic",
+                "creds",
+                "--from-literal=token=s3cr3t",
+            ],
+            "secret/creds created",
+        ),
+        (
+            &[
+                "create",
+                "secret",
+                "docker-registry",
+                "pull",
+                "--docker-server=quay.example.com",
+                "--docker-username=u",
+                "--docker-password=p",
+            ],
+            "secret/pull created",
+        ),
+        (
+            &["create", "configmap", "cfg", "--from-literal=a=1"],
+            "configmap/cfg created",
+        ),
+        (
+            &["create", "serviceaccount", "robot"],
+            "serviceaccount/robot created",
+        ),
+        (
+            &[
+                "create",
+                "role",
+                "reader",
+                "--verb=get,list",
+                "--resource=pods",
+            ],
+            "role.rbac.authorization.k8s.io/reader created",
+        ),
+        (
+            &[
+                "create",
+                "rolebinding",
+                "readers",
+                "--role=reader",
+                "--user=alice",
+            ],
+            "rolebinding.rbac.authorization.k8s.io/readers created",
+        ),
+        (
+            &["create", "quota", "q", "--hard=pods=10,requests.cpu=2"],
+            "resourcequota/q created",
+        ),
+        (
+            &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+            "service/web created",
+        ),
+        (
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx",
+                "--replicas=2",
+                "--port=80",
+            ],
+            "deployment.apps/web created",
+        ),
+        (
+            &["create", "job", "once", "--image=busybox"],
+            "job.batch/once created",
+        ),
+        (
+            &[
+                "create",
+                "cronjob",
+                "nightly",
+                "--image=busybox",
+                "--schedule=0 2 * * *",
+            ],
+            "cronjob.batch/nightly created",
+        ),
+    ];
+    for (args, out) in cases {
+        let mut all = args.to_vec();
+        all.extend(ns);
+        expect(&all, out);
+    }
+    expect(
+        &[
+            "create",
+            "clusterrole",
+            "watcher",
+            "--verb=watch",
+            "--resource=namespaces",
+        ],
+        "clusterrole.rbac.authorization.k8s.io/watcher created",
+    );
+    expect(
+        &[
+            "create",
+            "clusterrolebinding",
+            "watchers",
+            "--clusterrole=watcher",
+            "--group=devs",
+        ],
+        "clusterrolebinding.rbac.authorization.k8s.io/watchers created",
+    );
+    expect(
+        &["create", "priorityclass", "high", "--value=1000"],
+        "priorityclass.scheduling.k8s.io/high created",
+    );
+
+    // What was stored is what kubectl meant.
+    let secret: serde_json::Value =
+        serde_json::from_str(&run(&["get", "secret", "creds", "-n", "gen", "-o", "json"])).unwrap();
+    assert_eq!(secret["data"]["token"], "czNjcjN0");
+    assert_eq!(secret["type"], "Opaque");
+    let deploy: serde_json::Value = serde_json::from_str(&run(&[
+        "get",
+        "deployment",
+        "web",
+        "-n",
+        "gen",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx"
+    );
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+    let svc: serde_json::Value =
+        serde_json::from_str(&run(&["get", "service", "web", "-n", "gen", "-o", "json"])).unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    let quota: serde_json::Value =
+        serde_json::from_str(&run(&["get", "quota", "q", "-n", "gen", "-o", "json"])).unwrap();
+    assert_eq!(quota["spec"]["hard"]["requests.cpu"], "2");
+    expect(
+        &["get", "namespace", "gen", "-o", "jsonpath={.status.phase}"],
+        "Active",
+    );
+
+    // A token for a service account authenticates as it.
+    let mut wait = 0;
+    while !tokio::task::block_in_place(|| kubectl(kc, &["get", "sa", "default", "-n", "gen"])).0 {
+        wait += 1;
+        assert!(wait < 200, "the default service account appears");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let token = run(&["create", "token", "default", "-n", "gen", "--duration=10m"]);
+    assert!(token.starts_with("eyJ"), "{token}");
+    tokio::task::block_in_place(|| ok(kc, &["--token", token.trim(), "get", "namespace", "gen"]));
+    assert!(
+        k.requests().iter().any(
+            |r| r.identity == "system:serviceaccount:gen:default" && r.resource == "namespaces"
+        ),
+        "the token authenticates as the service account"
+    );
+    expect(&["auth", "can-i", "create", "pods", "-n", "gen"], "yes");
+    expect(
+        &[
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-n",
+            "gen",
+            "-o",
+            "name",
+        ],
+        "configmap/kube-root-ca.crt",
+    );
+    // kubectl sent protobuf bodies (and the sandbox took them).
+    let creates: Vec<_> = k
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == "create" && r.identity == ADMIN_IDENTITY)
+        .collect();
+    assert!(creates.len() >= 15, "{creates:?}");
+    assert!(
+        creates
+            .iter()
+            .all(|r| r.content_type == "application/vnd.kubernetes.protobuf"),
+        "{:?}",
+        creates
+            .iter()
+            .map(|r| (&r.resource, &r.content_type))
+            .collect::<Vec<_>>()
+    );
+}

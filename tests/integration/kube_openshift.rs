@@ -604,3 +604,95 @@ fn strategic_merge_table_is_generated_from_the_openapi() {
     );
     assert!(generated.kinds.contains_key("/v1/ServiceAccount"));
 }
+
+/// The sources of the `k8s-pb` crate (kube-rs's prost-generated Kubernetes
+/// types), as (module, text), from cargo's registry (`.ci/run` fetches it).
+fn k8s_pb_sources() -> Vec<(String, String)> {
+    let home = std::env::var("CARGO_HOME").map_or_else(
+        |_| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"),
+        std::path::PathBuf::from,
+    );
+    let root = std::fs::read_dir(home.join("registry/src"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|d| {
+            d.path().join(format!(
+                "k8s-pb-{}",
+                quay_bridge_operator::sandbox::kube::proto::K8S_PB_VERSION
+            ))
+        })
+        .find(|p| p.exists())
+        .expect("the k8s-pb crate's sources in cargo's registry (.ci/run fetches them)")
+        .join("src");
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().filter_map(Result::ok) {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "mod.rs") {
+                let module = p
+                    .parent()
+                    .unwrap()
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('/', ".");
+                out.push((module, std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// The protobuf table the sandbox decodes and encodes bodies with is
+/// generated from k8s-pb's prost types (JSON names checked against
+/// OpenShift's OpenAPI); this fails when the committed table is stale.
+/// Regenerate with
+/// `REGENERATE_PROTO_TABLE=1 cargo test --test integration -- --ignored protobuf_table`.
+#[test]
+#[ignore = "needs ../shared/schemas/openshift-openapi.json and the k8s-pb sources (run by .ci/run)"]
+fn protobuf_table_is_generated_from_k8s_pb() {
+    use quay_bridge_operator::sandbox::kube::{proto, resources};
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/schemas/openshift-openapi.json"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let names: std::collections::BTreeSet<String> = doc["definitions"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|d| d["properties"].as_object())
+        .flat_map(|p| p.keys().cloned())
+        .collect();
+    let roots: Vec<String> = resources::builtin()
+        .into_iter()
+        .map(|d| proto::message_name(&d.group, &d.version, &d.kind))
+        .chain(proto::EXTRA_ROOTS.iter().map(|s| (*s).to_owned()))
+        .collect();
+    let generated = proto::generate(
+        &k8s_pb_sources(),
+        &names,
+        &roots,
+        &format!(
+            "k8s-pb {} prost types; JSON names from openshift/api openapi/openapi.json",
+            proto::K8S_PB_VERSION
+        ),
+    );
+    let out = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/sandbox/kube/proto_table.json"
+    );
+    if std::env::var_os("REGENERATE_PROTO_TABLE").is_some() {
+        let mut text = serde_json::to_string(&generated).unwrap();
+        text.push('\n');
+        std::fs::write(out, text).unwrap();
+    }
+    assert!(
+        &generated == proto::table(),
+        "{out} is stale: regenerate it (see this test's doc comment)"
+    );
+    assert!(generated.messages.contains_key("api.core.v1.Namespace"));
+}

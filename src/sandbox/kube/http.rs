@@ -6,7 +6,7 @@ use super::resources::ResourceDef;
 use super::selectors::{FieldSelector, LabelSelector, labels_of};
 use super::server::{KubeRequest, KubeState};
 use super::store::{CommitError, EventType, StoredEvent, Update, WriteOptions, name_of, rv_of};
-use super::{admission, openshift, table};
+use super::{admission, openshift, proto, table};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -179,6 +179,7 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
         subresource: target.subresource.clone().unwrap_or_default(),
         name: target.name.clone().unwrap_or_default(),
         user_agent: user_agent.clone(),
+        content_type: content_type.clone(),
     });
     let (latency, injected) = st.decide_fault(&method, &identity);
     if !latency.is_zero() {
@@ -201,18 +202,47 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
     };
     let wants_table = accept.contains("as=Table");
     let wants_metadata = accept.contains("as=PartialObjectMetadata");
-    // Bodies are JSON only; like an apiserver that does not serve a
-    // content type (protobuf, CBOR), answer 415 so client-go falls back
-    // to JSON.
+    // Bodies are JSON, or protobuf for built-in kinds (what kubectl sends
+    // them as); anything else is a 415, as a real apiserver answers a
+    // content type it does not serve for the kind.
     let media = content_type.split(';').next().unwrap_or_default().trim();
+    let body = if matches!(method.as_str(), "POST" | "PUT") && media == proto::MEDIA_TYPE {
+        if target.def.custom {
+            return error(&ApiError::unsupported_media_type(media));
+        }
+        match proto::decode(&body) {
+            Ok(obj) => Bytes::from(obj.to_string()),
+            Err(proto::ProtoError::UnknownKind(_)) => {
+                return error(&ApiError::unsupported_media_type(media));
+            }
+            Err(e) => {
+                return error(&ApiError::bad_request(format!(
+                    "the object provided is unrecognized (must be of type {}): {e}",
+                    target.def.kind
+                )));
+            }
+        }
+    } else {
+        body
+    };
     if matches!(method.as_str(), "POST" | "PUT")
         && !body.is_empty()
         && !media.is_empty()
         && media != "application/json"
+        && media != proto::MEDIA_TYPE
         && media != "*/*"
     {
         return error(&ApiError::unsupported_media_type(media));
     }
+    // Answers in protobuf when the client asks for it first (and the kind
+    // has a protobuf form), as a real apiserver does.
+    let wants_protobuf = !wants_table
+        && !wants_metadata
+        && accept
+            .split(',')
+            .next()
+            .and_then(|m| m.split(';').next())
+            .is_some_and(|m| m.trim() == proto::MEDIA_TYPE);
     let result = match (method.as_str(), &target) {
         (
             "GET",
@@ -239,6 +269,16 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
         ) if sub == "instantiate" && target.def.plural == "buildconfigs" => {
             openshift::instantiate(&st, &target, &body, &opts, &identity).await
         }
+        (
+            "POST",
+            Target {
+                name: Some(_),
+                subresource: Some(sub),
+                ..
+            },
+        ) if sub == "token" && target.def.plural == "serviceaccounts" => {
+            token_request(&st, &target, &body)
+        }
         ("PUT", Target { name: Some(_), .. }) => {
             update(&st, &target, &body, &opts, &identity).await
         }
@@ -257,6 +297,17 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
         _ => Err(ApiError::method_not_allowed()),
     };
     match result {
+        Ok((status, v)) if wants_protobuf => match proto::encode(&v) {
+            Some(wire) => {
+                let mut r = Response::new(Body::from(wire));
+                *r.status_mut() =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(proto::MEDIA_TYPE));
+                r
+            }
+            None => respond(status, &v),
+        },
         Ok((status, v)) => respond(status, &v),
         Err(e) => error(&e),
     }
@@ -672,6 +723,56 @@ fn keep_identity(mut mutated: Value, original: &Value) -> Value {
     mutated
 }
 
+/// `serviceaccounts/{name}/token`: a TokenRequest answered with a bearer
+/// token (JWT-shaped) that authenticates as the service account.
+fn token_request(st: &KubeState, t: &Target, body: &Bytes) -> Result<(u16, Value), ApiError> {
+    use base64::Engine;
+    let request = parse_body(body)?;
+    let (ns, name) = (
+        t.namespace.clone().unwrap_or_default(),
+        t.name.clone().unwrap_or_default(),
+    );
+    st.lock_store().get_or_404(&t.def, &ns, &name)?;
+    let seconds = request
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(3600);
+    if seconds < 600 {
+        return Err(ApiError::invalid(
+            &t.def,
+            &name,
+            &[(
+                "spec.expirationSeconds".into(),
+                format!(
+                    "Invalid value: {seconds}: may not specify a duration less than 10 minutes"
+                ),
+            )],
+        ));
+    }
+    let subject = format!("system:serviceaccount:{ns}:{name}");
+    let now = jiff::Timestamp::now();
+    let expires = now
+        .checked_add(jiff::SignedDuration::from_secs(seconds))
+        .unwrap_or(now);
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let token = format!(
+        "{}.{}.{}",
+        b64(&json!({"alg": "RS256", "kid": "sandbox"})),
+        b64(
+            &json!({"iss": "https://kubernetes.default.svc", "sub": subject, "aud": ["https://kubernetes.default.svc"], "iat": now.as_second(), "exp": expires.as_second()})
+        ),
+        st.issue_token(&subject)
+    );
+    st.register_token(&token, &subject);
+    let mut answer = request;
+    answer["apiVersion"] = json!("authentication.k8s.io/v1");
+    answer["kind"] = json!("TokenRequest");
+    answer["metadata"] = json!({"name": name, "namespace": ns, "creationTimestamp": null});
+    answer["spec"]["expirationSeconds"] = json!(seconds);
+    answer["status"] = json!({"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()});
+    Ok((201, answer))
+}
+
 async fn create(
     st: &KubeState,
     t: &Target,
@@ -683,6 +784,14 @@ async fn create(
     let ns = t.namespace.clone().unwrap_or_default();
     if t.def.plural == "imagestreamimports" {
         return openshift::import(st, &t.def, &ns, obj, opts, identity).await;
+    }
+    if t.def.plural == "selfsubjectaccessreviews" {
+        // The sandbox authorizes every request of every identity.
+        let mut review = obj;
+        review["status"] =
+            json!({"allowed": true, "reason": "the sandbox apiserver authorizes every request"});
+        review["metadata"] = json!({"creationTimestamp": null});
+        return Ok((201, review));
     }
     let stored = create_object(st, &t.def, &ns, obj, opts, identity).await?;
     Ok((201, (*stored).clone()))

@@ -10,6 +10,7 @@ pub mod errors;
 pub mod http;
 pub mod openshift;
 pub mod patch;
+pub mod proto;
 pub mod resources;
 pub mod schema;
 pub mod selectors;

@@ -114,6 +114,16 @@ pub fn ensure_service_accounts(state: &KubeState, ns: &str) {
     ) else {
         return;
     };
+    // kube-controller-manager's root CA ConfigMap, in every namespace.
+    if let Some(cm_def) = store.registry.get("", "v1", "configmaps").cloned()
+        && store.get(&cm_def, ns, "kube-root-ca.crt").is_none()
+    {
+        let ca = state.api_ca.get().cloned().unwrap_or_default();
+        let cm = json!({"metadata": {"name": "kube-root-ca.crt", "namespace": ns, "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}}, "data": {"ca.crt": ca}});
+        if let Err(e) = store.controller_write(&cm_def, cm, "kube-controller-manager") {
+            tracing::debug!(namespace = ns, error = %e.message, "kube-root-ca.crt creation skipped");
+        }
+    }
     for sa in DEFAULT_SERVICE_ACCOUNTS {
         if store.get(&sa_def, ns, sa).is_some() {
             continue;

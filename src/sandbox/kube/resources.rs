@@ -246,6 +246,47 @@ pub fn builtin() -> Vec<ResourceDef> {
             false,
         ),
         def(
+            "",
+            "v1",
+            "resourcequotas",
+            "ResourceQuota",
+            true,
+            &["quota"],
+            true,
+            false,
+        ),
+        def(
+            "scheduling.k8s.io",
+            "v1",
+            "priorityclasses",
+            "PriorityClass",
+            false,
+            &["pc"],
+            false,
+            false,
+        ),
+        def("batch", "v1", "jobs", "Job", true, &[], true, true),
+        def(
+            "batch",
+            "v1",
+            "cronjobs",
+            "CronJob",
+            true,
+            &["cj"],
+            true,
+            true,
+        ),
+        def(
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+            "SelfSubjectAccessReview",
+            false,
+            &[],
+            false,
+            false,
+        ),
+        def(
             "image.openshift.io",
             "v1",
             "imagestreams",
@@ -303,7 +344,7 @@ pub fn builtin() -> Vec<ResourceDef> {
                 .map(|s| (*s).to_owned())
                 .collect()
             }
-            "imagestreamimports" => d.create_only = true,
+            "imagestreamimports" | "selfsubjectaccessreviews" => d.create_only = true,
             _ => {}
         }
     }

@@ -41,6 +41,8 @@ pub struct KubeRequest {
     pub name: String,
     /// The client's `User-Agent`.
     pub user_agent: String,
+    /// The body's `Content-Type` (empty without one).
+    pub content_type: String,
 }
 
 /// Apiserver faults, settable at run time.
@@ -157,6 +159,9 @@ pub struct KubeState {
     pub registries: Mutex<HashMap<String, String>>,
     /// Extra CA certificates (PEM) the simulated nodes trust for registries.
     pub registry_ca: Mutex<Option<String>>,
+    /// The CA of the HTTPS endpoint (PEM), published in every namespace's
+    /// `kube-root-ca.crt`.
+    pub api_ca: std::sync::OnceLock<String>,
     pub(crate) webhook_clients: Mutex<HashMap<String, reqwest::Client>>,
 }
 
@@ -183,6 +188,11 @@ impl KubeState {
         let token = random_token(32).to_ascii_lowercase();
         lock(&self.tokens).insert(token.clone(), identity.to_owned());
         token
+    }
+
+    /// Makes `token` authenticate as `identity`.
+    pub fn register_token(&self, token: &str, identity: &str) {
+        lock(&self.tokens).insert(token.to_owned(), identity.to_owned());
     }
 
     /// Logs a request.
@@ -372,6 +382,7 @@ impl EmbeddedKube {
             service_addresses: Mutex::new(HashMap::new()),
             registries: Mutex::new(HashMap::new()),
             registry_ca: Mutex::new(None),
+            api_ca: std::sync::OnceLock::new(),
             webhook_clients: Mutex::new(HashMap::new()),
         });
         let admin_token = random_token(32).to_ascii_lowercase();
@@ -409,6 +420,9 @@ impl EmbeddedKube {
                 } else {
                     None
                 };
+                if let Some(ca) = &ca {
+                    let _ = state.api_ca.set(ca.cert_pem());
+                }
                 let server_tls = match &ca {
                     Some(ca) => Some(server_config_from(&ca.issue_server(&[
                         "localhost",

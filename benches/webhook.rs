@@ -95,21 +95,19 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tls.crt"), &pair.cert_pem).unwrap();
     std::fs::write(dir.path().join("tls.key"), pair.key_pem.expose()).unwrap();
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+
     let options = Options {
-        webhook: Some(WebhookOptions {
-            listen: addr.to_string(),
-            certificates: CertSource::Files {
+        webhook: Some(WebhookOptions::new(
+            "127.0.0.1:0",
+            CertSource::Files {
                 dir: dir.path().to_owned(),
                 reload_interval: Duration::from_secs(30),
             },
-        }),
+        )),
         ..Options::default()
     };
     let ready = options.ready.clone();
+    let webhook = options.webhook.clone().unwrap();
     let operator = tokio::spawn(quay_bridge_operator::controller::run(
         kube.client_as(OPERATOR),
         options,
@@ -132,6 +130,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let addr = webhook.serving_at().await.unwrap();
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
         .resolve(SERVICE, addr)

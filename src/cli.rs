@@ -47,8 +47,10 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the operator: controllers, the Build webhook and the admin server.
     Run(RunArgs),
-    /// Run embedded stand-ins for Quay (and, as they land, the cluster and
-    /// the operator) on loopback, until Ctrl-C or SIGTERM.
+    /// Run the whole product on loopback, until Ctrl-C or SIGTERM: an
+    /// embedded Kubernetes API server playing OpenShift's builds and image
+    /// imports, an embedded Quay, and the operator with its webhook and
+    /// admin server. `--demo` tells the `oc new-app` story on it once.
     Sandbox(SandboxArgs),
     /// Remove the operator's finalizers from every namespace and
     /// QuayIntegration (Quay organizations are kept), so nothing is
@@ -165,11 +167,32 @@ pub struct SandboxArgs {
     #[arg(long, env = "SANDBOX_LISTEN_KUBE", default_value = "127.0.0.1:6443")]
     pub listen_kube: String,
 
-    /// Run the whole `oc new-app` story once (namespace, robots, Secrets,
-    /// ImageStream, build rewritten and pushed, tag imported, image pulled),
-    /// print what happened, and exit 0 only if every step succeeded.
+    /// Address of the operator's admin server (/healthz, /readyz, /metrics;
+    /// plain HTTP), as `run` serves it.
+    #[arg(long, env = "SANDBOX_LISTEN_ADMIN", default_value = "127.0.0.1:8081")]
+    pub listen_admin: String,
+
+    /// Namespaces the operator reconciles at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+
+    /// Seconds between resyncs of a converged namespace against Quay (set
+    /// it low to watch one).
+    #[arg(long, env = "RESYNC_SECONDS", default_value_t = 600)]
+    pub resync_seconds: u64,
+
+    /// Tell the whole `oc new-app` story once on a sandbox of its own (free
+    /// ports): namespace, robots, Secrets, ImageStream, build rewritten and
+    /// pushed, tag imported, image pulled. The story goes to stdout, logs to
+    /// a file (or to stderr when RUST_LOG is set); exits 0 only if every
+    /// step succeeded.
     #[arg(long, env = "SANDBOX_DEMO")]
     pub demo: bool,
+
+    /// With --demo: keep everything running after the story, to explore it
+    /// with kubectl and curl.
+    #[arg(long, env = "SANDBOX_KEEP", requires = "demo")]
+    pub keep: bool,
 
     /// Where to write a kubeconfig for the embedded API server.
     #[arg(

@@ -53,10 +53,8 @@ async fn run(args: quay_bridge_operator::cli::RunArgs) -> Result<(), String> {
         concurrency: args.concurrency,
         resync: Duration::from_secs(args.resync_seconds),
         instance: args.instance.clone(),
-        webhook: certificates.map(|certificates| WebhookOptions {
-            listen: args.webhook_listen.clone(),
-            certificates,
-        }),
+        webhook: certificates
+            .map(|certificates| WebhookOptions::new(args.webhook_listen.clone(), certificates)),
         ready,
         campaign_problem,
         leader_election: args
@@ -121,10 +119,27 @@ fn main() -> ExitCode {
 }
 
 async fn async_main(cli: Cli) -> ExitCode {
-    telemetry::init(cli.log_format);
+    // The demo's story is on stdout: its logs go to a file unless RUST_LOG
+    // asks for them.
+    let demo = matches!(&cli.command, Command::Sandbox(a) if a.demo);
+    let log_file = (demo && std::env::var_os("RUST_LOG").is_none()).then(|| {
+        std::env::temp_dir().join(format!(
+            "quay-bridge-operator-demo-{}.log",
+            std::process::id()
+        ))
+    });
+    match &log_file {
+        Some(path) => {
+            if let Err(e) = telemetry::init_to_file(cli.log_format, path) {
+                eprintln!("error: cannot write the log file {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        None => telemetry::init(cli.log_format),
+    }
     let result = match cli.command {
         #[cfg(feature = "sandbox")]
-        Command::Sandbox(args) => quay_bridge_operator::sandbox::cmd::run(args)
+        Command::Sandbox(args) => quay_bridge_operator::sandbox::cmd::run(args, log_file)
             .await
             .map_err(|e| e.to_string()),
         #[cfg(not(feature = "sandbox"))]

@@ -58,10 +58,30 @@ pub struct Options {
 /// Where and how the webhook serves.
 #[derive(Debug, Clone)]
 pub struct WebhookOptions {
-    /// HTTPS listen address.
+    /// HTTPS listen address (port 0: any free port, see `serving`).
     pub listen: String,
     /// Where its serving certificate comes from.
     pub certificates: CertSource,
+    /// The address the webhook serves on, once it does (what a sandbox
+    /// registers as the webhook Service's endpoint).
+    pub serving: Arc<tokio::sync::watch::Sender<Option<std::net::SocketAddr>>>,
+}
+
+impl WebhookOptions {
+    /// Serves on `listen` with `certificates`.
+    pub fn new(listen: impl Into<String>, certificates: CertSource) -> Self {
+        Self {
+            listen: listen.into(),
+            certificates,
+            serving: Arc::new(tokio::sync::watch::channel(None).0),
+        }
+    }
+
+    /// Waits until the webhook serves; its address.
+    pub async fn serving_at(&self) -> Option<std::net::SocketAddr> {
+        let mut rx = self.serving.subscribe();
+        rx.wait_for(Option::is_some).await.ok().and_then(|a| *a)
+    }
 }
 
 /// Where the webhook's serving certificate comes from.

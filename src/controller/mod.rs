@@ -346,6 +346,7 @@ pub async fn run(
             let source: Arc<dyn crate::webhook::server::FactsSource> = ctx.clone();
             let router = crate::webhook::server::router(source, ctx.metrics.webhook.clone());
             let server = crate::net::serve(&options.listen, Some(config), router).await?;
+            options.serving.send_replace(Some(server.local_addr()));
             tracing::info!(address = %server.local_addr(), "admission webhook serving");
             Some(server)
         }

@@ -1,9 +1,16 @@
-//! `quay-bridge-operator sandbox`: runs the embedded components on loopback.
+//! `quay-bridge-operator sandbox`: the whole product on loopback — the
+//! embedded cluster and Quay, and the operator with its webhook registered
+//! as the deploy manifests register it, post-build imports and the admin
+//! server — until Ctrl-C or SIGTERM; or, with `--demo`, the `oc new-app`
+//! story told once on top of it.
 
 use super::kube::{ADMIN_IDENTITY, EmbeddedKube, EmbeddedKubeConfig};
 use super::quay::{EmbeddedQuay, EmbeddedQuayConfig};
 use crate::cli::{Component, SandboxArgs};
+use crate::controller::context::{CertSource, Metrics, Options, WebhookOptions};
+use crate::net::ServerHandle;
 use crate::secret::SecretString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Errors of the sandbox command.
@@ -28,19 +35,253 @@ pub enum SandboxError {
     Setup(String),
 }
 
-/// Runs the sandbox until Ctrl-C or SIGTERM.
-pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
+/// The identity the sandboxed operator acts as.
+pub const OPERATOR_IDENTITY: &str =
+    "system:serviceaccount:openshift-operators:quay-bridge-operator";
+
+/// The operator's settings in the sandbox.
+#[derive(Debug, Clone)]
+pub struct OperatorSettings {
+    /// Namespaces reconciled at once.
+    pub concurrency: u16,
+    /// Resync period.
+    pub resync: Duration,
+    /// Admin server address (`/healthz`, `/readyz`, `/metrics`).
+    pub admin_listen: String,
+}
+
+/// The operator running in the sandbox.
+pub struct RunningOperator {
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    admin: ServerHandle,
+}
+
+impl RunningOperator {
+    /// The admin server's address.
+    pub fn admin_url(&self) -> String {
+        self.admin.url()
+    }
+
+    /// Stops the operator (it drains and releases what it holds).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        self.admin.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+fn setup(e: impl std::fmt::Display) -> SandboxError {
+    SandboxError::Setup(e.to_string())
+}
+
+/// Installs what a cluster admin installs (both CRDs, the Quay token
+/// Secret, a QuayIntegration `name` bridging every non-system namespace,
+/// the webhook registration of `deploy/`), then runs the operator with its
+/// webhook (self-managed certificate, registered as the webhook Service's
+/// endpoint once it serves) and its admin server.
+pub async fn start_operator(
+    kube: &EmbeddedKube,
+    quay_url: &str,
+    quay_token: &str,
+    name: &str,
+    settings: &OperatorSettings,
+) -> Result<RunningOperator, SandboxError> {
+    use crate::crd::{LegacyQuayIntegration, QuayIntegration};
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+    let admin = kube.client();
+    let exists_ok = |e: kube::Error| match e {
+        kube::Error::Api(s) if s.code == 409 => Ok(()),
+        other => Err(setup(other)),
+    };
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for crd in [QuayIntegration::crd(), LegacyQuayIntegration::crd()] {
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .map(|_| ())
+            .or_else(exists_ok)?;
+    }
+    let secret: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": {"token": quay_token}}))
+        .map_err(setup)?;
+    Api::<Secret>::namespaced(admin.clone(), "openshift-operators")
+        .create(&PostParams::default(), &secret)
+        .await
+        .map(|_| ())
+        .or_else(exists_ok)?;
+    let registration: DynamicObject =
+        serde_json::from_value(crate::webhook::registration::configuration(
+            "quay-bridge-operator",
+            "openshift-operators",
+            "quay-bridge-operator",
+            false,
+        ))
+        .map_err(setup)?;
+    let gvk = kube::core::GroupVersionKind::gvk(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+    );
+    Api::<DynamicObject>::all_with(
+        admin.clone(),
+        &ApiResource::from_gvk_with_plural(&gvk, "mutatingwebhookconfigurations"),
+    )
+    .create(&PostParams::default(), &registration)
+    .await
+    .map(|_| ())
+    .or_else(exists_ok)?;
+    let qi: QuayIntegration = serde_json::from_value(serde_json::json!({
+        "apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": name},
+        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay_url, "insecureRegistry": true}
+    }))
+    .map_err(setup)?;
+    Api::<QuayIntegration>::all(admin)
+        .create(&PostParams::default(), &qi)
+        .await
+        .map(|_| ())
+        .or_else(exists_ok)?;
+
+    let mut registry = prometheus_client::registry::Registry::with_prefix("quay_bridge_operator");
+    let metrics = Metrics::register(&mut registry);
+    let webhook = WebhookOptions::new(
+        "127.0.0.1:0",
+        CertSource::SelfManaged(crate::webhook::selfmanaged::SelfManaged::new(
+            "openshift-operators",
+            "quay-bridge-operator",
+            "quay-bridge-operator-webhook-tls",
+            "quay-bridge-operator",
+        )),
+    );
+    let options = Options {
+        concurrency: settings.concurrency,
+        resync: settings.resync,
+        instance: "sandbox".into(),
+        webhook: Some(webhook.clone()),
+        ..Default::default()
+    };
+    let admin_server = crate::net::serve(
+        &settings.admin_listen,
+        None,
+        crate::admin::router(
+            registry,
+            options.ready.clone(),
+            options.campaign_problem.clone(),
+        ),
+    )
+    .await?;
+    let client = kube.client_as(OPERATOR_IDENTITY);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = crate::controller::run(client, options, metrics, shutdown).await {
+            tracing::error!(error = %e, "the operator stopped");
+        }
+    });
+    // The apiserver calls the webhook where it serves (its Service's
+    // endpoint, in a cluster).
+    let serving = tokio::time::timeout(Duration::from_secs(30), webhook.serving_at())
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| setup("the operator's webhook did not start within 30 s"))?;
+    kube.register_service("openshift-operators", "quay-bridge-operator", serving);
+    Ok(RunningOperator {
+        task,
+        stop,
+        admin: admin_server,
+    })
+}
+
+/// The commands to try, with the kubeconfig exported (each one works: a
+/// test runs them).
+fn hints(kubeconfig: &Path, quay: Option<(&str, &str)>, admin: Option<&str>) {
+    println!("Try (in another shell):");
+    println!("  export KUBECONFIG={}", absolute(kubeconfig).display());
+    if let Some((_, token)) = quay {
+        println!("  export QUAY_TOKEN={token}");
+    }
+    println!("  kubectl get namespaces");
+    if admin.is_some() {
+        println!("  kubectl create namespace demo");
+        println!("  kubectl get secrets,serviceaccounts -n demo");
+        println!("  kubectl get quayintegrations");
+    }
+    if let Some((url, _)) = quay {
+        println!(
+            "  curl -s -H \"Authorization: Bearer $QUAY_TOKEN\" {url}/api/v1/organization/openshift_demo/robots"
+        );
+    }
+    if let Some(admin) = admin {
+        println!("  curl -s {admin}/metrics | grep quay_bridge_operator_namespaces");
+    }
+    println!(
+        "The whole `oc new-app` flow by hand (ImageStream, BuildConfig, a build rewritten, pushed and imported) is in the README, section \"The sandbox\"."
+    );
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+}
+
+/// Runs the sandbox until Ctrl-C or SIGTERM (or, with `--demo` and
+/// without `--keep`, until the story is told). `log_file` is where the
+/// logs go when they are not on stderr.
+pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), SandboxError> {
     let SandboxArgs {
         components,
         listen_quay,
         quay_token,
         listen_kube,
+        listen_admin,
         kubeconfig_out,
         demo,
+        keep,
         quay_url,
+        concurrency,
+        resync_seconds,
     } = args;
+    let settings = OperatorSettings {
+        concurrency,
+        resync: Duration::from_secs(resync_seconds),
+        admin_listen: listen_admin,
+    };
     if demo {
-        return Ok(super::demo::run().await?);
+        // The story needs every component; it binds free ports so it runs
+        // beside a sandbox already listening on the defaults.
+        if let Some(path) = &log_file {
+            println!("Logs: {} (set RUST_LOG to see them here)", path.display());
+        }
+        let (quay, kube, operator) = super::demo::run(
+            keep.then_some(kubeconfig_out.as_path()),
+            quay_token,
+            &settings,
+        )
+        .await?;
+        if keep {
+            println!("\nEverything keeps running (--keep).");
+            println!(
+                "Embedded Quay: {}  admin token: {}",
+                quay.url(),
+                quay.admin_token().expose()
+            );
+            println!("Admin server: {}", operator.admin_url());
+            let (url, token) = (quay.url(), quay.admin_token().expose().to_owned());
+            hints(
+                &kubeconfig_out,
+                Some((&url, &token)),
+                Some(&operator.admin_url()),
+            );
+            println!("Press Ctrl-C to stop.");
+            shutdown_signal().await;
+        }
+        operator.stop().await;
+        kube.shutdown().await;
+        quay.shutdown().await;
+        return Ok(());
     }
     let with_operator = components.0.contains(&Component::Operator);
     let has_quay = components.0.contains(&Component::Quay) || quay_url.is_some();
@@ -51,7 +292,7 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
     // The Quay the operator talks to: external, or the embedded one.
     let mut quay_target: Option<(String, String)> = match (&quay_url, &quay_token) {
         (Some(url), Some(token)) => {
-            crate::quay::parse_base_url(url).map_err(|e| SandboxError::Setup(e.to_string()))?;
+            crate::quay::parse_base_url(url).map_err(setup)?;
             println!("Using the external Quay at {url}");
             Some((url.clone(), token.clone()))
         }
@@ -64,15 +305,9 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
             ..EmbeddedQuayConfig::default()
         };
         let q = EmbeddedQuay::start(config).await?;
-        let url = q.url();
-        // The sandbox exists to be used by hand: print how.
-        println!("Embedded Quay listening on {url}");
+        println!("Embedded Quay listening on {}", q.url());
         println!("  admin user:  {}", q.admin_user());
         println!("  admin token: {}", q.admin_token().expose());
-        println!(
-            "  try: curl -s -H \"Authorization: Bearer {}\" {url}/api/v1/user/",
-            q.admin_token().expose()
-        );
         quay_target = Some((q.url(), q.admin_token().expose().to_owned()));
         quay = Some(q);
     }
@@ -97,39 +332,44 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
             "Embedded Kubernetes API server listening on {}",
             k.url().unwrap_or_default()
         );
-        println!("  kubeconfig:  {}", kubeconfig_out.display());
-        println!(
-            "  try: kubectl --kubeconfig {} get namespaces",
-            kubeconfig_out.display()
-        );
+        println!("  kubeconfig:  {}", absolute(&kubeconfig_out).display());
         kube = Some(k);
     }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut operator = None;
     if let (true, Some(k), Some((url, token))) = (with_operator, &kube, &quay_target) {
-        operator = Some(start_operator(k, url, token, stopped).await?);
+        let running = start_operator(k, url, token, "sandbox", &settings).await?;
         println!(
-            "Operator running with a sample QuayIntegration \"sandbox\" bridging every non-system namespace."
+            "Operator running (webhook registered, admin server on {}) with a sample QuayIntegration \"sandbox\" bridging every non-system namespace.",
+            running.admin_url()
         );
+        operator = Some(running);
+    }
+    if kube.is_some() {
+        let embedded_quay = quay
+            .as_ref()
+            .map(|q| (q.url(), q.admin_token().expose().to_owned()));
+        hints(
+            &kubeconfig_out,
+            embedded_quay
+                .as_ref()
+                .map(|(u, t)| (u.as_str(), t.as_str())),
+            operator.as_ref().map(RunningOperator::admin_url).as_deref(),
+        );
+    } else if let Some(q) = &quay {
         println!(
-            "  try: kubectl --kubeconfig {} create namespace demo",
-            kubeconfig_out.display()
+            "Try: curl -s -H \"Authorization: Bearer {}\" {}/api/v1/user/",
+            q.admin_token().expose(),
+            q.url()
         );
-        println!(
-            "       kubectl --kubeconfig {} get secrets,serviceaccounts -n demo",
-            kubeconfig_out.display()
-        );
-        println!(
-            "       kubectl --kubeconfig {} get quayintegrations",
-            kubeconfig_out.display()
-        );
+    }
+    if let Some(path) = &log_file {
+        println!("Logs: {}", path.display());
     }
     println!("Press Ctrl-C to stop.");
     shutdown_signal().await;
     tracing::info!("shutting down");
-    let _ = stop.send(());
-    if let Some(task) = operator {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    if let Some(o) = operator {
+        o.stop().await;
     }
     if let Some(k) = kube {
         k.shutdown().await;
@@ -137,76 +377,7 @@ pub async fn run(args: SandboxArgs) -> Result<(), SandboxError> {
     if let Some(q) = quay {
         q.shutdown().await;
     }
-    tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
-}
-
-/// The identity the sandboxed operator acts as.
-pub const OPERATOR_IDENTITY: &str =
-    "system:serviceaccount:openshift-operators:quay-bridge-operator";
-
-/// Installs the CRDs, the token Secret and a sample QuayIntegration, and
-/// runs the operator against the embedded cluster and Quay.
-async fn start_operator(
-    kube: &EmbeddedKube,
-    quay_url: &str,
-    quay_token: &str,
-    stopped: tokio::sync::oneshot::Receiver<()>,
-) -> Result<tokio::task::JoinHandle<()>, SandboxError> {
-    use crate::crd::{LegacyQuayIntegration, QuayIntegration};
-    use k8s_openapi::api::core::v1::Secret;
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::CustomResourceExt;
-    use kube::api::{Api, PostParams};
-    let admin = kube.client();
-    let create = |e: kube::Error| match e {
-        kube::Error::Api(s) if s.code == 409 => Ok(()),
-        other => Err(SandboxError::Setup(other.to_string())),
-    };
-    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    for crd in [QuayIntegration::crd(), LegacyQuayIntegration::crd()] {
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .map(|_| ())
-            .or_else(create)?;
-    }
-    let secret: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": {"token": quay_token}}))
-        .map_err(|e| SandboxError::Setup(e.to_string()))?;
-    Api::<Secret>::namespaced(admin.clone(), "openshift-operators")
-        .create(&PostParams::default(), &secret)
-        .await
-        .map(|_| ())
-        .or_else(create)?;
-    let qi: QuayIntegration = serde_json::from_value(serde_json::json!({
-        "apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "sandbox"},
-        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay_url, "insecureRegistry": true}
-    }))
-    .map_err(|e| SandboxError::Setup(e.to_string()))?;
-    Api::<QuayIntegration>::all(admin)
-        .create(&PostParams::default(), &qi)
-        .await
-        .map(|_| ())
-        .or_else(create)?;
-    let client = kube.client_as(OPERATOR_IDENTITY);
-    let options = crate::controller::context::Options {
-        instance: "sandbox".into(),
-        ..Default::default()
-    };
-    Ok(tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        if let Err(e) = crate::controller::run(
-            client,
-            options,
-            crate::controller::context::Metrics::default(),
-            shutdown,
-        )
-        .await
-        {
-            tracing::error!(error = %e, "the operator stopped");
-        }
-    }))
 }
 
 pub use crate::net::shutdown_signal;

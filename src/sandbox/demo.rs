@@ -1,15 +1,12 @@
 //! `quay-bridge-operator sandbox --demo`: the `oc new-app` story end to end
 //! on the embedded cluster and Quay, told step by step.
 
+use super::cmd::{OperatorSettings, RunningOperator, start_operator};
 use super::kube::{EmbeddedKube, EmbeddedKubeConfig};
 use super::quay::{EmbeddedQuay, EmbeddedQuayConfig};
 use super::registry_client::{Credentials, RegistryClient};
-use crate::controller::context::{CertSource, Metrics, Options, WebhookOptions};
-use crate::crd::{LegacyQuayIntegration, QuayIntegration};
-use crate::webhook::selfmanaged::SelfManaged;
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
-use kube::CustomResourceExt;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
@@ -98,101 +95,71 @@ impl Steps {
     }
 }
 
-/// Runs the demo; `Ok` only if every step succeeded.
-pub async fn run() -> Result<(), DemoError> {
+/// Runs the demo on a sandbox of its own (free ports, the kubeconfig at
+/// `kubeconfig_out`); `Ok` only if every step succeeded, with everything
+/// still running for the caller to keep or stop.
+pub async fn run(
+    kubeconfig_out: Option<&std::path::Path>,
+    quay_token: Option<String>,
+    settings: &OperatorSettings,
+) -> Result<(EmbeddedQuay, EmbeddedKube, RunningOperator), DemoError> {
     let mut s = Steps {
         started: Instant::now(),
         n: 0,
     };
     s.step("Starting an embedded Quay, an embedded OpenShift-like cluster, and the operator");
-    let quay = EmbeddedQuay::start(EmbeddedQuayConfig::default())
-        .await
-        .map_err(|e| fail("quay", e))?;
-    let kube = EmbeddedKube::start(EmbeddedKubeConfig::default())
-        .await
-        .map_err(|e| fail("kube", e))?;
+    let quay = EmbeddedQuay::start(EmbeddedQuayConfig {
+        admin_token: quay_token.map(crate::secret::SecretString::new),
+        ..EmbeddedQuayConfig::default()
+    })
+    .await
+    .map_err(|e| fail("quay", e))?;
+    let kube = EmbeddedKube::start(EmbeddedKubeConfig {
+        listen: Some("127.0.0.1:0".into()),
+        ..EmbeddedKubeConfig::default()
+    })
+    .await
+    .map_err(|e| fail("kube", e))?;
+    if let Some(path) = kubeconfig_out {
+        kube.write_kubeconfig(path, super::kube::ADMIN_IDENTITY)
+            .map_err(|e| fail("write the kubeconfig", e))?;
+    }
     let host = quay.url().trim_start_matches("http://").to_owned();
     kube.register_registry(&host, &quay.url());
-    let admin = kube.client();
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(admin.clone());
-    for crd in [QuayIntegration::crd(), LegacyQuayIntegration::crd()] {
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .map_err(|e| fail("install the CRDs", e))?;
-    }
-    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": {"token": quay.admin_token().expose()}})).map_err(|e| fail("token", e))?;
-    Api::<Secret>::namespaced(admin.clone(), "openshift-operators")
-        .create(&PostParams::default(), &secret)
-        .await
-        .map_err(|e| fail("create the token Secret", e))?;
-    let mwc: DynamicObject = serde_json::from_value(crate::webhook::registration::configuration(
-        "quay-bridge-operator",
-        "openshift-operators",
-        "quay-bridge-operator",
-        false,
-    ))
-    .map_err(|e| fail("webhook configuration", e))?;
-    let mwc_api = Api::<DynamicObject>::all_with(
-        admin.clone(),
-        &ar(
-            "admissionregistration.k8s.io",
-            "MutatingWebhookConfiguration",
-            "mutatingwebhookconfigurations",
-        ),
-    );
-    mwc_api
-        .create(&PostParams::default(), &mwc)
-        .await
-        .map_err(|e| fail("register the webhook", e))?;
-    let webhook_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| fail("webhook port", e))?;
-    kube.register_service("openshift-operators", "quay-bridge-operator", webhook_addr);
-    let qi: QuayIntegration = serde_json::from_value(json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "demo"},
-        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay.url(), "insecureRegistry": true}}))
-    .map_err(|e| fail("QuayIntegration", e))?;
-    Api::<QuayIntegration>::all(admin.clone())
-        .create(&PostParams::default(), &qi)
-        .await
-        .map_err(|e| fail("apply the QuayIntegration", e))?;
-    let certs = SelfManaged::new(
-        "openshift-operators",
-        "quay-bridge-operator",
-        "quay-bridge-operator-webhook-tls",
-        "quay-bridge-operator",
-    );
-    let options = Options {
-        webhook: Some(WebhookOptions {
-            listen: webhook_addr.to_string(),
-            certificates: CertSource::SelfManaged(certs),
-        }),
-        instance: "demo".into(),
-        ..Options::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator_client = kube.client_as(super::cmd::OPERATOR_IDENTITY);
-    let operator = tokio::spawn(async move {
-        crate::controller::run(operator_client, options, Metrics::default(), async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let operator = start_operator(
+        &kube,
+        &quay.url(),
+        quay.admin_token().expose(),
+        "demo",
+        &OperatorSettings {
+            admin_listen: "127.0.0.1:0".into(),
+            ..settings.clone()
+        },
+    )
+    .await
+    .map_err(|e| fail("start the operator", e))?;
     s.ok(&format!(
         "Quay at {}, cluster ready, QuayIntegration \"demo\" applied, webhook registered",
         quay.url()
     ));
 
     let result = story(&mut s, &quay, &kube, &host).await;
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), operator).await;
-    match &result {
-        Ok(()) => println!(
-            "\nAll steps succeeded in {:.1} s.",
-            s.started.elapsed().as_secs_f64()
-        ),
-        Err(e) => println!("\n✘ step failed: {e}"),
+    match result {
+        Ok(()) => {
+            println!(
+                "\nAll steps succeeded in {:.1} s.",
+                s.started.elapsed().as_secs_f64()
+            );
+            Ok((quay, kube, operator))
+        }
+        Err(e) => {
+            println!("\n✘ step failed: {e}");
+            operator.stop().await;
+            kube.shutdown().await;
+            quay.shutdown().await;
+            Err(e)
+        }
     }
-    result
 }
 
 async fn story(

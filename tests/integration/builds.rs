@@ -19,16 +19,10 @@ pub fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
 }
 
-fn free_port() -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 struct Webhook {
     _dir: tempfile::TempDir,
     ca: CertificateAuthority,
     dir: std::path::PathBuf,
-    addr: std::net::SocketAddr,
 }
 
 fn webhook_certs() -> Webhook {
@@ -44,7 +38,6 @@ fn webhook_certs() -> Webhook {
         dir: dir.path().to_owned(),
         _dir: dir,
         ca,
-        addr: free_port(),
     }
 }
 
@@ -53,23 +46,16 @@ async fn env_with_webhook(w: &Webhook) -> crate::operator::Env {
         dir: w.dir.clone(),
         reload_interval: Duration::from_millis(100),
     };
-    env_serving(files, w.addr, Some(w.ca.cert_pem())).await
+    env_serving(files, Some(w.ca.cert_pem())).await
 }
 
 /// Operator with its webhook registered in the sandbox (service
 /// openshift-operators/quay-bridge-operator), the configuration trusting
 /// `ca` (or nothing, for self-managed certificates to inject).
-async fn env_serving(
-    certificates: CertSource,
-    addr: std::net::SocketAddr,
-    ca: Option<String>,
-) -> crate::operator::Env {
+async fn env_serving(certificates: CertSource, ca: Option<String>) -> crate::operator::Env {
     common::init();
     let mut options = fast_options();
-    options.webhook = Some(WebhookOptions {
-        listen: addr.to_string(),
-        certificates,
-    });
+    options.webhook = Some(WebhookOptions::new("127.0.0.1:0", certificates));
     // The configuration exists before the operator starts (as deploy/ installs it).
     let env =
         env_with_before(
@@ -82,8 +68,7 @@ async fn env_serving(
         .await;
     let host = env.host();
     env.kube.register_registry(&host, &env.quay.url());
-    env.kube
-        .register_service("openshift-operators", "quay-bridge-operator", addr);
+    env.register_webhook().await;
     env
 }
 
@@ -296,21 +281,22 @@ async fn the_webhook_certificate_is_reloaded_when_its_files_change() {
     let w = webhook_certs();
     let env = env_with_webhook(&w).await;
     integration(&env, "quay", json!({})).await;
+    let addr = env.webhook_addr().await;
     wait_for("the webhook to serve", || async {
-        tokio::net::TcpStream::connect(w.addr).await.is_ok()
+        tokio::net::TcpStream::connect(addr).await.is_ok()
     })
     .await;
     let fetch = |ca_pem: String| async move {
         let certs = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_only(certs)
-            .resolve("quay-bridge-operator.openshift-operators.svc", w.addr)
+            .resolve("quay-bridge-operator.openshift-operators.svc", addr)
             .build()
             .unwrap();
         client
             .post(format!(
                 "https://quay-bridge-operator.openshift-operators.svc:{}/admissionwebhook",
-                w.addr.port()
+                addr.port()
             ))
             .header("content-type", "application/json")
             .body("{}")
@@ -465,7 +451,6 @@ async fn image_stream_deletion_follows_the_policy_and_spares_foreign_repositorie
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_managed_certificates_are_issued_injected_and_rotated() {
-    let addr = free_port();
     let mut cfg = quay_bridge_operator::webhook::selfmanaged::SelfManaged::new(
         "openshift-operators",
         "quay-bridge-operator",
@@ -475,7 +460,7 @@ async fn self_managed_certificates_are_issued_injected_and_rotated() {
     cfg.cert_validity = Duration::from_secs(4);
     cfg.renew_before = Duration::from_secs(2);
     cfg.check_interval = Duration::from_millis(200);
-    let env = env_serving(CertSource::SelfManaged(cfg), addr, None).await;
+    let env = env_serving(CertSource::SelfManaged(cfg), None).await;
     integration(&env, "quay", json!({})).await;
     namespace(&env, "selfsigned").await;
     image_stream(&env, "selfsigned", "app").await;

@@ -281,28 +281,40 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
     let kc = dir.path().join("operator.kubeconfig");
     kube.write_kubeconfig(&kc, crate::operator::OPERATOR)
         .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
         .args([
             "run",
             "--webhook-certs",
             "disabled",
             "--admin-listen",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
             "--kubeconfig",
         ])
         .arg(&kc)
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .map(KillOnDrop)
         .unwrap();
+    // The admin server binds a free port and logs where.
+    let stderr = child.stderr.take().unwrap();
+    let mut log = BufReader::new(stderr).lines();
+    let address = tokio::task::block_in_place(|| {
+        log.by_ref().map_while(Result::ok).find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l).ok()?;
+            (v["fields"]["message"] == "admin server listening")
+                .then(|| v["fields"]["address"].as_str().map(str::to_owned))
+                .flatten()
+        })
+    })
+    .expect("the admin server's address in the log");
+    // Keep reading the log, so the operator never blocks writing it.
+    std::thread::spawn(move || log.for_each(drop));
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("http://{address}");
     crate::operator::wait_for("/readyz to answer 200", || async {
         http.get(format!("{base}/readyz"))
             .send()
@@ -421,6 +433,76 @@ fn sandbox_demo_tells_the_whole_story_and_exits_zero() {
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
+    // Logs do not interleave with the story: they go to the file named.
+    assert!(
+        !text.contains(" INFO ") && !text.contains(" WARN "),
+        "{text}"
+    );
+    let log = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Logs: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no log file named in:\n{text}"));
+    let logged = std::fs::read_to_string(log).unwrap();
+    assert!(logged.contains("caches synced"), "{logged}");
+    let _ = std::fs::remove_file(log);
+}
+
+/// `--demo --keep`: after the story everything keeps running, with the
+/// kubeconfig printed, until SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_demo_keep_leaves_it_running_to_explore() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
+        .args(["sandbox", "--demo", "--keep"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(KillOnDrop)
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines: Vec<String> = tokio::task::block_in_place(|| {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.starts_with("Press Ctrl-C"))
+            .collect()
+    });
+    assert!(
+        lines.iter().any(|l| l.contains("All steps succeeded")),
+        "{lines:?}"
+    );
+    let kubeconfig = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("export KUBECONFIG="))
+        .unwrap_or_else(|| panic!("no kubeconfig printed: {lines:?}"))
+        .to_owned();
+    let out = tokio::task::block_in_place(|| {
+        Command::new("kubectl")
+            .args([
+                "--kubeconfig",
+                &kubeconfig,
+                "get",
+                "builds",
+                "-n",
+                "demo",
+                "-o",
+                "name",
+            ])
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "build.build.openshift.io/httpd-example-1"
+    );
+    stops_on_sigterm(&mut child).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,6 +517,8 @@ async fn sandbox_points_the_operator_at_an_external_quay() {
             "--components",
             "kube,operator",
             "--listen-kube",
+            "127.0.0.1:0",
+            "--listen-admin",
             "127.0.0.1:0",
             "--quay-url",
             &external.url(),

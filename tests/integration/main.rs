@@ -19,5 +19,6 @@ mod quay_recorded;
 mod quay_registry;
 mod quay_tls;
 mod rbac;
+mod readme;
 mod safety;
 mod secret_hygiene;

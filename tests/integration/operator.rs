@@ -51,15 +51,46 @@ impl Env {
         self.quay.url().trim_start_matches("http://").to_owned()
     }
 
+    /// The operator's webhook address, once it serves.
+    pub async fn webhook_addr(&self) -> std::net::SocketAddr {
+        let webhook = self
+            .options
+            .webhook
+            .as_ref()
+            .expect("the operator runs a webhook");
+        tokio::time::timeout(Duration::from_secs(10), webhook.serving_at())
+            .await
+            .expect("the webhook serves within 10 s")
+            .expect("an address")
+    }
+
+    /// Makes the sandbox call the operator's webhook (Service
+    /// openshift-operators/quay-bridge-operator) where it now serves.
+    pub async fn register_webhook(&self) {
+        if self.options.webhook.is_some() {
+            let addr = self.webhook_addr().await;
+            self.kube
+                .register_service("openshift-operators", "quay-bridge-operator", addr);
+        }
+    }
+
+    fn forget_webhook(&self) {
+        if let Some(w) = &self.options.webhook {
+            w.serving.send_replace(None);
+        }
+    }
+
     /// Stops the operator and starts a new one, as a pod restart does.
     pub async fn restart(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        self.forget_webhook();
         let (stop, task) = spawn_operator(&self.kube, self.options.clone(), Metrics::default());
         self.stop = stop;
         self.task = task;
+        self.register_webhook().await;
     }
 
     /// Kills the operator mid-flight (its in-flight requests are dropped,
@@ -68,9 +99,11 @@ impl Env {
         self.task.abort();
         let _ = (&mut self.task).await;
         self.stop = None;
+        self.forget_webhook();
         let (stop, task) = spawn_operator(&self.kube, self.options.clone(), Metrics::default());
         self.stop = stop;
         self.task = task;
+        self.register_webhook().await;
     }
 
     pub async fn stop(mut self) {

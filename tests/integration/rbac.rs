@@ -51,10 +51,6 @@ fn role() -> BTreeSet<Grant> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_role_is_exactly_what_the_operator_uses() {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let mut options = fast_options();
     options.leader_election = Some(quay_bridge_operator::leader::LeaseSettings {
         retry_period: Duration::from_millis(200),
@@ -66,10 +62,10 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
         "quay-bridge-operator-webhook-tls",
         "quay-bridge-operator",
     );
-    options.webhook = Some(WebhookOptions {
-        listen: addr.to_string(),
-        certificates: CertSource::SelfManaged(certs),
-    });
+    options.webhook = Some(WebhookOptions::new(
+        "127.0.0.1:0",
+        CertSource::SelfManaged(certs),
+    ));
     let env = env_with_before(
         options,
         Duration::from_millis(50),
@@ -77,8 +73,7 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
     )
     .await;
     env.kube.register_registry(&env.host(), &env.quay.url());
-    env.kube
-        .register_service("openshift-operators", "quay-bridge-operator", addr);
+    env.register_webhook().await;
     // A CA bundle reference exercises the ConfigMap read.
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(env.client.clone(), "openshift-operators");

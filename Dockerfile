@@ -4,12 +4,13 @@ FROM docker.io/library/rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 COPY benches ./benches
 COPY tests ./tests
 COPY crds ./crds
 # Without the sandbox (embedded apiserver and Quay): a cluster does not
 # need it, and the smaller binary keeps resident memory down.
-RUN cargo build --release --locked --no-default-features --bin quay-bridge-operator \
+RUN cargo build --release --locked --no-default-features -p quay-bridge-operator --bin quay-bridge-operator \
  && strip target/release/quay-bridge-operator
 
 # Run: distroless (glibc, CA certificates, no shell), non-root.

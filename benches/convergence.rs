@@ -17,9 +17,9 @@
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube_sandbox::EmbeddedKube;
 use quay_bridge_operator::controller::context::{Metrics, Options};
-use quay_bridge_operator::sandbox::kube::EmbeddedKube;
-use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, FaultConfig};
+use quay_sandbox::{EmbeddedQuay, FaultConfig};
 mod common;
 
 use common::env;

@@ -16,9 +16,9 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
-use quay_bridge_operator::sandbox::kube::store::{Store, WriteOptions};
-use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
-use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig};
+use kube_sandbox::store::{Store, WriteOptions};
+use kube_sandbox::{EmbeddedKube, EmbeddedKubeConfig};
+use quay_sandbox::{EmbeddedQuay, EmbeddedQuayConfig};
 mod common;
 
 use common::env;

@@ -9,8 +9,8 @@
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
-use quay_bridge_operator::sandbox::kube::store::{Store, WriteOptions};
-use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
+use kube_sandbox::store::{Store, WriteOptions};
+use kube_sandbox::{EmbeddedKube, EmbeddedKubeConfig};
 mod common;
 
 use common::{env, median};

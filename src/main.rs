@@ -1,3 +1,6 @@
+#[cfg(feature = "sandbox")]
+mod sandbox;
+
 use clap::Parser;
 use quay_bridge_operator::cli::{Cli, Command};
 use quay_bridge_operator::{install_crypto_provider, telemetry};
@@ -139,7 +142,7 @@ async fn async_main(cli: Cli) -> ExitCode {
     }
     let result = match cli.command {
         #[cfg(feature = "sandbox")]
-        Command::Sandbox(args) => quay_bridge_operator::sandbox::cmd::run(args, log_file)
+        Command::Sandbox(args) => sandbox::cmd::run(args, log_file)
             .await
             .map_err(|e| e.to_string()),
         #[cfg(not(feature = "sandbox"))]

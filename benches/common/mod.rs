@@ -7,9 +7,9 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use kube::api::{Api, PostParams};
+use kube_sandbox::{EmbeddedKube, EmbeddedKubeConfig};
 use quay_bridge_operator::crd::{LegacyQuayIntegration, QuayIntegration};
-use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
-use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig};
+use quay_sandbox::{EmbeddedQuay, EmbeddedQuayConfig};
 use serde_json::json;
 use std::time::Duration;
 

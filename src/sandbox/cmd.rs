@@ -4,12 +4,12 @@
 //! server — until Ctrl-C or SIGTERM; or, with `--demo`, the `oc new-app`
 //! story told once on top of it.
 
-use super::kube::{ADMIN_IDENTITY, EmbeddedKube, EmbeddedKubeConfig};
-use super::quay::{EmbeddedQuay, EmbeddedQuayConfig};
-use crate::cli::{Component, SandboxArgs};
-use crate::controller::context::{CertSource, Metrics, Options, WebhookOptions};
-use crate::net::ServerHandle;
-use crate::secret::SecretString;
+use kube_sandbox::{ADMIN_IDENTITY, EmbeddedKube, EmbeddedKubeConfig};
+use quay_bridge_operator::cli::{Component, SandboxArgs};
+use quay_bridge_operator::controller::context::{CertSource, Metrics, Options, WebhookOptions};
+use quay_bridge_operator::net::ServerHandle;
+use quay_bridge_operator::secret::SecretString;
+use quay_sandbox::{EmbeddedQuay, EmbeddedQuayConfig};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use std::time::Duration;
 pub enum SandboxError {
     /// A component could not start.
     #[error(transparent)]
-    Net(#[from] crate::net::NetError),
+    Net(#[from] quay_bridge_operator::net::NetError),
     /// The kubeconfig could not be written.
     #[error("cannot write the kubeconfig to {0}: {1}")]
     Kubeconfig(String, std::io::Error),
@@ -87,11 +87,11 @@ pub async fn start_operator(
     name: &str,
     settings: &OperatorSettings,
 ) -> Result<RunningOperator, SandboxError> {
-    use crate::crd::{LegacyQuayIntegration, QuayIntegration};
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::CustomResourceExt;
     use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+    use quay_bridge_operator::crd::{LegacyQuayIntegration, QuayIntegration};
     let admin = kube.client();
     let exists_ok = |e: kube::Error| match e {
         kube::Error::Api(s) if s.code == 409 => Ok(()),
@@ -112,7 +112,7 @@ pub async fn start_operator(
         .map(|_| ())
         .or_else(exists_ok)?;
     let registration: DynamicObject =
-        serde_json::from_value(crate::webhook::registration::configuration(
+        serde_json::from_value(quay_bridge_operator::webhook::registration::configuration(
             "quay-bridge-operator",
             "openshift-operators",
             "quay-bridge-operator",
@@ -147,12 +147,14 @@ pub async fn start_operator(
     let metrics = Metrics::register(&mut registry);
     let webhook = WebhookOptions::new(
         "127.0.0.1:0",
-        CertSource::SelfManaged(crate::webhook::selfmanaged::SelfManaged::new(
-            "openshift-operators",
-            "quay-bridge-operator",
-            "quay-bridge-operator-webhook-tls",
-            "quay-bridge-operator",
-        )),
+        CertSource::SelfManaged(
+            quay_bridge_operator::webhook::selfmanaged::SelfManaged::new(
+                "openshift-operators",
+                "quay-bridge-operator",
+                "quay-bridge-operator-webhook-tls",
+                "quay-bridge-operator",
+            ),
+        ),
     );
     let options = Options {
         concurrency: settings.concurrency,
@@ -161,10 +163,10 @@ pub async fn start_operator(
         webhook: Some(webhook.clone()),
         ..Default::default()
     };
-    let admin_server = crate::net::serve(
+    let admin_server = quay_bridge_operator::net::serve(
         &settings.admin_listen,
         None,
-        crate::admin::router(
+        quay_bridge_operator::admin::router(
             registry,
             options.ready.clone(),
             options.campaign_problem.clone(),
@@ -177,7 +179,9 @@ pub async fn start_operator(
         let shutdown = async move {
             let _ = stopped.await;
         };
-        if let Err(e) = crate::controller::run(client, options, metrics, shutdown).await {
+        if let Err(e) =
+            quay_bridge_operator::controller::run(client, options, metrics, shutdown).await
+        {
             tracing::error!(error = %e, "the operator stopped");
         }
     });
@@ -292,7 +296,7 @@ pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), San
     // The Quay the operator talks to: external, or the embedded one.
     let mut quay_target: Option<(String, String)> = match (&quay_url, &quay_token) {
         (Some(url), Some(token)) => {
-            crate::quay::parse_base_url(url).map_err(setup)?;
+            quay_bridge_operator::quay::parse_base_url(url).map_err(setup)?;
             println!("Using the external Quay at {url}");
             Some((url.clone(), token.clone()))
         }
@@ -319,10 +323,10 @@ pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), San
         })
         .await?;
         if let Some((url, _)) = &quay_target
-            && let Ok(parsed) = crate::quay::parse_base_url(url)
+            && let Ok(parsed) = quay_bridge_operator::quay::parse_base_url(url)
         {
             k.register_registry(
-                &crate::quay::registry_host(&parsed),
+                &quay_bridge_operator::quay::registry_host(&parsed),
                 url.trim_end_matches('/'),
             );
         }
@@ -380,4 +384,4 @@ pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), San
     Ok(())
 }
 
-pub use crate::net::shutdown_signal;
+pub use quay_bridge_operator::net::shutdown_signal;

@@ -2,13 +2,13 @@
 //! on the embedded cluster and Quay, told step by step.
 
 use super::cmd::{OperatorSettings, RunningOperator, start_operator};
-use super::kube::{EmbeddedKube, EmbeddedKubeConfig};
-use super::quay::{EmbeddedQuay, EmbeddedQuayConfig};
-use super::registry_client::{Credentials, RegistryClient};
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube_sandbox::registry_client::{Credentials, RegistryClient};
+use kube_sandbox::{EmbeddedKube, EmbeddedKubeConfig};
+use quay_sandbox::{EmbeddedQuay, EmbeddedQuayConfig};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -109,7 +109,7 @@ pub async fn run(
     };
     s.step("Starting an embedded Quay, an embedded OpenShift-like cluster, and the operator");
     let quay = EmbeddedQuay::start(EmbeddedQuayConfig {
-        admin_token: quay_token.map(crate::secret::SecretString::new),
+        admin_token: quay_token.map(quay_bridge_operator::secret::SecretString::new),
         ..EmbeddedQuayConfig::default()
     })
     .await
@@ -121,7 +121,7 @@ pub async fn run(
     .await
     .map_err(|e| fail("kube", e))?;
     if let Some(path) = kubeconfig_out {
-        kube.write_kubeconfig(path, super::kube::ADMIN_IDENTITY)
+        kube.write_kubeconfig(path, kube_sandbox::ADMIN_IDENTITY)
             .map_err(|e| fail("write the kubeconfig", e))?;
     }
     let host = quay.url().trim_start_matches("http://").to_owned();

@@ -1,8 +1,7 @@
-//! The sandbox: embedded stand-ins for the systems the operator talks to, so
-//! the whole flow runs on a laptop and in tests.
+//! The `sandbox` command: the operator composed with the embedded
+//! Kubernetes API server and Quay (crates `kube-sandbox` and
+//! `quay-sandbox`). It belongs to the binary, behind the `sandbox` feature:
+//! the operator's library knows nothing of it.
 
 pub mod cmd;
 pub mod demo;
-pub mod kube;
-pub mod quay;
-pub mod registry_client;

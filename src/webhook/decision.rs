@@ -161,7 +161,6 @@ pub fn decide(request: &Value, facts: &dyn Facts) -> Decision {
 
 // The tests apply patches with the sandbox apiserver's JSON patch.
 #[cfg(test)]
-#[cfg(feature = "sandbox")]
 mod tests {
     use super::*;
     use crate::config::test_config;
@@ -207,7 +206,7 @@ mod tests {
             panic!("expected a patch, got {decision:?}")
         };
         let mut b = build.clone();
-        crate::sandbox::kube::patch::json_patch(&mut b, p).unwrap();
+        kube_sandbox::patch::json_patch(&mut b, p).unwrap();
         b
     }
 
@@ -503,7 +502,7 @@ mod tests {
             if let Decision::Patch(p) = decide(&req, &w) {
                 let mut obj = req["object"].clone();
                 assert!(
-                    crate::sandbox::kube::patch::json_patch(&mut obj, &p).is_ok(),
+                    kube_sandbox::patch::json_patch(&mut obj, &p).is_ok(),
                     "patch {p} does not apply to {}",
                     req["object"]
                 );

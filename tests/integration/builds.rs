@@ -9,9 +9,9 @@ use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube_sandbox::registry_client::{Credentials, RegistryClient};
 use quay_bridge_operator::controller::context::{CertSource, WebhookOptions};
 use quay_bridge_operator::net::tls::CertificateAuthority;
-use quay_bridge_operator::sandbox::registry_client::{Credentials, RegistryClient};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -348,7 +348,7 @@ async fn a_failed_import_is_retried_and_no_import_repeats_after_a_restart() {
     .await;
     // Every pull of the first import fails (each pull secret, then anonymous).
     env.quay.set_faults(
-        quay_bridge_operator::sandbox::quay::FaultConfig {
+        quay_sandbox::FaultConfig {
             fail_next: 4,
             error_status: Some(500),
             method: Some("GET".into()),
@@ -385,7 +385,7 @@ async fn a_failed_import_is_retried_and_no_import_repeats_after_a_restart() {
             .any(|e| e.reason.as_deref() == Some("ImageImported"))
     })
     .await;
-    let imports = |k: &quay_bridge_operator::sandbox::kube::EmbeddedKube| {
+    let imports = |k: &kube_sandbox::EmbeddedKube| {
         k.requests()
             .into_iter()
             .filter(|r| r.resource == "imagestreamimports")

@@ -246,7 +246,7 @@ fn committed_crds_are_current() {
 async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metrics() {
     use k8s_openapi::api::core::v1::Namespace;
     use kube::api::{Api, PostParams};
-    use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
+    use kube_sandbox::{EmbeddedKube, EmbeddedKubeConfig};
     crate::common::init();
     let quay = crate::common::quay().await;
     let kube = EmbeddedKube::start(EmbeddedKubeConfig {
@@ -346,16 +346,23 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
             .contains_key("openshift_viabinary")
     })
     .await;
-    crate::operator::wait_for("the namespace to count as managed", || async {
-        http.get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .contains("quay_bridge_operator_namespaces{state=\"managed\"} 1")
-    })
+    crate::operator::wait_for(
+        "the namespace to count as managed, with nothing queued",
+        || async {
+            let text = http
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.contains("quay_bridge_operator_namespaces{state=\"managed\"} 1")
+                && text.contains(
+                    "quay_bridge_operator_reconcile_queue_depth{controller=\"namespace\"} 0",
+                )
+        },
+    )
     .await;
     let metrics = http
         .get(format!("{base}/metrics"))

@@ -1,6 +1,6 @@
 use quay_bridge_operator::quay::{QuayClient, QuayClientConfig, QuayMetrics, RetryPolicy};
-use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig};
 use quay_bridge_operator::secret::SecretString;
+use quay_sandbox::{EmbeddedQuay, EmbeddedQuayConfig};
 use std::time::Duration;
 
 pub fn init() {

@@ -9,7 +9,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::{Controller, WatchStreamExt, reflector, wait::await_condition, watcher};
 use kube::{CustomResource, CustomResourceExt, ResourceExt};
-use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig, KubeFaultConfig};
+use kube_sandbox::{EmbeddedKube, EmbeddedKubeConfig, KubeFaultConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! The installed `kubectl` against the embedded apiserver over TLS.
 
 use crate::common;
-use quay_bridge_operator::sandbox::kube::{ADMIN_IDENTITY, EmbeddedKube, EmbeddedKubeConfig};
+use kube_sandbox::{ADMIN_IDENTITY, EmbeddedKube, EmbeddedKubeConfig};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};

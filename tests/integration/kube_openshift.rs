@@ -8,13 +8,13 @@ use base64::Engine;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube_sandbox::registry_client::{Credentials, RegistryClient};
+use kube_sandbox::{EmbeddedKube, EmbeddedKubeConfig};
 use quay_bridge_operator::net::tls::{CertificateAuthority, server_config_from};
 use quay_bridge_operator::net::{self, ServerHandle};
 use quay_bridge_operator::quay::types::NewRobot;
 use quay_bridge_operator::quay::{Role, Visibility};
-use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
-use quay_bridge_operator::sandbox::quay::EmbeddedQuay;
-use quay_bridge_operator::sandbox::registry_client::{Credentials, RegistryClient};
+use quay_sandbox::EmbeddedQuay;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -548,7 +548,7 @@ fn required_fields_match_openshift_openapi() {
             .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
             .unwrap_or_default()
     };
-    for (plural, parent, field) in quay_bridge_operator::sandbox::kube::store::OPENSHIFT_REQUIRED {
+    for (plural, parent, field) in kube_sandbox::store::OPENSHIFT_REQUIRED {
         let def = match *plural {
             "builds" => "com.github.openshift.api.build.v1.BuildSpec",
             "buildconfigs" => "com.github.openshift.api.build.v1.BuildConfigSpec",
@@ -572,7 +572,7 @@ fn required_fields_match_openshift_openapi() {
 #[test]
 #[ignore = "needs ../shared/schemas/openshift-openapi.json (run by .ci/run)"]
 fn strategic_merge_table_is_generated_from_the_openapi() {
-    use quay_bridge_operator::sandbox::kube::{resources, smp};
+    use kube_sandbox::{resources, smp};
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/schemas/openshift-openapi.json"
@@ -591,7 +591,7 @@ fn strategic_merge_table_is_generated_from_the_openapi() {
     );
     let out = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/sandbox/kube/smp_table.json"
+        "/crates/kube-sandbox/src/smp_table.json"
     );
     if std::env::var_os("REGENERATE_SMP_TABLE").is_some() {
         let mut text = serde_json::to_string_pretty(&generated).unwrap();
@@ -616,10 +616,8 @@ fn k8s_pb_sources() -> Vec<(String, String)> {
         .unwrap()
         .filter_map(Result::ok)
         .map(|d| {
-            d.path().join(format!(
-                "k8s-pb-{}",
-                quay_bridge_operator::sandbox::kube::proto::K8S_PB_VERSION
-            ))
+            d.path()
+                .join(format!("k8s-pb-{}", kube_sandbox::proto::K8S_PB_VERSION))
         })
         .find(|p| p.exists())
         .expect("the k8s-pb crate's sources in cargo's registry (.ci/run fetches them)")
@@ -654,7 +652,7 @@ fn k8s_pb_sources() -> Vec<(String, String)> {
 #[test]
 #[ignore = "needs ../shared/schemas/openshift-openapi.json and the k8s-pb sources (run by .ci/run)"]
 fn protobuf_table_is_generated_from_k8s_pb() {
-    use quay_bridge_operator::sandbox::kube::{proto, resources};
+    use kube_sandbox::{proto, resources};
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/schemas/openshift-openapi.json"
@@ -683,7 +681,7 @@ fn protobuf_table_is_generated_from_k8s_pb() {
     );
     let out = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/sandbox/kube/proto_table.json"
+        "/crates/kube-sandbox/src/proto_table.json"
     );
     if std::env::var_os("REGENERATE_PROTO_TABLE").is_some() {
         let mut text = serde_json::to_string(&generated).unwrap();

@@ -161,11 +161,10 @@ fn manifest(rel: &str) -> String {
 /// strictly: nothing may be pruned as unknown.
 fn strictly_valid(schema: &Value, obj: &Value) -> Vec<String> {
     let mut pruned = obj.clone();
-    let mut problems: Vec<String> =
-        quay_bridge_operator::sandbox::kube::schema::apply_to_resource(schema, &mut pruned)
-            .into_iter()
-            .map(|(f, m)| format!("{f}: {m}"))
-            .collect();
+    let mut problems: Vec<String> = kube_sandbox::schema::apply_to_resource(schema, &mut pruned)
+        .into_iter()
+        .map(|(f, m)| format!("{f}: {m}"))
+        .collect();
     fn unknown(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
         if let (Value::Object(b), Value::Object(a)) = (before, after) {
             for (k, v) in b {

@@ -7,14 +7,14 @@ use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{CustomResourceExt, ResourceExt};
-use quay_bridge_operator::controller::{self, context::Metrics, context::Options};
-use quay_bridge_operator::crd::{LegacyQuayIntegration, QuayIntegration};
-use quay_bridge_operator::quay::Role;
-use quay_bridge_operator::quay::types::NewRobot;
-use quay_bridge_operator::sandbox::kube::{
+use kube_sandbox::{
     EmbeddedKube, EmbeddedKubeConfig, KubeFaultConfig, LaggingWatch, OpenShiftConfig,
 };
-use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, FaultConfig};
+use quay_bridge_operator::controller::{self, context::Metrics, context::Options};
+use quay_bridge_operator::crd::{LegacyQuayIntegration, QuayIntegration};
+use quay_bridge_operator::quay::types::NewRobot;
+use quay_sandbox::Role;
+use quay_sandbox::{EmbeddedQuay, FaultConfig};
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -2,10 +2,10 @@
 //! map to client errors.
 
 use crate::common;
+use kube_sandbox::registry_client::{Credentials, RegistryClient};
 use quay_bridge_operator::quay::endpoint as ep;
 use quay_bridge_operator::quay::types::NewRobot;
 use quay_bridge_operator::quay::{Category, QuayError, QuayMetrics, Role, Visibility};
-use quay_bridge_operator::sandbox::registry_client::{Credentials, RegistryClient};
 
 #[tokio::test]
 async fn current_user_and_organizations() {
@@ -540,7 +540,7 @@ async fn metrics_count_requests_by_endpoint_and_status_class() {
 #[tokio::test]
 async fn path_prefix_in_the_base_url_is_kept() {
     common::init();
-    use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig};
+    use quay_sandbox::{EmbeddedQuay, EmbeddedQuayConfig};
     let quay = EmbeddedQuay::start(EmbeddedQuayConfig {
         path_prefix: "/quay".into(),
         ..Default::default()

@@ -3,10 +3,10 @@
 
 use crate::common;
 use quay_bridge_operator::quay::{QuayError, QuayMetrics, Visibility};
-use quay_bridge_operator::sandbox::quay::FaultConfig;
+use quay_sandbox::FaultConfig;
 use std::time::{Duration, Instant};
 
-fn count(quay: &quay_bridge_operator::sandbox::quay::EmbeddedQuay, key: &str) -> u64 {
+fn count(quay: &quay_sandbox::EmbeddedQuay, key: &str) -> u64 {
     quay.request_counts().get(key).copied().unwrap_or(0)
 }
 

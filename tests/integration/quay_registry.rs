@@ -2,9 +2,9 @@
 //! and pulls with robot credentials.
 
 use crate::common;
+use kube_sandbox::registry_client::{Credentials, RegistryClient, RegistryError};
 use quay_bridge_operator::quay::types::NewRobot;
 use quay_bridge_operator::quay::{Role, Visibility};
-use quay_bridge_operator::sandbox::registry_client::{Credentials, RegistryClient, RegistryError};
 
 fn creds(robot: &quay_bridge_operator::quay::types::Robot) -> Credentials {
     Credentials {

@@ -4,7 +4,7 @@
 use crate::common;
 use quay_bridge_operator::net::tls::{CertificateAuthority, server_config_from};
 use quay_bridge_operator::quay::{QuayClient, QuayClientConfig, QuayError, QuayMetrics};
-use quay_bridge_operator::sandbox::quay::{EmbeddedQuay, EmbeddedQuayConfig};
+use quay_sandbox::{EmbeddedQuay, EmbeddedQuayConfig};
 
 async fn tls_quay(names: &[&str]) -> (EmbeddedQuay, CertificateAuthority) {
     common::init();

@@ -149,7 +149,7 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
     let qis = Api::<quay_bridge_operator::crd::QuayIntegration>::all(env.client.clone());
     for round in 0..2 {
         env.quay.set_faults(
-            quay_bridge_operator::sandbox::quay::FaultConfig {
+            quay_sandbox::FaultConfig {
                 down: true,
                 ..Default::default()
             },

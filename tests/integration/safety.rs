@@ -306,7 +306,7 @@ async fn an_image_stream_without_spec_does_not_stop_the_operator() {
 /// winner's, instead of failing to start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_share_one_self_managed_certificate() {
-    use quay_bridge_operator::sandbox::kube::{EmbeddedKube, EmbeddedKubeConfig};
+    use kube_sandbox::{EmbeddedKube, EmbeddedKubeConfig};
     use quay_bridge_operator::webhook::selfmanaged::{SelfManaged, ensure};
     crate::common::init();
     let kube = EmbeddedKube::start(EmbeddedKubeConfig::default())

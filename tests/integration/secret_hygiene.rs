@@ -3,7 +3,7 @@
 use crate::common;
 use quay_bridge_operator::quay::types::NewRobot;
 use quay_bridge_operator::quay::{QuayMetrics, Role, Visibility};
-use quay_bridge_operator::sandbox::quay::FaultConfig;
+use quay_sandbox::FaultConfig;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 

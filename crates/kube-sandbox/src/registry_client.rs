@@ -2,8 +2,8 @@
 //! sandbox's build simulation to push and pull images with robot
 //! credentials, exactly as a build or a pod would.
 
-use crate::secret::SecretString;
 use base64::Engine;
+use bridge_common::secret::SecretString;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -126,7 +126,7 @@ impl RegistryClient {
         repository: &str,
         data: Vec<u8>,
     ) -> Result<String, RegistryError> {
-        let digest = super::quay::registry::sha256_digest(&data);
+        let digest = bridge_common::encoding::sha256_digest(&data);
         let start = self
             .http
             .post(format!("{}/v2/{repository}/blobs/uploads/", self.base))

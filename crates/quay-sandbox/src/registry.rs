@@ -91,12 +91,7 @@ fn query_values(query: &str, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// sha256 digest in registry form.
-pub fn sha256_digest(data: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, data);
-    let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
+pub use bridge_common::encoding::sha256_digest;
 
 fn challenge(req: &RegRequest, scope: Option<&str>, error: Option<&str>) -> String {
     let mut value = format!(

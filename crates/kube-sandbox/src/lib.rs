@@ -11,6 +11,7 @@ pub mod http;
 pub mod openshift;
 pub mod patch;
 pub mod proto;
+pub mod registry_client;
 pub mod resources;
 pub mod schema;
 pub mod selectors;

@@ -9,10 +9,10 @@ use super::http::{Target, create_object};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::KubeState;
 use super::store::{EventType, StoredEvent, WriteOptions, name_of, now_rfc3339, rv_of};
-use crate::sandbox::quay::state::random_token;
-use crate::sandbox::registry_client::{Credentials, RegistryClient, RegistryError};
-use crate::secret::SecretString;
+use crate::registry_client::{Credentials, RegistryClient, RegistryError};
 use base64::Engine;
+use bridge_common::random::random_token;
+use bridge_common::secret::SecretString;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -508,7 +508,7 @@ fn push_to_image_stream(
             ),
         ));
     };
-    let digest = super::super::quay::registry::sha256_digest(
+    let digest = bridge_common::encoding::sha256_digest(
         format!("{ns}/{build_name}/{}", now_rfc3339()).as_bytes(),
     );
     let reference = format!("{INTERNAL_REGISTRY}/{target_ns}/{is_name}@{digest}");

@@ -457,7 +457,7 @@ pub async fn mutate(
                     "webhook does not accept known AdmissionReview versions: {versions:?}"
                 ))
             } else {
-                let uid = crate::sandbox::quay::state::random_uuid();
+                let uid = bridge_common::random::random_uuid();
                 let body = review(version, &uid, &attrs, &obj);
                 call(st, w, &body, version, &uid, &name).await
             };
@@ -509,7 +509,7 @@ pub async fn mutate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::kube::resources::Registry;
+    use crate::resources::Registry;
 
     #[test]
     fn rules_match_like_the_apiserver() {

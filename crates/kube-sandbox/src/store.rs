@@ -6,8 +6,8 @@ use super::errors::ApiError;
 use super::patch::{self, Ownership};
 use super::resources::{Registry, ResourceDef};
 use super::selectors::{FieldSelector, LabelSelector, labels_of};
-use crate::sandbox::quay::state::random_uuid;
 use base64::Engine;
+use bridge_common::random::random_uuid;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -564,7 +564,7 @@ impl Store {
             match meta_str(&obj, "generateName") {
                 Some(prefix) if !prefix.is_empty() => {
                     let suffix: String =
-                        crate::sandbox::quay::state::random_token(5).to_ascii_lowercase();
+                        bridge_common::random::random_token(5).to_ascii_lowercase();
                     let name = format!("{prefix}{suffix}");
                     Self::set_meta(&mut obj, "name", json!(name));
                 }

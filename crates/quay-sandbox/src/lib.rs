@@ -3,9 +3,11 @@
 
 pub mod api;
 pub mod faults;
+pub mod names;
 pub mod registry;
 pub mod server;
 pub mod state;
 
 pub use faults::{FaultConfig, RequestRecord};
+pub use names::Role;
 pub use server::{EmbeddedQuay, EmbeddedQuayConfig};

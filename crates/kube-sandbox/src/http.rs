@@ -104,7 +104,7 @@ pub fn parse_query(q: &str) -> BTreeMap<String, String> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let dec = |s: &str| crate::sandbox::quay::api::percent_decode(&s.replace('+', " "));
+            let dec = |s: &str| bridge_common::encoding::percent_decode(&s.replace('+', " "));
             (dec(k), dec(v))
         })
         .collect()

@@ -5,8 +5,8 @@
 use super::state::{
     Caller, OrgRecord, PrototypeRecord, QuayState, RobotRecord, quay_now, random_token, random_uuid,
 };
-use crate::quay::names;
-use crate::quay::types::Role;
+use crate::Role;
+use crate::names;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -140,33 +140,7 @@ impl Route {
     }
 }
 
-/// Decodes %XX escapes (robot names arrive as `org+bot` or `org%2Bbot`).
-pub fn percent_decode(segment: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            b'A'..=b'F' => Some(b - b'A' + 10),
-            _ => None,
-        }
-    }
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use bridge_common::encoding::percent_decode;
 
 /// Maps a path below `/api/v1` to a route.
 pub fn route(path: &str) -> Route {

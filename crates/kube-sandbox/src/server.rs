@@ -4,13 +4,13 @@
 
 use super::errors::ApiError;
 use super::store::{Store, WriteOptions};
-use crate::net::tls::{CertificateAuthority, server_config_from};
-use crate::net::{self, NetError, ServerHandle};
-use crate::sandbox::quay::state::random_token;
 use axum::Router;
 use axum::body::Body;
 use axum::response::Response;
 use base64::Engine;
+use bridge_common::net::tls::{CertificateAuthority, server_config_from};
+use bridge_common::net::{self, NetError, ServerHandle};
+use bridge_common::random::random_token;
 use http::HeaderValue;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};

@@ -120,7 +120,7 @@ fn strip<K: ResourceExt>(obj: &mut K) {
 }
 
 /// Create and replace parameters naming the operator as field manager.
-fn post_params() -> kube::api::PostParams {
+pub(crate) fn post_params() -> kube::api::PostParams {
     kube::api::PostParams {
         field_manager: Some(crate::config::FIELD_MANAGER.into()),
         ..Default::default()
@@ -128,7 +128,7 @@ fn post_params() -> kube::api::PostParams {
 }
 
 /// Patch parameters naming the operator as field manager.
-fn patch_params() -> kube::api::PatchParams {
+pub(crate) fn patch_params() -> kube::api::PatchParams {
     kube::api::PatchParams {
         field_manager: Some(crate::config::FIELD_MANAGER.into()),
         ..Default::default()

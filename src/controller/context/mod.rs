@@ -1,0 +1,273 @@
+//! What every reconcile shares, one file per responsibility: the
+//! settings (`options`), the metrics (`metrics`), access to Quay (client
+//! pool, credentials, health gate: `quay_access`), what happened to each
+//! namespace (outcomes, backoff, Events: `outcomes`), and here the caches
+//! and the triggers that re-run reconciles.
+
+mod metrics;
+mod options;
+mod outcomes;
+mod quay_access;
+
+pub use metrics::{InFlight, Metrics};
+pub use options::{CertSource, Options, WebhookOptions};
+pub use outcomes::{NsOutcome, NsState};
+use quay_access::Health;
+pub(crate) use quay_access::{TokenCheck, token_fingerprint};
+
+use crate::config::{IntegrationConfig, from_current, from_legacy};
+use crate::crd::{LegacyQuayIntegration, QuayIntegration};
+use crate::plan::namespace::QuayView;
+use crate::quay::QuayClient;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::watch;
+
+pub(crate) struct CachedView {
+    pub org: String,
+    pub view: QuayView,
+    pub fetched: Instant,
+    pub generation: Option<i64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Shared state.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// Settings.
+    pub options: Options,
+    /// UID of the `kube-system` namespace: tells clusters apart.
+    pub cluster_uid: String,
+    /// QuayIntegrations (`quay.redhat.com`).
+    pub current: Store<QuayIntegration>,
+    /// QuayIntegrations (`redhatcop.redhat.io`), when that CRD is installed.
+    pub legacy: Option<Store<LegacyQuayIntegration>>,
+    /// Service accounts.
+    pub service_accounts: Store<ServiceAccount>,
+    /// Secrets this operator manages (label-selected).
+    pub secrets: Store<Secret>,
+    /// ImageStream metadata, when the kind is served.
+    pub image_streams: Option<Arc<super::index::NameIndex>>,
+    /// Metrics.
+    pub metrics: Metrics,
+    pub(crate) credentials: Mutex<HashMap<(String, String), Store<Secret>>>,
+    clients: Mutex<HashMap<String, QuayClient>>,
+    pub(crate) views: Mutex<HashMap<String, CachedView>>,
+    health: Mutex<HashMap<String, Health>>,
+    outcomes: Mutex<BTreeMap<String, NsOutcome>>,
+    failures: Mutex<HashMap<String, u32>>,
+    reported: Mutex<HashSet<(String, String)>>,
+    pub(crate) generations: Mutex<HashMap<String, i64>>,
+    pub(crate) token_checks: Mutex<HashMap<String, (Instant, TokenCheck)>>,
+    trigger: watch::Sender<u64>,
+    recorder: Recorder,
+    reporter: Reporter,
+    /// Namespaces triggered and not yet picked up by a reconcile.
+    queued: Mutex<HashSet<String>>,
+    /// The valid integrations, parsed once per change of their caches.
+    parsed: std::sync::RwLock<Arc<Vec<IntegrationConfig>>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("cluster_uid", &self.cluster_uid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The stores a Context reads.
+pub struct Stores {
+    /// QuayIntegrations.
+    pub current: Store<QuayIntegration>,
+    /// Legacy QuayIntegrations.
+    pub legacy: Option<Store<LegacyQuayIntegration>>,
+    /// Service accounts.
+    pub service_accounts: Store<ServiceAccount>,
+    /// Managed Secrets.
+    pub secrets: Store<Secret>,
+    /// ImageStream metadata.
+    pub image_streams: Option<Arc<super::index::NameIndex>>,
+}
+
+impl Context {
+    /// Builds the context.
+    pub fn new(
+        client: Client,
+        options: Options,
+        cluster_uid: String,
+        stores: Stores,
+        metrics: Metrics,
+    ) -> Arc<Self> {
+        let (trigger, _) = watch::channel(0);
+        let reporter = Reporter {
+            controller: crate::config::FIELD_MANAGER.into(),
+            instance: Some(options.instance.clone()),
+        };
+        let recorder = Recorder::new(client.clone(), reporter.clone());
+        let Stores {
+            current,
+            legacy,
+            service_accounts,
+            secrets,
+            image_streams,
+        } = stores;
+        let ctx = Self {
+            client,
+            options,
+            cluster_uid,
+            current,
+            legacy,
+            service_accounts,
+            secrets,
+            image_streams,
+            metrics,
+            credentials: Mutex::default(),
+            clients: Mutex::default(),
+            views: Mutex::default(),
+            health: Mutex::default(),
+            outcomes: Mutex::default(),
+            failures: Mutex::default(),
+            reported: Mutex::default(),
+            generations: Mutex::default(),
+            token_checks: Mutex::default(),
+            trigger,
+            parsed: std::sync::RwLock::default(),
+            recorder,
+            reporter,
+            queued: Mutex::default(),
+        };
+        Arc::new(ctx)
+    }
+
+    /// Every valid integration that is not being deleted, sorted by id:
+    /// parsed once per change of the QuayIntegration caches (see
+    /// [`Context::refresh_integrations`]), not on every reconcile and
+    /// admission.
+    pub fn integrations(&self) -> Arc<Vec<IntegrationConfig>> {
+        self.parsed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Parses the QuayIntegration caches again; the feeds of both caches
+    /// call it after every change they apply.
+    pub fn refresh_integrations(&self) {
+        let mut out: Vec<IntegrationConfig> = self
+            .current
+            .state()
+            .iter()
+            .filter(|q| q.meta().deletion_timestamp.is_none())
+            .filter_map(|q| from_current(q).ok())
+            .collect();
+        if let Some(legacy) = &self.legacy {
+            out.extend(
+                legacy
+                    .state()
+                    .iter()
+                    .filter(|q| q.meta().deletion_timestamp.is_none())
+                    .filter_map(|q| from_legacy(q).ok()),
+            );
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        *self
+            .parsed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(out);
+    }
+
+    /// Notes namespaces as waiting for a reconcile (the queue-depth gauge).
+    pub fn queued<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut q = lock(&self.queued);
+        for n in names {
+            if !q.contains(n) {
+                q.insert(n.to_owned());
+            }
+        }
+        self.metrics.set_queue_depth("namespace", q.len());
+    }
+
+    /// A namespace's reconcile started.
+    pub fn dequeued(&self, name: &str) {
+        let mut q = lock(&self.queued);
+        q.remove(name);
+        self.metrics.set_queue_depth("namespace", q.len());
+    }
+
+    /// Forgets queued namespaces that no longer exist (the controller drops
+    /// a trigger for an object its cache does not hold).
+    pub fn queue_retain(&self, exists: impl Fn(&str) -> bool) {
+        let mut q = lock(&self.queued);
+        q.retain(|n| exists(n));
+        self.metrics.set_queue_depth("namespace", q.len());
+    }
+
+    /// A stream that yields whenever every namespace should be reconciled.
+    pub fn trigger_stream(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(self.trigger.subscribe(), |mut rx| async move {
+            rx.changed().await.ok().map(|()| ((), rx))
+        })
+    }
+
+    /// Re-reconciles every namespace (integration or credentials changed,
+    /// Quay came back).
+    pub fn trigger_all(&self) {
+        self.trigger.send_modify(|g| *g += 1);
+    }
+}
+
+impl crate::webhook::server::FactsSource for Context {
+    fn facts(&self) -> Box<dyn crate::webhook::decision::Facts + '_> {
+        Box::new(WebhookFacts {
+            integrations: self.integrations(),
+            ctx: self,
+        })
+    }
+}
+
+struct WebhookFacts<'a> {
+    integrations: Arc<Vec<IntegrationConfig>>,
+    ctx: &'a Context,
+}
+
+impl crate::webhook::decision::Facts for WebhookFacts<'_> {
+    fn integrations(&self) -> &[IntegrationConfig] {
+        &self.integrations
+    }
+
+    fn secret_linked(&self, namespace: &str, account: &str, name: &str) -> bool {
+        let secret = self
+            .ctx
+            .secrets
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some();
+        let linked = self
+            .ctx
+            .service_accounts
+            .get(&ObjectRef::new(account).within(namespace))
+            .is_some_and(|sa| {
+                sa.secrets
+                    .iter()
+                    .flatten()
+                    .any(|r| r.name.as_deref() == Some(name))
+            });
+        secret && linked
+    }
+}
+
+impl crate::leader::CampaignReport for Context {
+    fn blocked(&self, reason: Option<String>) {
+        self.metrics.set_campaign_blocked(reason.is_some());
+        *lock(&self.options.campaign_problem) = reason;
+    }
+}

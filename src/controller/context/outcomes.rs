@@ -1,0 +1,165 @@
+//! What happened to each namespace: outcomes, backoff, Events.
+
+use crate::config::IntegrationId;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use rand::Rng;
+use std::time::Duration;
+
+use super::{Context, lock};
+
+/// The last outcome of a namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NsState {
+    /// Bridged without error.
+    Managed,
+    /// The last reconcile failed.
+    Failing(String),
+    /// Left alone because of a conflict (several integrations, a foreign
+    /// organization, another cluster with the same clusterID).
+    Conflict(String),
+}
+
+/// A namespace's outcome and which integration it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NsOutcome {
+    /// The integrations concerned (several for a conflict between them).
+    pub integrations: Vec<IntegrationId>,
+    /// What happened.
+    pub state: NsState,
+}
+
+impl Context {
+    /// The delay before retrying a failed namespace: exponential per
+    /// namespace, with jitter, capped.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = lock(&self.failures);
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        let base = Duration::from_millis(250).saturating_mul(1u32 << (*n - 1).min(16));
+        let capped = base.min(self.options.max_backoff);
+        let jitter = rand::rng().random_range(0.8..1.2);
+        capped.mul_f64(jitter)
+    }
+
+    /// Forgets a namespace's failures.
+    pub fn succeeded(&self, key: &str) {
+        lock(&self.failures).remove(key);
+    }
+
+    /// Records a namespace outcome.
+    pub fn set_outcome(&self, namespace: &str, outcome: Option<NsOutcome>) {
+        let mut outcomes = lock(&self.outcomes);
+        match outcome {
+            Some(o) => {
+                outcomes.insert(namespace.to_owned(), o);
+            }
+            None => {
+                outcomes.remove(namespace);
+            }
+        }
+        let (mut managed, mut failing, mut conflict) = (0, 0, 0);
+        for o in outcomes.values() {
+            match o.state {
+                NsState::Managed => managed += 1,
+                NsState::Failing(_) => failing += 1,
+                NsState::Conflict(_) => conflict += 1,
+            }
+        }
+        drop(outcomes);
+        self.metrics.namespace_states(managed, failing, conflict);
+    }
+
+    /// Outcomes of the namespaces an integration is concerned with.
+    pub fn outcomes_of(&self, id: &IntegrationId) -> Vec<(String, NsOutcome)> {
+        lock(&self.outcomes)
+            .iter()
+            .filter(|(_, o)| o.integrations.contains(id))
+            .map(|(n, o)| (n.clone(), o.clone()))
+            .collect()
+    }
+
+    /// Forgets everything about a namespace.
+    pub fn forget(&self, namespace: &str) {
+        self.set_outcome(namespace, None);
+        lock(&self.views).remove(namespace);
+        lock(&self.failures).remove(namespace);
+        lock(&self.reported).retain(|(n, _)| n != namespace);
+    }
+
+    /// Publishes an Event on a namespace. With `once`, an identical reason
+    /// is published only the first time (until the namespace is forgotten).
+    pub async fn event(
+        &self,
+        ns: &Namespace,
+        warning: bool,
+        reason: &str,
+        note: String,
+        once: bool,
+    ) {
+        if once && !lock(&self.reported).insert((ns.name_any(), reason.to_owned())) {
+            return;
+        }
+        // Normal Events here summarise what one reconcile created: they never
+        // repeat, so the shared recorder's aggregation cache (kept for six
+        // minutes, scanned on every publish) would only hold them. Warnings
+        // repeat and aggregate into a series.
+        let reference = ns.object_ref(&());
+        if warning {
+            self.publish(&reference, true, reason, "Reconcile", note)
+                .await;
+        } else {
+            let fresh = Recorder::new(self.client.clone(), self.reporter.clone());
+            publish_with(&fresh, &reference, false, reason, "Reconcile", note).await;
+        }
+    }
+
+    /// Publishes an Event about any object with the shared recorder, which
+    /// aggregates repeats into a series.
+    pub async fn publish(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        publish_with(&self.recorder, reference, warning, reason, action, note).await;
+    }
+
+    /// The Event recorder.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Clears a once-only report, so it is published again if it recurs.
+    pub fn clear_report(&self, namespace: &str, reason: &str) {
+        lock(&self.reported).remove(&(namespace.to_owned(), reason.to_owned()));
+    }
+}
+
+async fn publish_with(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    warning: bool,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, reference).await {
+        tracing::debug!(error = %e, "event not published");
+    }
+}

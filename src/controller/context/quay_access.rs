@@ -1,0 +1,188 @@
+//! Access to Quay: one client per Quay (rebuilt when its credentials or
+//! trust change), the token from its Secret, and the health gate that stops
+//! calls while Quay is down and a probe that sees it come back.
+
+use crate::config::{IntegrationConfig, SecretKeyRef};
+use crate::controller::error::Error;
+use crate::crd::CaBundleKind;
+use crate::quay::{QuayClient, QuayClientConfig};
+use crate::secret::SecretString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
+
+use super::{Context, lock};
+
+/// The result of checking a token against Quay.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TokenCheck {
+    pub creds_ok: bool,
+    pub creds_reason: &'static str,
+    pub creds_msg: String,
+    pub reachable: bool,
+    pub reach_reason: &'static str,
+    pub reach_msg: String,
+}
+
+pub(super) struct Health {
+    down: bool,
+    client: QuayClient,
+}
+
+impl Context {
+    /// Reads the token.
+    pub(crate) async fn token(&self, creds: &SecretKeyRef) -> Result<SecretString, Error> {
+        let cached = lock(&self.credentials)
+            .get(&(creds.namespace.clone(), creds.name.clone()))
+            .cloned();
+        let from_cache = cached
+            .and_then(|store| store.get(&ObjectRef::new(&creds.name).within(&creds.namespace)));
+        let secret = match from_cache {
+            Some(s) => Some((*s).clone()),
+            // Not watched yet, or not there: ask the API server.
+            None => {
+                Api::<Secret>::namespaced(self.client.clone(), &creds.namespace)
+                    .get_opt(&creds.name)
+                    .await?
+            }
+        };
+        let Some(secret) = secret else {
+            return Err(Error::Credentials(format!(
+                "Secret {}/{} not found",
+                creds.namespace, creds.name
+            )));
+        };
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&creds.key))
+            .map(|b| String::from_utf8_lossy(&b.0).trim().to_owned());
+        match value {
+            Some(v) if !v.is_empty() => Ok(SecretString::new(v)),
+            _ => Err(Error::Credentials(format!(
+                "Secret {}/{} has no key {:?}",
+                creds.namespace, creds.name, creds.key
+            ))),
+        }
+    }
+
+    async fn ca_bundle(&self, cfg: &IntegrationConfig) -> Result<Option<Vec<u8>>, Error> {
+        let Some(r) = &cfg.ca_bundle else {
+            return Ok(None);
+        };
+        let pem = match r.kind {
+            CaBundleKind::ConfigMap => {
+                Api::<ConfigMap>::namespaced(self.client.clone(), &r.namespace)
+                    .get_opt(&r.name)
+                    .await?
+                    .and_then(|c| c.data.and_then(|d| d.get(&r.key).cloned()))
+                    .map(String::into_bytes)
+            }
+            CaBundleKind::Secret => Api::<Secret>::namespaced(self.client.clone(), &r.namespace)
+                .get_opt(&r.name)
+                .await?
+                .and_then(|s| s.data.and_then(|d| d.get(&r.key).map(|b| b.0.clone()))),
+        };
+        pem.map(Some).ok_or_else(|| {
+            Error::Config(format!(
+                "CA bundle {}/{} key {:?} not found",
+                r.namespace, r.name, r.key
+            ))
+        })
+    }
+
+    /// The Quay client of an integration (shared pool, rebuilt when the
+    /// token or TLS settings change). Fails fast while Quay is down.
+    pub async fn quay(&self, cfg: &IntegrationConfig) -> Result<QuayClient, Error> {
+        let url = cfg.quay_url.to_string();
+        if lock(&self.health).get(&url).is_some_and(|h| h.down) {
+            return Err(Error::QuayDown(url));
+        }
+        let token = self.token(&cfg.credentials).await?;
+        let key = format!(
+            "{url}|{}|{}|{:?}|{:x}",
+            cfg.insecure_tls,
+            cfg.credentials.key,
+            cfg.ca_bundle,
+            token_fingerprint(&token)
+        );
+        if let Some(c) = lock(&self.clients).get(&key) {
+            return Ok(c.clone());
+        }
+        let mut config = QuayClientConfig::new(url.clone(), token);
+        config.insecure = cfg.insecure_tls;
+        config.ca_bundle_pem = self.ca_bundle(cfg).await?;
+        config.connect_timeout = self.options.quay_connect_timeout;
+        config.request_timeout = self.options.quay_request_timeout;
+        config.retry = self.options.retry.clone();
+        let client = QuayClient::new(config, self.metrics.quay.clone())?;
+        // Available until a call says otherwise.
+        self.metrics.set_quay_available(&url, true);
+        lock(&self.clients).insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Records that a Quay call failed because Quay seems down: namespaces
+    /// stop calling it until the probe sees it back.
+    pub fn quay_failed(&self, cfg: &IntegrationConfig, client: &QuayClient) {
+        let url = cfg.quay_url.to_string();
+        let mut health = lock(&self.health);
+        let entry = health.entry(url.clone()).or_insert_with(|| Health {
+            down: false,
+            client: client.clone(),
+        });
+        if !entry.down {
+            tracing::warn!(quay = %url, "Quay is unavailable; pausing calls until it answers again");
+        }
+        entry.down = true;
+        entry.client = client.clone();
+        self.metrics.set_quay_available(&url, false);
+    }
+
+    /// Whether Quay is believed down.
+    pub fn quay_is_down(&self, cfg: &IntegrationConfig) -> bool {
+        lock(&self.health)
+            .get(&cfg.quay_url.to_string())
+            .is_some_and(|h| h.down)
+    }
+
+    /// Probes every Quay believed down; those that answer are back: their
+    /// namespaces' backoff is reset and everything is reconciled.
+    pub async fn probe(&self) {
+        let down: Vec<(String, QuayClient)> = lock(&self.health)
+            .iter()
+            .filter(|(_, h)| h.down)
+            .map(|(u, h)| (u.clone(), h.client.clone()))
+            .collect();
+        let mut recovered = false;
+        for (url, client) in down {
+            let answered = match client.current_user().await {
+                Ok(_) => true,
+                Err(e) => !matches!(
+                    e.category(),
+                    crate::quay::Category::Unavailable | crate::quay::Category::RateLimited
+                ),
+            };
+            if answered {
+                tracing::info!(quay = %url, "Quay answers again");
+                if let Some(h) = lock(&self.health).get_mut(&url) {
+                    h.down = false;
+                }
+                self.metrics.set_quay_available(&url, true);
+                recovered = true;
+            }
+        }
+        if recovered {
+            lock(&self.failures).clear();
+            self.trigger_all();
+        }
+    }
+}
+
+pub(crate) fn token_fingerprint(token: &SecretString) -> u64 {
+    // Not a secret: a key to notice the token changed.
+    let d = ring::digest::digest(&ring::digest::SHA256, token.expose().as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d.as_ref()[..8]);
+    u64::from_le_bytes(b)
+}

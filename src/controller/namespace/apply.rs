@@ -1,0 +1,268 @@
+//! Applying a namespace's plan: Quay actions in order, then its Secrets
+//! and service-account links.
+
+use crate::config::IntegrationConfig;
+use crate::controller::context::Context;
+use crate::controller::error::Error;
+use crate::plan::names::{self, Marker, REPOSITORY_DESCRIPTION};
+use crate::plan::namespace::{
+    KubeAction, ObservedRepository, ObservedRobot, QuayAction, QuayView, desired_secret, link_ops,
+    secret_up_to_date,
+};
+use crate::quay::QuayClient;
+use crate::quay::types::NewRobot;
+use crate::secret::SecretString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::ResourceExt;
+use kube::api::{Api, Patch};
+use kube::runtime::reflector::ObjectRef;
+use std::collections::BTreeSet;
+
+use super::observe_secret;
+
+/// Applies Quay actions in order, keeping `view` equal to what Quay now holds.
+pub(super) async fn apply_quay(
+    ns: &Namespace,
+    cfg: &IntegrationConfig,
+    org: &str,
+    client: &QuayClient,
+    actions: &[QuayAction],
+    view: &mut QuayView,
+    ctx: &Context,
+) -> Result<(), Error> {
+    for action in actions {
+        match action {
+            QuayAction::CreateOrganization => {
+                match client.create_organization(org, None).await {
+                    Ok(()) => {}
+                    // Created concurrently (or by someone else): look again next time.
+                    Err(e) if e.is_already_exists() => {
+                        ctx.views
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .remove(&ns.name_any());
+                        return Err(e.into());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                view.exists = true;
+            }
+            QuayAction::CreateRobot { short, description } => {
+                let robot = client
+                    .create_robot(
+                        org,
+                        short,
+                        &NewRobot {
+                            description: description.clone(),
+                            unstructured_metadata: None,
+                        },
+                    )
+                    .await?;
+                view.robots.retain(|r| &r.short != short);
+                view.robots.push(ObservedRobot {
+                    short: short.clone(),
+                    marker: Marker::parse(description),
+                    token: robot.token,
+                    repositories: robot.repositories.into_iter().collect(),
+                });
+            }
+            QuayAction::CreatePrototype { short, role } => {
+                let p = client.create_robot_prototype(org, short, *role).await?;
+                view.prototypes.push((p.id, p.role, p.delegate.name));
+            }
+            QuayAction::DeletePrototype { id } => {
+                match client.delete_prototype(org, id).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                view.prototypes.retain(|(i, _, _)| i != id);
+            }
+            QuayAction::CreateRepository { name } => {
+                match client
+                    .create_repository(org, name, cfg.visibility, REPOSITORY_DESCRIPTION)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.is_already_exists() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                // Created by a real user: Quay applied the default permissions.
+                let delegates: BTreeSet<String> =
+                    view.prototypes.iter().map(|(_, _, d)| d.clone()).collect();
+                for r in &mut view.robots {
+                    if delegates.contains(&names::robot_account(org, &r.short)) {
+                        r.repositories.insert(name.clone());
+                    }
+                }
+                view.repositories.push(ObservedRepository {
+                    name: name.clone(),
+                    managed: true,
+                });
+            }
+            QuayAction::DeleteRepository { name } => {
+                client.delete_repository(org, name).await?;
+                view.repositories.retain(|r| &r.name != name);
+                for r in &mut view.robots {
+                    r.repositories.remove(name);
+                }
+            }
+            QuayAction::GrantRepository { repo, short, role } => {
+                client
+                    .set_repository_permission(org, repo, &names::robot_account(org, short), *role)
+                    .await?;
+                if let Some(r) = view.robots.iter_mut().find(|r| &r.short == short) {
+                    r.repositories.insert(repo.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many times a guarded service-account link is retried after the
+/// account changed between the read and the patch.
+const LINK_ATTEMPTS: usize = 5;
+
+/// Applies Kubernetes actions; returns the Secrets it created.
+pub(super) async fn apply_kube(
+    ns: &Namespace,
+    actions: &[KubeAction],
+    ctx: &Context,
+) -> Result<Vec<String>, Error> {
+    let name = ns.name_any();
+    let mut created = Vec::new();
+    for action in actions {
+        match action {
+            KubeAction::ApplySecret {
+                name: secret_name,
+                service_account,
+                payload,
+            } => {
+                if apply_secret(ns, secret_name, service_account, payload, ctx).await? {
+                    created.push(secret_name.clone());
+                }
+            }
+            KubeAction::LinkServiceAccount {
+                service_account,
+                secret,
+                ..
+            } => link(&name, service_account, secret, ctx).await?,
+        }
+    }
+    Ok(created)
+}
+
+/// Creates or restores one of our Secrets; `true` when it created it.
+async fn apply_secret(
+    ns: &Namespace,
+    secret_name: &str,
+    service_account: &str,
+    payload: &SecretString,
+    ctx: &Context,
+) -> Result<bool, Error> {
+    let name = ns.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &name);
+    let existing = match ctx.secrets.get(&ObjectRef::new(secret_name).within(&name)) {
+        Some(c) => Some((*c).clone()),
+        // Not in the label-selected cache: it may exist without our label.
+        None => secrets.get_opt(secret_name).await?,
+    };
+    let Some(old) = existing else {
+        let desired = desired_secret(&name, secret_name, service_account, payload, None);
+        secrets
+            .create(&crate::controller::post_params(), &desired)
+            .await?;
+        return Ok(true);
+    };
+    let observed = observe_secret(&old);
+    // The plan read the cache, which may not hold a Secret written a moment
+    // ago: the plan's own rule decides whether this one is already right.
+    if secret_up_to_date(&observed, service_account, payload.expose()) {
+        return Ok(false);
+    }
+    let desired = desired_secret(
+        &name,
+        secret_name,
+        service_account,
+        payload,
+        Some(&observed),
+    );
+    if old.type_.as_deref() == Some("kubernetes.io/dockerconfigjson") {
+        let mut desired = desired;
+        desired.metadata.resource_version = old.metadata.resource_version.clone();
+        secrets
+            .replace(secret_name, &crate::controller::post_params(), &desired)
+            .await?;
+    } else {
+        // The type of a Secret cannot change: replace it.
+        secrets.delete(secret_name, &Default::default()).await?;
+        secrets
+            .create(&crate::controller::post_params(), &desired)
+            .await?;
+    }
+    ctx.event(
+        ns,
+        false,
+        "SecretUpdated",
+        format!("restored Secret {secret_name} for service account {service_account}"),
+        false,
+    )
+    .await;
+    Ok(false)
+}
+
+/// Links `secret` to a service account as mountable and pull secret,
+/// keeping every other entry: the live account is read and a JSON patch
+/// appends what is missing, guarded by its resourceVersion (the lists are
+/// atomic to a strategic merge patch, so one would replace them).
+async fn link(ns: &str, service_account: &str, secret: &str, ctx: &Context) -> Result<(), Error> {
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(ctx.client.clone(), ns);
+    for attempt in 1..=LINK_ATTEMPTS {
+        let Some(live) = accounts.get_opt(service_account).await? else {
+            return Ok(());
+        };
+        let mounts: Option<Vec<String>> = live
+            .secrets
+            .as_ref()
+            .map(|l| l.iter().filter_map(|r| r.name.clone()).collect());
+        let pulls: Option<Vec<String>> = live
+            .image_pull_secrets
+            .as_ref()
+            .map(|l| l.iter().map(|r| r.name.clone()).collect());
+        let ops = link_ops(
+            live.metadata
+                .resource_version
+                .as_deref()
+                .unwrap_or_default(),
+            mounts.as_deref(),
+            pulls.as_deref(),
+            secret,
+        );
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
+            .map_err(|e| Error::Internal(format!("service-account link patch: {e}")))?;
+        match accounts
+            .patch(
+                service_account,
+                &crate::controller::patch_params(),
+                &Patch::Json::<()>(patch),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            // The account changed since it was read (the test failed):
+            // read it again.
+            Err(kube::Error::Api(s))
+                if (s.code == 422 || s.code == 409) && attempt < LINK_ATTEMPTS =>
+            {
+                tracing::debug!(namespace = %ns, service_account, "service account changed while linking; reading it again");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

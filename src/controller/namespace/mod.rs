@@ -1,0 +1,448 @@
+//! The namespace controller: from a namespace and the integration that
+//! selects it, converge its Quay organization, robots, default
+//! permissions, repositories, Secrets and service-account links.
+
+mod apply;
+mod lifecycle;
+
+use apply::{apply_kube, apply_quay};
+use lifecycle::{bridged, cleanup, ensure_namespace_metadata, release};
+
+use super::context::{CachedView, Context, NsOutcome, NsState};
+use super::error::Error;
+use crate::config::{FINALIZER, IntegrationConfig, LEGACY_FINALIZER};
+use crate::plan::names::{self, Marker};
+use crate::plan::namespace::{
+    KubeAction, ObservedSecret, ObservedServiceAccount, Ownership, QuayAction, QuayView, ownership,
+    plan_kube, plan_quay,
+};
+use crate::plan::selection::{self, Manager};
+use crate::quay::QuayClient;
+use crate::secret::SecretString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+const CONTROLLER: &str = "namespace";
+
+/// Reconciles one namespace.
+pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = ns.name_any();
+    ctx.dequeued(&name);
+    let _running = ctx.metrics.in_flight(CONTROLLER);
+    let result = reconcile_inner(&ns, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, result.is_ok());
+    match &result {
+        Ok(_) => ctx.succeeded(&name),
+        Err(e) => tracing::debug!(namespace = %name, error = %e, "namespace reconcile failed"),
+    }
+    result
+}
+
+/// Retries a failed namespace with its own backoff; Quay outages are
+/// reported once and recovered from by the probe.
+pub fn error_policy(ns: Arc<Namespace>, err: &Error, ctx: Arc<Context>) -> Action {
+    let name = ns.name_any();
+    ctx.metrics.failed(CONTROLLER, err.category());
+    let integrations = ctx.integrations();
+    if let Manager::One(cfg) = selection::manager(&integrations, &name) {
+        ctx.set_outcome(
+            &name,
+            Some(NsOutcome {
+                integrations: vec![cfg.id.clone()],
+                state: NsState::Failing(err.to_string()),
+            }),
+        );
+        let ctx2 = ctx.clone();
+        let ns2 = ns.clone();
+        let note = err.to_string();
+        let reason = match err {
+            Error::QuayDown(_) => "QuayUnavailable",
+            Error::Quay(q) if q.category() == crate::quay::Category::Unavailable => {
+                "QuayUnavailable"
+            }
+            Error::Credentials(_) => "CredentialsInvalid",
+            _ => "ReconcileFailed",
+        };
+        tokio::spawn(async move { ctx2.event(&ns2, true, reason, note, true).await });
+    }
+    Action::requeue(ctx.backoff(&name))
+}
+
+fn has_finalizer(ns: &Namespace) -> bool {
+    ns.finalizers()
+        .iter()
+        .any(|f| f == FINALIZER || f == LEGACY_FINALIZER)
+}
+
+async fn reconcile_inner(ns: &Namespace, ctx: &Arc<Context>) -> Result<Action, Error> {
+    let name = ns.name_any();
+    let integrations = ctx.integrations();
+    let manager = selection::manager(&integrations, &name);
+    if ns.meta().deletion_timestamp.is_some() {
+        if !has_finalizer(ns) {
+            ctx.forget(&name);
+            return Ok(Action::await_change());
+        }
+        if let Manager::One(cfg) = &manager {
+            cleanup(ns, cfg, ctx).await?;
+        }
+        release(ns, ctx).await?;
+        ctx.forget(&name);
+        return Ok(Action::await_change());
+    }
+    match manager {
+        Manager::None => {
+            if bridged(ns) {
+                // No longer selected: let the namespace go, keep the organization.
+                release(ns, ctx).await?;
+                ctx.event(ns, false, "Released", "no QuayIntegration selects this namespace any more; its Quay organization is kept".into(), true).await;
+            }
+            ctx.forget(&name);
+            Ok(Action::await_change())
+        }
+        Manager::Conflict(ids) => {
+            let list = ids
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let msg = format!("selected by several QuayIntegrations ({list}); left alone");
+            ctx.set_outcome(
+                &name,
+                Some(NsOutcome {
+                    integrations: ids,
+                    state: NsState::Conflict(msg.clone()),
+                }),
+            );
+            ctx.event(ns, true, "MultipleIntegrations", msg, true).await;
+            Ok(Action::await_change())
+        }
+        Manager::One(cfg) => manage(ns, cfg, ctx).await,
+    }
+}
+
+fn conflict(ctx: &Context, ns: &str, cfg: &IntegrationConfig, msg: String) {
+    ctx.set_outcome(
+        ns,
+        Some(NsOutcome {
+            integrations: vec![cfg.id.clone()],
+            state: NsState::Conflict(msg),
+        }),
+    );
+}
+
+async fn manage(
+    ns: &Namespace,
+    cfg: &IntegrationConfig,
+    ctx: &Arc<Context>,
+) -> Result<Action, Error> {
+    let name = ns.name_any();
+    let org = match names::organization(cfg, &name) {
+        Ok(org) => org,
+        Err(e) => {
+            // Nothing will make this name valid but a change of the
+            // namespace or the integration, both of which reconcile again.
+            let msg = format!("cannot bridge to Quay: {e}");
+            ctx.set_outcome(
+                &name,
+                Some(NsOutcome {
+                    integrations: vec![cfg.id.clone()],
+                    state: NsState::Failing(msg.clone()),
+                }),
+            );
+            ctx.event(ns, true, "InvalidOrganizationName", msg, true)
+                .await;
+            return Ok(Action::await_change());
+        }
+    };
+    ensure_namespace_metadata(ns, &org, ctx).await?;
+    let client = ctx.quay(cfg).await?;
+    let result = converge(ns, cfg, &org, &client, ctx).await;
+    if let Err(e) = &result
+        && e.quay_unavailable()
+    {
+        ctx.quay_failed(cfg, &client);
+        ctx.views
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&name);
+    }
+    result
+}
+
+async fn observe(client: &QuayClient, org: &str) -> Result<QuayView, Error> {
+    let prototypes = match client.list_prototypes(org).await {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => return Ok(QuayView::default()),
+        Err(e) => return Err(e.into()),
+    };
+    let (robots, repos) = tokio::join!(
+        client.list_robots_with(org, true, true),
+        client.list_repositories(org)
+    );
+    Ok(QuayView::from_answers(robots?, prototypes, repos?))
+}
+
+fn image_streams(ctx: &Context, ns: &str) -> BTreeSet<String> {
+    ctx.image_streams
+        .as_ref()
+        .map(|index| index.names(ns))
+        .unwrap_or_default()
+}
+
+async fn converge(
+    ns: &Namespace,
+    cfg: &IntegrationConfig,
+    org: &str,
+    client: &QuayClient,
+    ctx: &Arc<Context>,
+) -> Result<Action, Error> {
+    let name = ns.name_any();
+    // Reuse what this operator saw and did in Quay recently, unless the
+    // integration changed: only the periodic resync goes back to Quay, so a
+    // burst of Kubernetes events costs no Quay request.
+    let fresh_for = ctx.options.resync.mul_f64(0.9);
+    let cached = {
+        let views = ctx
+            .views
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        views
+            .get(&name)
+            .filter(|c| {
+                c.org == org && c.generation == cfg.generation && c.fetched.elapsed() < fresh_for
+            })
+            .map(|c| (c.view.clone(), c.fetched))
+    };
+    let from_cache = cached.is_some();
+    let (mut view, fetched) = match cached {
+        Some(v) => v,
+        None => (observe(client, org).await?, Instant::now()),
+    };
+    match ownership(&view, &cfg.cluster_id, &ctx.cluster_uid) {
+        Ownership::Absent | Ownership::Ours | Ownership::Empty => {}
+        Ownership::Foreign if cfg.adopt => {}
+        Ownership::Foreign => {
+            let msg = format!(
+                "Quay organization {org} exists and was not created by this operator; it is left untouched (set adoptExistingOrganizations to take it over)"
+            );
+            conflict(ctx, &name, cfg, msg.clone());
+            ctx.event(ns, true, "OrganizationConflict", msg, true).await;
+            return Ok(Action::requeue(ctx.options.resync));
+        }
+        Ownership::OtherCluster { cluster_uid } => {
+            let msg = format!(
+                "Quay organization {org} is managed by another cluster with the same clusterID {:?} (cluster UID {cluster_uid}); give each cluster its own clusterID",
+                cfg.cluster_id
+            );
+            conflict(ctx, &name, cfg, msg.clone());
+            ctx.event(ns, true, "DuplicateClusterID", msg, true).await;
+            return Ok(Action::requeue(ctx.options.resync));
+        }
+    }
+    let marker = Marker {
+        cluster_id: cfg.cluster_id.clone(),
+        cluster_uid: ctx.cluster_uid.clone(),
+        namespace: name.clone(),
+    };
+    let streams = image_streams(ctx, &name);
+    let actions = plan_quay(cfg, org, &marker, &view, &streams);
+    let applied = apply_quay(ns, cfg, org, client, &actions, &mut view, ctx).await;
+    ctx.views
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(
+            name.clone(),
+            CachedView {
+                org: org.to_owned(),
+                view: view.clone(),
+                fetched,
+                generation: cfg.generation,
+            },
+        );
+    applied?;
+
+    let secrets = observed_secrets(ctx, cfg, &name);
+    let accounts = observed_service_accounts(ctx, cfg, &name);
+    let mut plan = plan_kube(cfg, org, &robot_tokens(&view), &secrets, &accounts);
+    // A Secret about to be created or restored gets the robot's current
+    // token, never one remembered from an earlier reconcile: a person may
+    // have regenerated it in Quay (after a leak) since.
+    if from_cache && refresh_tokens(client, org, &plan.actions, &mut view).await? {
+        plan = plan_kube(cfg, org, &robot_tokens(&view), &secrets, &accounts);
+        remember(ctx, &name, org, cfg, &view);
+    }
+    let created_secrets = apply_kube(ns, &plan.actions, ctx).await?;
+    // One Event per reconcile that created something (not one per object):
+    // Events are API writes, and kube-runtime keeps each one for minutes.
+    if let Some(note) = bridged_note(org, &actions, &created_secrets) {
+        ctx.event(ns, false, "Bridged", note, false).await;
+    }
+    ctx.set_outcome(
+        &name,
+        Some(NsOutcome {
+            integrations: vec![cfg.id.clone()],
+            state: NsState::Managed,
+        }),
+    );
+    ctx.clear_report(&name, "QuayUnavailable");
+    ctx.clear_report(&name, "ReconcileFailed");
+    if !plan.waiting_for.is_empty() {
+        tracing::debug!(namespace = %name, waiting_for = ?plan.waiting_for, "service accounts not created yet");
+    }
+    Ok(Action::requeue(ctx.options.resync))
+}
+
+/// The robots' tokens by short name.
+fn robot_tokens(view: &QuayView) -> BTreeMap<String, SecretString> {
+    view.robots
+        .iter()
+        .filter_map(|r| r.token.clone().map(|t| (r.short.clone(), t)))
+        .collect()
+}
+
+/// Reads from Quay the current token of each robot whose Secret `actions`
+/// write (one GET each) into `view`; `true` when any token changed.
+async fn refresh_tokens(
+    client: &QuayClient,
+    org: &str,
+    actions: &[KubeAction],
+    view: &mut QuayView,
+) -> Result<bool, Error> {
+    let mut changed = false;
+    for action in actions {
+        let KubeAction::ApplySecret {
+            service_account, ..
+        } = action
+        else {
+            continue;
+        };
+        let current = client
+            .get_robot(org, service_account)
+            .await?
+            .and_then(|r| r.token);
+        if let Some(r) = view.robots.iter_mut().find(|r| &r.short == service_account) {
+            let same = match (&r.token, &current) {
+                (Some(a), Some(b)) => a.expose() == b.expose(),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                r.token = current;
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Keeps the Quay view for the next reconciles of the namespace, until
+/// the resync reads Quay again.
+fn remember(ctx: &Context, ns: &str, org: &str, cfg: &IntegrationConfig, view: &QuayView) {
+    let mut views = ctx
+        .views
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(c) = views.get_mut(ns)
+        && c.org == org
+        && c.generation == cfg.generation
+    {
+        c.view = view.clone();
+    }
+}
+
+/// What a reconcile created, for its Event; `None` when it created nothing.
+fn bridged_note(org: &str, quay: &[QuayAction], secrets: &[String]) -> Option<String> {
+    let mut parts = Vec::new();
+    if quay
+        .iter()
+        .any(|a| matches!(a, QuayAction::CreateOrganization))
+    {
+        parts.push(format!("created Quay organization {org}"));
+    }
+    let robots = quay
+        .iter()
+        .filter(|a| matches!(a, QuayAction::CreateRobot { .. }))
+        .count();
+    if robots > 0 {
+        parts.push(format!("{robots} robot account(s)"));
+    }
+    let repositories = quay
+        .iter()
+        .filter(|a| matches!(a, QuayAction::CreateRepository { .. }))
+        .count();
+    if repositories > 0 {
+        parts.push(format!("{repositories} repositories"));
+    }
+    if !secrets.is_empty() {
+        parts.push(format!("Secrets {}", secrets.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// The configured service accounts' Secrets as cached, looked up by name:
+/// a reconcile reads its own namespace's few objects, never the whole cache.
+fn observed_secrets(
+    ctx: &Context,
+    cfg: &IntegrationConfig,
+    ns: &str,
+) -> BTreeMap<String, ObservedSecret> {
+    cfg.service_accounts
+        .iter()
+        .map(|(sa, _)| names::secret_name(sa, &cfg.cluster_id))
+        .filter_map(|name| ctx.secrets.get(&ObjectRef::new(&name).within(ns)))
+        .map(|s| (s.name_any(), observe_secret(&s)))
+        .collect()
+}
+
+/// What the plan needs of a Secret.
+fn observe_secret(s: &Secret) -> ObservedSecret {
+    ObservedSecret {
+        type_: s.type_.clone().unwrap_or_default(),
+        dockerconfigjson: s
+            .data
+            .as_ref()
+            .and_then(|d| d.get(".dockerconfigjson"))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned()),
+        labels: s.labels().clone(),
+        annotations: s.annotations().clone(),
+    }
+}
+
+/// The configured service accounts as cached, looked up by name.
+fn observed_service_accounts(
+    ctx: &Context,
+    cfg: &IntegrationConfig,
+    ns: &str,
+) -> BTreeMap<String, ObservedServiceAccount> {
+    cfg.service_accounts
+        .iter()
+        .filter_map(|(sa, _)| ctx.service_accounts.get(&ObjectRef::new(sa).within(ns)))
+        .map(|sa| {
+            let secrets = sa
+                .secrets
+                .iter()
+                .flatten()
+                .filter_map(|r| r.name.clone())
+                .collect();
+            let pulls = sa
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone())
+                .collect();
+            (
+                sa.name_any(),
+                ObservedServiceAccount {
+                    secrets,
+                    image_pull_secrets: pulls,
+                },
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,402 @@
+//! The Kubernetes side of a namespace's plan: its Secrets and the
+//! service-account links.
+
+use super::names;
+use crate::config::{IntegrationConfig, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::secret::SecretString;
+use std::collections::BTreeMap;
+
+/// A Secret as observed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservedSecret {
+    /// `type`.
+    pub type_: String,
+    /// Decoded `.dockerconfigjson`.
+    pub dockerconfigjson: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The annotation naming the service account a Secret belongs to.
+pub const SERVICE_ACCOUNT_ANNOTATION: &str = "kubernetes.io/service-account.name";
+
+/// The one rule for "this Secret is as the operator wants it": its type,
+/// our label, the service-account annotation and the registry credentials.
+pub fn secret_up_to_date(current: &ObservedSecret, service_account: &str, payload: &str) -> bool {
+    current.type_ == "kubernetes.io/dockerconfigjson"
+        && current.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        && current
+            .annotations
+            .get(SERVICE_ACCOUNT_ANNOTATION)
+            .map(String::as_str)
+            == Some(service_account)
+        && current
+            .dockerconfigjson
+            .as_deref()
+            .is_some_and(|d| same_json(d, payload))
+}
+
+/// The Secret the operator wants: `current`'s other labels and
+/// annotations are kept (they are not ours), ours are set.
+pub fn desired_secret(
+    namespace: &str,
+    name: &str,
+    service_account: &str,
+    payload: &SecretString,
+    current: Option<&ObservedSecret>,
+) -> k8s_openapi::api::core::v1::Secret {
+    let mut labels = current.map(|c| c.labels.clone()).unwrap_or_default();
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+    let mut annotations = current.map(|c| c.annotations.clone()).unwrap_or_default();
+    annotations.insert(SERVICE_ACCOUNT_ANNOTATION.into(), service_account.into());
+    k8s_openapi::api::core::v1::Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".into()),
+        data: Some(
+            [(
+                ".dockerconfigjson".to_owned(),
+                k8s_openapi::ByteString(payload.expose().as_bytes().to_vec()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// The JSON patch that links `secret` to a service account as read at
+/// `resource_version` with these `secrets` and `imagePullSecrets` names
+/// (`None`: the list is absent). It appends, so every other entry stays
+/// where it is, and it is guarded by the resourceVersion: if the account
+/// changed since it was read, the apiserver refuses the patch and the
+/// caller reads it again. Empty when nothing is missing.
+pub fn link_ops(
+    resource_version: &str,
+    secrets: Option<&[String]>,
+    image_pull_secrets: Option<&[String]>,
+    secret: &str,
+) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut ops = Vec::new();
+    for (path, list) in [
+        ("/secrets", secrets),
+        ("/imagePullSecrets", image_pull_secrets),
+    ] {
+        match list {
+            Some(l) if l.iter().any(|n| n == secret) => {}
+            Some(l) if !l.is_empty() => {
+                ops.push(
+                    json!({"op": "add", "path": format!("{path}/-"), "value": {"name": secret}}),
+                );
+            }
+            // Absent, null or empty: the list is ours to start.
+            _ => ops.push(json!({"op": "add", "path": path, "value": [{"name": secret}]})),
+        }
+    }
+    if !ops.is_empty() {
+        ops.insert(
+            0,
+            json!({"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}),
+        );
+    }
+    ops
+}
+
+/// A service account as observed: the names in `secrets` and
+/// `imagePullSecrets`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservedServiceAccount {
+    /// Mountable secrets.
+    pub secrets: Vec<String>,
+    /// Image pull secrets.
+    pub image_pull_secrets: Vec<String>,
+}
+
+/// A change in Kubernetes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KubeAction {
+    /// Create or replace a managed dockerconfigjson Secret.
+    ApplySecret {
+        /// Secret name.
+        name: String,
+        /// The service account it belongs to.
+        service_account: String,
+        /// The `.dockerconfigjson` content.
+        payload: SecretString,
+    },
+    /// Add the Secret to a service account's lists.
+    LinkServiceAccount {
+        /// Service account.
+        service_account: String,
+        /// Secret name.
+        secret: String,
+        /// Missing from `secrets`.
+        mountable: bool,
+        /// Missing from `imagePullSecrets`.
+        pull: bool,
+    },
+}
+
+/// The Kubernetes side, and the service accounts not there yet.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KubePlan {
+    /// Changes.
+    pub actions: Vec<KubeAction>,
+    /// Service accounts to wait for (their creation triggers a reconcile).
+    pub waiting_for: Vec<String>,
+}
+
+fn same_json(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Secrets and service-account links for the robots' `tokens`.
+pub fn plan_kube(
+    cfg: &IntegrationConfig,
+    org: &str,
+    tokens: &BTreeMap<String, SecretString>,
+    secrets: &BTreeMap<String, ObservedSecret>,
+    service_accounts: &BTreeMap<String, ObservedServiceAccount>,
+) -> KubePlan {
+    let mut plan = KubePlan::default();
+    for (sa, _) in &cfg.service_accounts {
+        let Some(token) = tokens.get(sa) else {
+            continue;
+        };
+        let name = names::secret_name(sa, &cfg.cluster_id);
+        let payload = names::dockerconfigjson(
+            &cfg.registry_host,
+            &names::robot_account(org, sa),
+            token.expose(),
+        );
+        let up_to_date = secrets
+            .get(&name)
+            .is_some_and(|s| secret_up_to_date(s, sa, &payload));
+        if !up_to_date {
+            plan.actions.push(KubeAction::ApplySecret {
+                name: name.clone(),
+                service_account: sa.clone(),
+                payload: SecretString::new(payload),
+            });
+        }
+        match service_accounts.get(sa) {
+            None => plan.waiting_for.push(sa.clone()),
+            Some(account) => {
+                let mountable = !account.secrets.contains(&name);
+                let pull = !account.image_pull_secrets.contains(&name);
+                if mountable || pull {
+                    plan.actions.push(KubeAction::LinkServiceAccount {
+                        service_account: sa.clone(),
+                        secret: name,
+                        mountable,
+                        pull,
+                    });
+                }
+            }
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> IntegrationConfig {
+        crate::config::test_config("openshift", "")
+    }
+
+    fn tokens() -> BTreeMap<String, SecretString> {
+        ["builder", "default", "deployer"]
+            .iter()
+            .map(|s| ((*s).to_owned(), SecretString::new(format!("tok-{s}"))))
+            .collect()
+    }
+
+    #[test]
+    fn secrets_and_links_are_written_only_on_drift() {
+        let c = cfg();
+        let mut secrets = BTreeMap::new();
+        let mut sas = BTreeMap::new();
+        let plan = plan_kube(&c, "openshift_demo", &tokens(), &secrets, &sas);
+        assert_eq!(plan.actions.len(), 3);
+        assert_eq!(plan.waiting_for, ["builder", "default", "deployer"]);
+        for (sa, _) in &c.service_accounts {
+            let name = names::secret_name(sa, "openshift");
+            secrets.insert(
+                name.clone(),
+                ObservedSecret {
+                    type_: "kubernetes.io/dockerconfigjson".into(),
+                    dockerconfigjson: Some(names::dockerconfigjson(
+                        "quay.example.com",
+                        &format!("openshift_demo+{sa}"),
+                        &format!("tok-{sa}"),
+                    )),
+                    labels: [(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into(),
+                    annotations: [(SERVICE_ACCOUNT_ANNOTATION.to_owned(), sa.clone())].into(),
+                },
+            );
+            sas.insert(
+                sa.clone(),
+                ObservedServiceAccount {
+                    secrets: vec![format!("{sa}-dockercfg-x"), name.clone()],
+                    image_pull_secrets: vec![name],
+                },
+            );
+        }
+        let plan = plan_kube(&c, "openshift_demo", &tokens(), &secrets, &sas);
+        assert_eq!(
+            plan,
+            KubePlan::default(),
+            "nothing to write at steady state"
+        );
+        // A regenerated token, an edited secret, a removed link.
+        let mut new_tokens = tokens();
+        new_tokens.insert("builder".into(), SecretString::new("rotated"));
+        secrets
+            .get_mut("default-quay-openshift")
+            .unwrap()
+            .dockerconfigjson = Some("{}".into());
+        sas.get_mut("deployer").unwrap().image_pull_secrets.clear();
+        let plan = plan_kube(&c, "openshift_demo", &new_tokens, &secrets, &sas);
+        let applied: Vec<&str> = plan
+            .actions
+            .iter()
+            .filter_map(|a| {
+                if let KubeAction::ApplySecret { name, .. } = a {
+                    Some(name.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(
+            applied,
+            ["builder-quay-openshift", "default-quay-openshift"]
+        );
+        assert!(plan.actions.contains(&KubeAction::LinkServiceAccount {
+            service_account: "deployer".into(),
+            secret: "deployer-quay-openshift".into(),
+            mountable: false,
+            pull: true
+        }));
+    }
+
+    fn observed(sa: &str) -> ObservedSecret {
+        ObservedSecret {
+            type_: "kubernetes.io/dockerconfigjson".into(),
+            dockerconfigjson: Some("{\"auths\": {\"q\": {}}}".into()),
+            labels: [
+                (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+                ("team".to_owned(), "a".to_owned()),
+            ]
+            .into(),
+            annotations: [
+                (SERVICE_ACCOUNT_ANNOTATION.to_owned(), sa.to_owned()),
+                ("note".to_owned(), "users".to_owned()),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn a_secret_is_up_to_date_only_with_type_label_annotation_and_data() {
+        let payload = "{\"auths\":{\"q\":{}}}";
+        assert!(secret_up_to_date(&observed("builder"), "builder", payload));
+        let mut s = observed("builder");
+        s.annotations.remove(SERVICE_ACCOUNT_ANNOTATION);
+        assert!(
+            !secret_up_to_date(&s, "builder", payload),
+            "annotation removed"
+        );
+        assert!(
+            !secret_up_to_date(&observed("default"), "builder", payload),
+            "other account"
+        );
+        let mut s = observed("builder");
+        s.labels.remove(MANAGED_BY_LABEL);
+        assert!(!secret_up_to_date(&s, "builder", payload), "label removed");
+        let mut s = observed("builder");
+        s.type_ = "Opaque".into();
+        assert!(!secret_up_to_date(&s, "builder", payload), "retyped");
+        let mut s = observed("builder");
+        s.dockerconfigjson = None;
+        assert!(!secret_up_to_date(&s, "builder", payload), "data removed");
+        assert!(
+            !secret_up_to_date(&observed("builder"), "builder", "{}"),
+            "other data"
+        );
+    }
+
+    #[test]
+    fn the_desired_secret_keeps_other_labels_and_annotations() {
+        let payload = SecretString::new("{}");
+        let mut current = observed("default");
+        current
+            .labels
+            .insert(MANAGED_BY_LABEL.into(), "someone-else".into());
+        let s = desired_secret(
+            "demo",
+            "builder-quay-openshift",
+            "builder",
+            &payload,
+            Some(&current),
+        );
+        let labels = s.metadata.labels.unwrap();
+        assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY);
+        assert_eq!(labels["team"], "a");
+        let annotations = s.metadata.annotations.unwrap();
+        assert_eq!(annotations[SERVICE_ACCOUNT_ANNOTATION], "builder");
+        assert_eq!(annotations["note"], "users");
+        assert_eq!(s.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+        assert_eq!(s.data.unwrap()[".dockerconfigjson"].0, b"{}");
+        let fresh = desired_secret("demo", "x", "builder", &payload, None);
+        assert_eq!(fresh.metadata.labels.unwrap().len(), 1);
+        assert_eq!(fresh.metadata.namespace.as_deref(), Some("demo"));
+    }
+
+    #[test]
+    fn link_ops_append_after_what_is_there_guarded_by_the_resource_version() {
+        use serde_json::json;
+        let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (mounts, pulls) = (
+            list(&["builder-dockercfg-a"]),
+            list(&["builder-dockercfg-a", "user-pull"]),
+        );
+        assert_eq!(
+            link_ops("42", Some(&mounts), Some(&pulls), "ours"),
+            vec![
+                json!({"op": "test", "path": "/metadata/resourceVersion", "value": "42"}),
+                json!({"op": "add", "path": "/secrets/-", "value": {"name": "ours"}}),
+                json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ours"}}),
+            ]
+        );
+        // Absent or empty lists start with ours; a linked list is left alone.
+        let linked = list(&["x", "ours"]);
+        assert_eq!(
+            link_ops("7", None, Some(&linked), "ours"),
+            vec![
+                json!({"op": "test", "path": "/metadata/resourceVersion", "value": "7"}),
+                json!({"op": "add", "path": "/secrets", "value": [{"name": "ours"}]}),
+            ]
+        );
+        assert_eq!(
+            link_ops("7", Some(&[]), Some(&linked), "ours")[1],
+            json!({"op": "add", "path": "/secrets", "value": [{"name": "ours"}]})
+        );
+        assert!(link_ops("7", Some(&linked), Some(&linked), "ours").is_empty());
+    }
+}

@@ -86,6 +86,7 @@ impl std::fmt::Debug for Context {
 }
 
 /// The stores a Context reads.
+#[derive(Clone)]
 pub struct Stores {
     /// QuayIntegrations.
     pub current: Store<QuayIntegration>,

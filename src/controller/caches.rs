@@ -1,0 +1,396 @@
+//! The caches every replica keeps (the webhook decides from them, the
+//! leader's controllers reconcile from them), one watch per kind, and the
+//! feeds that tell the controllers what changed.
+
+use super::context::{Context, Stores};
+use super::{Tasks, index, lenient};
+use crate::config::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::crd::{LegacyQuayIntegration, QuayIntegration};
+use crate::openshift::ImageStream;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::api::{Api, ListParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Client, Resource, ResourceExt};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Which optional kinds the cluster serves.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Served {
+    /// `redhatcop.redhat.io` QuayIntegrations.
+    pub legacy: bool,
+    /// ImageStreams.
+    pub streams: bool,
+    /// Builds.
+    pub builds: bool,
+}
+
+impl Served {
+    /// Asks the apiserver.
+    pub async fn probe(client: &Client) -> Result<Self, kube::Error> {
+        Ok(Self {
+            legacy: served(Api::<LegacyQuayIntegration>::all(client.clone())).await?,
+            streams: served(Api::<ImageStream>::all(client.clone())).await?,
+            builds: served(Api::<crate::openshift::Build>::all(client.clone())).await?,
+        })
+    }
+}
+
+/// Where the caches tell what changed: the namespaces to reconcile, and
+/// each QuayIntegration group's objects.
+pub(super) struct Feeds {
+    pub namespaces: broadcast::Sender<ObjectRef<Namespace>>,
+    pub current: broadcast::Sender<ObjectRef<QuayIntegration>>,
+    pub legacy: Option<broadcast::Sender<ObjectRef<LegacyQuayIntegration>>>,
+}
+
+/// The caches, before the context that reads them exists.
+pub(super) struct Caches {
+    pub stores: Stores,
+    current: BoxStream<'static, Result<QuayIntegration, watcher::Error>>,
+    legacy: Option<BoxStream<'static, Result<LegacyQuayIntegration, watcher::Error>>>,
+    namespaces: broadcast::Sender<ObjectRef<Namespace>>,
+}
+
+impl Caches {
+    /// Starts the watches of service accounts (their links only), the
+    /// operator's Secrets (by label) and ImageStream names; prepares the
+    /// QuayIntegration watches, which [`Caches::feed`] runs.
+    pub fn start(client: &Client, served: Served, tasks: &mut Tasks) -> Self {
+        let (namespaces, _) = broadcast::channel::<ObjectRef<Namespace>>(4096);
+        let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
+        let sa_stream = reflector(
+            sa_writer,
+            watcher(Api::all(client.clone()), watcher::Config::default())
+                .default_backoff()
+                .modify(strip_service_account),
+        )
+        .touched_objects();
+        tasks.push(tokio::spawn(namespace_feed(sa_stream, namespaces.clone())));
+
+        let (secret_store, secret_writer) = reflector::store::<Secret>();
+        let managed =
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+        let secret_stream = reflector(
+            secret_writer,
+            watcher(Api::all(client.clone()), managed)
+                .default_backoff()
+                .modify(strip),
+        )
+        .touched_objects();
+        tasks.push(tokio::spawn(namespace_feed(
+            secret_stream,
+            namespaces.clone(),
+        )));
+
+        // ImageStreams: only their names by namespace are kept, not the objects.
+        let image_streams = served.streams.then(|| {
+            let index = Arc::new(index::NameIndex::default());
+            let stream = watcher(
+                Api::<PartialObjectMeta<ImageStream>>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff();
+            tasks.push(tokio::spawn(index_feed(
+                stream,
+                index.clone(),
+                namespaces.clone(),
+            )));
+            index
+        });
+
+        // QuayIntegrations: one watch per API group feeds its cache, the
+        // parsed list every decision reads, and (in the leader) its
+        // controller.
+        let (current_store, current_writer) = reflector::store::<QuayIntegration>();
+        let current = reflector(
+            current_writer,
+            lenient::lenient::<QuayIntegration>(client.clone(), watcher::Config::default())
+                .default_backoff()
+                .modify(strip),
+        )
+        .touched_objects()
+        .boxed();
+        let (legacy_store, legacy) = if served.legacy {
+            let (store, writer) = reflector::store::<LegacyQuayIntegration>();
+            let stream = reflector(
+                writer,
+                lenient::lenient::<LegacyQuayIntegration>(
+                    client.clone(),
+                    watcher::Config::default(),
+                )
+                .default_backoff()
+                .modify(strip),
+            )
+            .touched_objects()
+            .boxed();
+            (Some(store), Some(stream))
+        } else {
+            (None, None)
+        };
+        Self {
+            stores: Stores {
+                current: current_store,
+                legacy: legacy_store,
+                service_accounts: sa_store,
+                secrets: secret_store,
+                image_streams,
+            },
+            current,
+            legacy,
+            namespaces,
+        }
+    }
+
+    /// Runs the QuayIntegration watches, refreshing `ctx`'s parsed
+    /// integrations after each change; the feeds to the controllers.
+    pub fn feed(self, ctx: &Arc<Context>, tasks: &mut Tasks) -> Feeds {
+        let (current, _) = broadcast::channel::<ObjectRef<QuayIntegration>>(256);
+        tasks.push(tokio::spawn(integration_feed(
+            self.current,
+            Arc::downgrade(ctx),
+            current.clone(),
+        )));
+        let legacy = self.legacy.map(|stream| {
+            let (tx, _) = broadcast::channel::<ObjectRef<LegacyQuayIntegration>>(256);
+            tasks.push(tokio::spawn(integration_feed(
+                stream,
+                Arc::downgrade(ctx),
+                tx.clone(),
+            )));
+            tx
+        });
+        Feeds {
+            namespaces: self.namespaces,
+            current,
+            legacy,
+        }
+    }
+}
+
+/// Waits until every cache has its first complete list: decisions need
+/// them complete (with none, the webhook would pass builds unchanged to
+/// the internal registry, and reconciles could release finalizers or
+/// rewrite Secrets).
+pub(super) async fn all_synced(ctx: &Context) {
+    synced(&ctx.current).await;
+    if let Some(s) = &ctx.legacy {
+        synced(s).await;
+    }
+    synced(&ctx.service_accounts).await;
+    synced(&ctx.secrets).await;
+    if let Some(index) = &ctx.image_streams {
+        index.ready().await;
+    }
+    ctx.refresh_integrations();
+}
+
+/// Whether the kind is served. Asks for metadata only: no object a user
+/// can create (an ImageStream without `spec`) can make this fail.
+pub(super) async fn served<K>(api: Api<K>) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs a reflector, sending the namespace of every touched object.
+async fn namespace_feed<K, S>(stream: S, tx: broadcast::Sender<ObjectRef<Namespace>>)
+where
+    K: ResourceExt + Send,
+    S: Stream<Item = Result<K, watcher::Error>> + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(obj) => {
+                if let Some(ns) = obj.namespace() {
+                    let _ = tx.send(ObjectRef::new(&ns));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "watch error (retried with backoff)"),
+        }
+    }
+}
+
+/// Keeps a name index from a watch, sending the namespaces it changes.
+async fn index_feed<K, S>(
+    stream: S,
+    index: Arc<index::NameIndex>,
+    tx: broadcast::Sender<ObjectRef<Namespace>>,
+) where
+    K: ResourceExt + Send,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => {
+                for ns in index.apply(&event) {
+                    let _ = tx.send(ObjectRef::new(&ns));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "watch error (retried with backoff)"),
+        }
+    }
+}
+
+/// Cached copies drop `managedFields`: nothing reads them, and they are
+/// often the bulk of an object.
+pub(super) fn strip<K: ResourceExt>(obj: &mut K) {
+    obj.managed_fields_mut().clear();
+}
+
+/// Every service account is cached, but only for its links to the
+/// operator's Secrets: annotations, labels, owner references and links to
+/// other Secrets (OpenShift's dockercfg ones) are dropped.
+fn strip_service_account(sa: &mut ServiceAccount) {
+    strip(sa);
+    sa.metadata.annotations = None;
+    sa.metadata.labels = None;
+    sa.metadata.owner_references = None;
+    if let Some(refs) = sa.secrets.as_mut() {
+        refs.retain(|r| {
+            r.name
+                .as_deref()
+                .is_some_and(crate::plan::names::may_be_bridge_secret)
+        });
+    }
+    if let Some(refs) = sa.image_pull_secrets.as_mut() {
+        refs.retain(|r| crate::plan::names::may_be_bridge_secret(&r.name));
+    }
+}
+
+/// Waits until a store has its first complete list. The store's readiness
+/// signal wakes only its most recent waiter (a oneshot channel keeps one
+/// waker), and a controller's own runner may be waiting on it too: poll
+/// again periodically rather than rely on the wake-up.
+pub async fn synced<K>(store: &Store<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(result) = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            store.wait_until_ready(),
+        )
+        .await
+        {
+            if result.is_err() {
+                tracing::warn!("a cache writer stopped before its first list");
+            }
+            return;
+        }
+    }
+}
+
+/// Runs a QuayIntegration cache: after each change it applies, the parsed
+/// integrations are refreshed, then the object is handed to the controller
+/// (so a reconcile never reads an older cache than the one it was
+/// triggered by).
+async fn integration_feed<K, S>(
+    stream: S,
+    ctx: std::sync::Weak<Context>,
+    tx: broadcast::Sender<ObjectRef<K>>,
+) where
+    K: Resource<DynamicType = ()> + Send,
+    S: Stream<Item = Result<K, watcher::Error>> + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(obj) => {
+                let Some(ctx) = ctx.upgrade() else { return };
+                ctx.refresh_integrations();
+                let _ = tx.send(ObjectRef::from_obj(&obj));
+            }
+            Err(e) => tracing::debug!(error = %e, "watch error (retried with backoff)"),
+        }
+    }
+}
+
+/// The objects a shared cache hands a controller: all it holds now, then
+/// each one as it changes (all again when the receiver fell behind).
+pub(super) fn shared_objects<K>(
+    rx: broadcast::Receiver<ObjectRef<K>>,
+    store: Store<K>,
+) -> impl Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let initial = futures::stream::iter(store.state());
+    let live = futures::stream::unfold((rx, store), |(mut rx, store)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(r) => {
+                    if let Some(obj) = store.get(&r) {
+                        return Some((vec![obj], (rx, store)));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let all = store.state();
+                    return Some((all, (rx, store)));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flat_map(futures::stream::iter);
+    initial.chain(live)
+}
+
+/// The Build cache keeps what the import reads: metadata (without
+/// managedFields), `spec.output` and `status.phase`.
+pub(super) fn strip_build(build: &mut crate::openshift::Build) {
+    strip(build);
+    build.spec.rest.retain(|k, _| k == "output");
+    if let Some(status) = build.status.as_mut() {
+        status.rest.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_service_accounts_keep_only_links_to_bridge_secrets() {
+        let mut sa: ServiceAccount = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "builder", "namespace": "team",
+                "annotations": {"openshift.io/internal-registry-pull-secret-ref": "builder-dockercfg-x7k2p"},
+                "labels": {"a": "b"},
+                "managedFields": [{"manager": "kube-controller-manager"}]},
+            "secrets": [{"name": "builder-dockercfg-x7k2p"}, {"name": "builder-quay-openshift"}],
+            "imagePullSecrets": [{"name": "builder-dockercfg-x7k2p"}, {"name": "builder-quay-openshift"}]
+        }))
+        .unwrap();
+        strip_service_account(&mut sa);
+        assert_eq!(sa.metadata.name.as_deref(), Some("builder"));
+        assert_eq!(sa.metadata.namespace.as_deref(), Some("team"));
+        assert!(sa.metadata.annotations.is_none() && sa.metadata.labels.is_none());
+        assert!(sa.metadata.managed_fields.unwrap_or_default().is_empty());
+        let secrets: Vec<_> = sa
+            .secrets
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| r.name)
+            .collect();
+        assert_eq!(secrets, ["builder-quay-openshift"]);
+        let pulls: Vec<_> = sa
+            .image_pull_secrets
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(pulls, ["builder-quay-openshift"]);
+    }
+}

@@ -1,0 +1,181 @@
+//! The reconcilers, run only by the leader: both QuayIntegration
+//! controllers on the shared caches, the import controller on rewritten
+//! Builds, the namespace controller, and the Quay probe.
+
+use super::caches::{shared_objects, strip, strip_build};
+use super::context::Context;
+use super::{Tasks, build, integration, lenient, namespace};
+use crate::config::BRIDGED_LABEL;
+use crate::crd::{LegacyQuayIntegration, QuayIntegration};
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::{Client, ResourceExt};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// What the shared caches hand the leader's controllers.
+pub(super) struct Subscriptions {
+    pub current: broadcast::Receiver<ObjectRef<QuayIntegration>>,
+    pub legacy: Option<broadcast::Receiver<ObjectRef<LegacyQuayIntegration>>>,
+    pub namespaces: broadcast::Receiver<ObjectRef<Namespace>>,
+}
+
+type Stop = Shared<BoxFuture<'static, ()>>;
+
+/// Runs the reconcilers until `stopped`.
+pub(super) async fn run(
+    ctx: Arc<Context>,
+    client: Client,
+    feeds: Subscriptions,
+    builds_served: bool,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let stop: Stop = async move {
+        let _ = stopped.await;
+    }
+    .boxed()
+    .shared();
+    let mut tasks = Tasks::default();
+    integration_controllers(&ctx, feeds.current, feeds.legacy, &stop, &mut tasks);
+    if builds_served {
+        build_controller(&ctx, &client, &stop, &mut tasks);
+    }
+    namespace_controller(ctx, client, feeds.namespaces, stop, &mut tasks).await;
+    // The other controllers saw the same stop signal; give them a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    drop(tasks);
+}
+
+/// Both QuayIntegration controllers, on the shared caches (one watch per
+/// kind).
+fn integration_controllers(
+    ctx: &Arc<Context>,
+    current: broadcast::Receiver<ObjectRef<QuayIntegration>>,
+    legacy: Option<broadcast::Receiver<ObjectRef<LegacyQuayIntegration>>>,
+    stop: &Stop,
+    tasks: &mut Tasks,
+) {
+    let controller = Controller::for_shared_stream(
+        shared_objects(current, ctx.current.clone()),
+        ctx.current.clone(),
+    )
+    .graceful_shutdown_on(stop.clone())
+    .run(
+        integration::reconcile::<QuayIntegration>,
+        integration::error_policy::<QuayIntegration>,
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
+    tasks.push(tokio::spawn(controller));
+    if let (Some(rx), Some(store)) = (legacy, ctx.legacy.clone()) {
+        let controller = Controller::for_shared_stream(shared_objects(rx, store.clone()), store)
+            .graceful_shutdown_on(stop.clone())
+            .run(
+                integration::reconcile::<LegacyQuayIntegration>,
+                integration::error_policy::<LegacyQuayIntegration>,
+                ctx.clone(),
+            )
+            .for_each(|_| async {});
+        tasks.push(tokio::spawn(controller));
+    }
+}
+
+/// The import controller, watching only the Builds the webhook rewrote.
+fn build_controller(ctx: &Arc<Context>, client: &Client, stop: &Stop, tasks: &mut Tasks) {
+    let (store, writer) = reflector::store::<crate::openshift::Build>();
+    let selected = watcher::Config::default().labels(&format!("{BRIDGED_LABEL}=true"));
+    let stream = reflector(
+        writer,
+        lenient::lenient::<crate::openshift::Build>(client.clone(), selected)
+            .default_backoff()
+            .modify(strip_build),
+    )
+    .applied_objects();
+    let controller = Controller::for_stream(stream, store)
+        .graceful_shutdown_on(stop.clone())
+        .run(build::reconcile, build::error_policy, ctx.clone())
+        .for_each(|_| async {});
+    tasks.push(tokio::spawn(controller));
+}
+
+/// The Quay probe, which also drops queued namespaces that are gone.
+fn prober(ctx: &Arc<Context>, namespaces: Store<Namespace>, tasks: &mut Tasks) {
+    let weak = Arc::downgrade(ctx);
+    let interval = ctx.options.probe_interval;
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(ctx) = weak.upgrade() else {
+                return;
+            };
+            ctx.probe().await;
+            ctx.queue_retain(|name| namespaces.get(&ObjectRef::new(name)).is_some());
+        }
+    }));
+}
+
+/// The namespace controller, until `stop`: triggered by its own watch, by
+/// the caches' feed (a changed service account, Secret or ImageStream),
+/// and by a resync of all (an integration or credentials changed, Quay
+/// came back). The queue-depth gauge counts what it was handed until the
+/// reconcile starts.
+async fn namespace_controller(
+    ctx: Arc<Context>,
+    client: Client,
+    feed: broadcast::Receiver<ObjectRef<Namespace>>,
+    stop: Stop,
+    tasks: &mut Tasks,
+) {
+    let (ns_store, ns_writer) = reflector::store::<Namespace>();
+    prober(&ctx, ns_store.clone(), tasks);
+    let queue_ctx = ctx.clone();
+    let triggers = futures::stream::unfold(feed, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(r) => return Some((r, rx)),
+                // Missed events: the periodic resync and the triggers cover them.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .inspect(move |r| queue_ctx.queued([r.name.as_str()]));
+    // The namespace cache drops managedFields: on a large cluster they are
+    // most of each cached object, and no decision reads them.
+    let watch_ctx = ctx.clone();
+    let ns_stream = reflector(
+        ns_writer,
+        watcher(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(strip),
+    )
+    .applied_objects()
+    .inspect(move |n| {
+        if let Ok(n) = n {
+            watch_ctx.queued([n.name_any().as_str()]);
+        }
+    });
+    let all_ctx = ctx.clone();
+    let all_store = ns_store.clone();
+    let all = ctx.trigger_stream().inspect(move |()| {
+        let names: Vec<String> = all_store.state().iter().map(|n| n.name_any()).collect();
+        all_ctx.queued(names.iter().map(String::as_str));
+    });
+    Controller::for_stream(ns_stream, ns_store)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency),
+        )
+        .reconcile_all_on(all)
+        .reconcile_on(triggers)
+        .graceful_shutdown_on(stop)
+        .run(namespace::reconcile, namespace::error_policy, ctx.clone())
+        .for_each(|_| async {})
+        .await;
+}

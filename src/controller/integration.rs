@@ -3,15 +3,16 @@
 //! conditions and namespace counts, re-reconciles namespaces when the spec
 //! changes, and releases namespace finalizers when it is deleted.
 
-use super::context::{Context, NsState, TokenCheck, token_fingerprint};
+use super::context::{Context, TokenCheck, token_fingerprint};
 use super::error::Error;
 use crate::config::{
     ApiGroup, ConfigError, INTEGRATION_FINALIZER, IntegrationConfig, from_current, from_legacy,
 };
 use crate::crd::{LegacyQuayIntegration, QuayIntegration, QuayIntegrationStatus};
+use crate::plan::status::{self, transition_events};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch};
 use kube::core::ClusterResourceScope;
 use kube::runtime::controller::Action;
@@ -106,29 +107,6 @@ pub fn error_policy<K: IntegrationResource>(
     Action::requeue(ctx.backoff(&format!("qi/{}", qi.name_any())))
 }
 
-fn condition(
-    kind: &str,
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    previous: &[Condition],
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    let last = previous
-        .iter()
-        .find(|c| c.type_ == kind && c.status == status)
-        .map(|c| c.last_transition_time.clone());
-    Condition {
-        type_: kind.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: generation,
-        last_transition_time: last.unwrap_or_else(|| Time(jiff::Timestamp::now())),
-    }
-}
-
 /// Watches the credentials Secret so a changed token reaches every
 /// namespace at once.
 fn watch_credentials(ctx: &Arc<Context>, namespace: &str, name: &str) {
@@ -188,128 +166,17 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
         ctx.trigger_all();
     }
     let status = match qi.config() {
-        Err(e) => QuayIntegrationStatus {
-            // Ready carries the reason; every other check is moot.
-            conditions: [
-                ("Ready", e.to_string()),
-                ("CredentialsValid", "the spec is invalid".to_owned()),
-                ("QuayReachable", "the spec is invalid".to_owned()),
-                ("Conflict", "the spec is invalid".to_owned()),
-            ]
-            .into_iter()
-            .map(|(kind, message)| {
-                condition(kind, false, "InvalidSpec", message, generation, &previous)
-            })
-            .collect(),
-            observed_generation: generation,
-            managed_namespaces: 0,
-            failing_namespaces: 0,
-            last_error: Some(e.to_string()),
-        },
+        Err(e) => status::invalid(&e.to_string(), generation, &previous),
         Ok(cfg) => {
             watch_credentials(ctx, &cfg.credentials.namespace, &cfg.credentials.name);
-            let TokenCheck {
-                creds_ok,
-                creds_reason,
-                creds_msg,
-                reachable: reach_ok,
-                reach_reason,
-                reach_msg,
-            } = check_quay(&cfg, ctx).await;
-            let outcomes = ctx.outcomes_of(&cfg.id);
-            let managed = outcomes
-                .iter()
-                .filter(|(_, o)| o.state == NsState::Managed)
-                .count() as u32;
-            let failing: Vec<&(String, super::context::NsOutcome)> = outcomes
-                .iter()
-                .filter(|(_, o)| matches!(o.state, NsState::Failing(_)))
-                .collect();
-            let conflicts: Vec<String> = outcomes
-                .iter()
-                .filter_map(|(n, o)| {
-                    if let NsState::Conflict(m) = &o.state {
-                        Some(format!("{n}: {m}"))
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            let last_error = failing.first().and_then(|(n, o)| {
-                if let NsState::Failing(m) = &o.state {
-                    Some(format!("{n}: {m}"))
-                } else {
-                    None
-                }
-            });
-            let ready = creds_ok && reach_ok && failing.is_empty();
-            let ready_msg = if ready {
-                format!("{managed} namespaces bridged to {}", cfg.quay_url)
-            } else if !creds_ok {
-                creds_msg.clone()
-            } else if !reach_ok {
-                reach_msg.clone()
-            } else {
-                format!(
-                    "{} namespaces failing; last error: {}",
-                    failing.len(),
-                    last_error.clone().unwrap_or_default()
-                )
-            };
-            let conflict_msg = if conflicts.is_empty() {
-                "no conflicts".to_owned()
-            } else {
-                conflicts
-                    .iter()
-                    .take(5)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            QuayIntegrationStatus {
-                conditions: vec![
-                    condition(
-                        "Ready",
-                        ready,
-                        if ready { "Converged" } else { "NotReady" },
-                        ready_msg,
-                        generation,
-                        &previous,
-                    ),
-                    condition(
-                        "CredentialsValid",
-                        creds_ok,
-                        creds_reason,
-                        creds_msg,
-                        generation,
-                        &previous,
-                    ),
-                    condition(
-                        "QuayReachable",
-                        reach_ok,
-                        reach_reason,
-                        reach_msg,
-                        generation,
-                        &previous,
-                    ),
-                    condition(
-                        "Conflict",
-                        !conflicts.is_empty(),
-                        if conflicts.is_empty() {
-                            "NoConflict"
-                        } else {
-                            "NamespacesInConflict"
-                        },
-                        conflict_msg,
-                        generation,
-                        &previous,
-                    ),
-                ],
-                observed_generation: generation,
-                managed_namespaces: managed,
-                failing_namespaces: failing.len() as u32,
-                last_error,
-            }
+            let check = check_quay(&cfg, ctx).await;
+            status::status(
+                &check,
+                &ctx.outcomes_of(&cfg.id),
+                cfg.quay_url.as_str(),
+                generation,
+                &previous,
+            )
         }
     };
     if qi.status() != Some(&status) {
@@ -326,36 +193,6 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
         .await?;
     }
     Ok(Action::requeue(ctx.options.status_interval))
-}
-
-/// The Events a status change deserves: a Warning when a check starts
-/// failing or fails for a new reason, a Normal `Ready` when the integration
-/// becomes ready again after it was not. One Event per reason.
-pub fn transition_events(
-    previous: &[Condition],
-    current: &[Condition],
-) -> Vec<(bool, String, String)> {
-    let mut events: Vec<(bool, String, String)> = Vec::new();
-    for c in current {
-        let before = previous.iter().find(|p| p.type_ == c.type_);
-        let warn = c.status == "False"
-            && c.type_ != "Conflict"
-            && c.reason != "Unknown"
-            && before.is_none_or(|p| p.status != "False" || p.reason != c.reason);
-        // Ready=False repeats what the failing check says; it speaks only
-        // when nothing else does (namespaces failing, an invalid spec).
-        if warn && !events.iter().any(|(_, r, _)| *r == c.reason) {
-            events.push((true, c.reason.clone(), c.message.clone()));
-        }
-        if c.type_ == "Ready" && c.status == "True" && before.is_some_and(|p| p.status == "False") {
-            events.push((false, "Ready".into(), c.message.clone()));
-        }
-    }
-    // Ready's own NotReady is noise when a specific check explains it.
-    if events.len() > 1 {
-        events.retain(|(w, r, _)| !(*w && r == "NotReady"));
-    }
-    events
 }
 
 /// The merge patch that makes the stored status equal `status`: a cleared
@@ -476,6 +313,7 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::status::condition;
 
     fn c(kind: &str, ok: bool, reason: &str) -> Condition {
         condition(kind, ok, reason, format!("{kind} {reason}"), Some(1), &[])

@@ -5,3 +5,4 @@
 pub mod names;
 pub mod namespace;
 pub mod selection;
+pub mod status;

@@ -9,11 +9,12 @@ mod options;
 mod outcomes;
 mod quay_access;
 
+pub(crate) use crate::plan::status::TokenCheck;
+pub use crate::plan::status::{NsOutcome, NsState};
 pub use metrics::{InFlight, Metrics};
 pub use options::{CertSource, Options, WebhookOptions};
-pub use outcomes::{NsOutcome, NsState};
 use quay_access::Health;
-pub(crate) use quay_access::{TokenCheck, token_fingerprint};
+pub(crate) use quay_access::token_fingerprint;
 
 use crate::config::{IntegrationConfig, from_current, from_legacy};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};

@@ -8,28 +8,7 @@ use kube::{Resource, ResourceExt};
 use rand::Rng;
 use std::time::Duration;
 
-use super::{Context, lock};
-
-/// The last outcome of a namespace.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NsState {
-    /// Bridged without error.
-    Managed,
-    /// The last reconcile failed.
-    Failing(String),
-    /// Left alone because of a conflict (several integrations, a foreign
-    /// organization, another cluster with the same clusterID).
-    Conflict(String),
-}
-
-/// A namespace's outcome and which integration it belongs to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NsOutcome {
-    /// The integrations concerned (several for a conflict between them).
-    pub integrations: Vec<IntegrationId>,
-    /// What happened.
-    pub state: NsState,
-}
+use super::{Context, NsOutcome, NsState, lock};
 
 impl Context {
     /// The delay before retrying a failed namespace: exponential per

@@ -13,17 +13,6 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, lock};
 
-/// The result of checking a token against Quay.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct TokenCheck {
-    pub creds_ok: bool,
-    pub creds_reason: &'static str,
-    pub creds_msg: String,
-    pub reachable: bool,
-    pub reach_reason: &'static str,
-    pub reach_msg: String,
-}
-
 pub(super) struct Health {
     down: bool,
     client: QuayClient,

@@ -7,7 +7,7 @@ use crate::controller::error::Error;
 use crate::plan::names::{self, Marker, REPOSITORY_DESCRIPTION};
 use crate::plan::namespace::{
     KubeAction, ObservedRepository, ObservedRobot, QuayAction, QuayView, desired_secret, link_ops,
-    secret_up_to_date,
+    secret_payload, secret_up_to_date,
 };
 use crate::quay::QuayClient;
 use crate::quay::types::NewRobot;
@@ -124,14 +124,38 @@ pub(super) async fn apply_quay(
 /// account changed between the read and the patch.
 const LINK_ATTEMPTS: usize = 5;
 
-/// Applies Kubernetes actions; returns the Secrets it created.
+/// Where a Secret's token comes from when the Secret must be written.
+pub(super) enum Tokens<'a> {
+    /// The view was read from Quay in this reconcile: its tokens are current.
+    Fresh,
+    /// The view was cached: ask Quay for the robot's current token first.
+    Reread {
+        client: &'a QuayClient,
+        cfg: &'a IntegrationConfig,
+        org: &'a str,
+    },
+}
+
+/// What applying the Kubernetes actions did.
+pub(super) struct Applied {
+    /// Secrets created.
+    pub created: Vec<String>,
+    /// Robot tokens read again from Quay, by service account.
+    pub refreshed: Vec<(String, SecretString)>,
+}
+
+/// Applies Kubernetes actions.
 pub(super) async fn apply_kube(
     ns: &Namespace,
     actions: &[KubeAction],
+    tokens: &Tokens<'_>,
     ctx: &Context,
-) -> Result<Vec<String>, Error> {
+) -> Result<Applied, Error> {
     let name = ns.name_any();
-    let mut created = Vec::new();
+    let mut applied = Applied {
+        created: Vec::new(),
+        refreshed: Vec::new(),
+    };
     for action in actions {
         match action {
             KubeAction::ApplySecret {
@@ -139,8 +163,17 @@ pub(super) async fn apply_kube(
                 service_account,
                 payload,
             } => {
-                if apply_secret(ns, secret_name, service_account, payload, ctx).await? {
-                    created.push(secret_name.clone());
+                let secret = SecretToApply {
+                    name: secret_name,
+                    service_account,
+                    payload,
+                };
+                let (created, refreshed) = apply_secret(ns, &secret, tokens, ctx).await?;
+                if created {
+                    applied.created.push(secret_name.clone());
+                }
+                if let Some(token) = refreshed {
+                    applied.refreshed.push((service_account.clone(), token));
                 }
             }
             KubeAction::LinkServiceAccount {
@@ -150,42 +183,81 @@ pub(super) async fn apply_kube(
             } => link(&name, service_account, secret, ctx).await?,
         }
     }
-    Ok(created)
+    Ok(applied)
 }
 
-/// Creates or restores one of our Secrets; `true` when it created it.
+struct SecretToApply<'a> {
+    name: &'a str,
+    service_account: &'a str,
+    payload: &'a SecretString,
+}
+
+/// The payload to write: the planned one, or, from a cached view, one with
+/// the robot's current token read from Quay (`None`: the robot is gone,
+/// nothing to write until the next resync recreates it).
+async fn current_payload(
+    secret: &SecretToApply<'_>,
+    tokens: &Tokens<'_>,
+) -> Result<Option<(SecretString, Option<SecretString>)>, Error> {
+    match tokens {
+        Tokens::Fresh => Ok(Some((secret.payload.clone(), None))),
+        Tokens::Reread { client, cfg, org } => {
+            let Some(token) = client
+                .get_robot(org, secret.service_account)
+                .await?
+                .and_then(|r| r.token)
+            else {
+                return Ok(None);
+            };
+            let payload = secret_payload(cfg, org, secret.service_account, &token);
+            Ok(Some((SecretString::new(payload), Some(token))))
+        }
+    }
+}
+
+/// Creates or restores one of our Secrets: whether it created it, and the
+/// token it read again from Quay.
 async fn apply_secret(
     ns: &Namespace,
-    secret_name: &str,
-    service_account: &str,
-    payload: &SecretString,
+    secret: &SecretToApply<'_>,
+    tokens: &Tokens<'_>,
     ctx: &Context,
-) -> Result<bool, Error> {
+) -> Result<(bool, Option<SecretString>), Error> {
     let name = ns.name_any();
+    let (secret_name, service_account) = (secret.name, secret.service_account);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &name);
     let existing = match ctx.secrets.get(&ObjectRef::new(secret_name).within(&name)) {
         Some(c) => Some((*c).clone()),
         // Not in the label-selected cache: it may exist without our label.
         None => secrets.get_opt(secret_name).await?,
     };
-    let Some(old) = existing else {
-        let desired = desired_secret(&name, secret_name, service_account, payload, None);
+    let observed = existing.as_ref().map(observe_secret);
+    // The plan read the cache, which may not hold a Secret written a moment
+    // ago: the plan's own rule decides whether this one is already right.
+    if observed
+        .as_ref()
+        .is_some_and(|o| secret_up_to_date(o, service_account, secret.payload.expose()))
+    {
+        return Ok((false, None));
+    }
+    let Some((payload, refreshed)) = current_payload(secret, tokens).await? else {
+        return Ok((false, None));
+    };
+    let Some((old, observed)) = existing.zip(observed) else {
+        let desired = desired_secret(&name, secret_name, service_account, &payload, None);
         secrets
             .create(&crate::controller::post_params(), &desired)
             .await?;
-        return Ok(true);
+        return Ok((true, refreshed));
     };
-    let observed = observe_secret(&old);
-    // The plan read the cache, which may not hold a Secret written a moment
-    // ago: the plan's own rule decides whether this one is already right.
     if secret_up_to_date(&observed, service_account, payload.expose()) {
-        return Ok(false);
+        return Ok((false, refreshed));
     }
     let desired = desired_secret(
         &name,
         secret_name,
         service_account,
-        payload,
+        &payload,
         Some(&observed),
     );
     if old.type_.as_deref() == Some("kubernetes.io/dockerconfigjson") {
@@ -209,7 +281,7 @@ async fn apply_secret(
         false,
     )
     .await;
-    Ok(false)
+    Ok((false, refreshed))
 }
 
 /// Links `secret` to a service account as mountable and pull secret,

@@ -5,7 +5,7 @@
 mod apply;
 mod lifecycle;
 
-use apply::{apply_kube, apply_quay};
+use apply::{Tokens, apply_kube, apply_quay};
 use lifecycle::{bridged, cleanup, ensure_namespace_metadata, release};
 
 use super::context::{CachedView, Context, NsOutcome, NsState};
@@ -13,8 +13,8 @@ use super::error::Error;
 use crate::config::{FINALIZER, IntegrationConfig, LEGACY_FINALIZER};
 use crate::plan::names::{self, Marker};
 use crate::plan::namespace::{
-    KubeAction, ObservedSecret, ObservedServiceAccount, Ownership, QuayAction, QuayView, ownership,
-    plan_kube, plan_quay,
+    ObservedSecret, ObservedServiceAccount, Ownership, QuayAction, QuayView, ownership, plan_kube,
+    plan_quay,
 };
 use crate::plan::selection::{self, Manager};
 use crate::quay::QuayClient;
@@ -269,15 +269,25 @@ async fn converge(
 
     let secrets = observed_secrets(ctx, cfg, &name);
     let accounts = observed_service_accounts(ctx, cfg, &name);
-    let mut plan = plan_kube(cfg, org, &robot_tokens(&view), &secrets, &accounts);
-    // A Secret about to be created or restored gets the robot's current
-    // token, never one remembered from an earlier reconcile: a person may
-    // have regenerated it in Quay (after a leak) since.
-    if from_cache && refresh_tokens(client, org, &plan.actions, &mut view).await? {
-        plan = plan_kube(cfg, org, &robot_tokens(&view), &secrets, &accounts);
+    let plan = plan_kube(cfg, org, &robot_tokens(&view), &secrets, &accounts);
+    // A Secret about to be written gets the robot's current token: the one
+    // read this reconcile, or, from a cached view, one read from Quay again
+    // (a person may have regenerated it, after a leak, since).
+    let tokens = if from_cache {
+        Tokens::Reread { client, cfg, org }
+    } else {
+        Tokens::Fresh
+    };
+    let applied = apply_kube(ns, &plan.actions, &tokens, ctx).await?;
+    if !applied.refreshed.is_empty() {
+        for (sa, token) in applied.refreshed {
+            if let Some(r) = view.robots.iter_mut().find(|r| r.short == sa) {
+                r.token = Some(token);
+            }
+        }
         remember(ctx, &name, org, cfg, &view);
     }
-    let created_secrets = apply_kube(ns, &plan.actions, ctx).await?;
+    let created_secrets = applied.created;
     // One Event per reconcile that created something (not one per object):
     // Events are API writes, and kube-runtime keeps each one for minutes.
     if let Some(note) = bridged_note(org, &actions, &created_secrets) {
@@ -304,41 +314,6 @@ fn robot_tokens(view: &QuayView) -> BTreeMap<String, SecretString> {
         .iter()
         .filter_map(|r| r.token.clone().map(|t| (r.short.clone(), t)))
         .collect()
-}
-
-/// Reads from Quay the current token of each robot whose Secret `actions`
-/// write (one GET each) into `view`; `true` when any token changed.
-async fn refresh_tokens(
-    client: &QuayClient,
-    org: &str,
-    actions: &[KubeAction],
-    view: &mut QuayView,
-) -> Result<bool, Error> {
-    let mut changed = false;
-    for action in actions {
-        let KubeAction::ApplySecret {
-            service_account, ..
-        } = action
-        else {
-            continue;
-        };
-        let current = client
-            .get_robot(org, service_account)
-            .await?
-            .and_then(|r| r.token);
-        if let Some(r) = view.robots.iter_mut().find(|r| &r.short == service_account) {
-            let same = match (&r.token, &current) {
-                (Some(a), Some(b)) => a.expose() == b.expose(),
-                (None, None) => true,
-                _ => false,
-            };
-            if !same {
-                r.token = current;
-                changed = true;
-            }
-        }
-    }
-    Ok(changed)
 }
 
 /// Keeps the Quay view for the next reconciles of the namespace, until

@@ -163,6 +163,21 @@ fn same_json(a: &str, b: &str) -> bool {
     }
 }
 
+/// The `.dockerconfigjson` of service account `sa`'s Secret: its robot's
+/// credentials for the registry.
+pub fn secret_payload(
+    cfg: &IntegrationConfig,
+    org: &str,
+    sa: &str,
+    token: &SecretString,
+) -> String {
+    names::dockerconfigjson(
+        &cfg.registry_host,
+        &names::robot_account(org, sa),
+        token.expose(),
+    )
+}
+
 /// Secrets and service-account links for the robots' `tokens`.
 pub fn plan_kube(
     cfg: &IntegrationConfig,
@@ -177,11 +192,7 @@ pub fn plan_kube(
             continue;
         };
         let name = names::secret_name(sa, &cfg.cluster_id);
-        let payload = names::dockerconfigjson(
-            &cfg.registry_host,
-            &names::robot_account(org, sa),
-            token.expose(),
-        );
+        let payload = secret_payload(cfg, org, sa, token);
         let up_to_date = secrets
             .get(&name)
             .is_some_and(|s| secret_up_to_date(s, sa, &payload));

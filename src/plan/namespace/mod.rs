@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 mod kube;
 pub use kube::{
     KubeAction, KubePlan, ObservedSecret, ObservedServiceAccount, SERVICE_ACCOUNT_ANNOTATION,
-    desired_secret, link_ops, plan_kube, secret_up_to_date,
+    desired_secret, link_ops, plan_kube, secret_payload, secret_up_to_date,
 };
 
 /// A robot as observed.

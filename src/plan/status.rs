@@ -1,0 +1,303 @@
+//! The QuayIntegration's status: its conditions from the token check and
+//! the namespaces' outcomes, and the Events a change of them deserves.
+
+use crate::config::IntegrationId;
+use crate::crd::QuayIntegrationStatus;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// The last outcome of a namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NsState {
+    /// Bridged without error.
+    Managed,
+    /// The last reconcile failed.
+    Failing(String),
+    /// Left alone because of a conflict (several integrations, a foreign
+    /// organization, another cluster with the same clusterID).
+    Conflict(String),
+}
+
+/// A namespace's outcome and which integration it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NsOutcome {
+    /// The integrations concerned (several for a conflict between them).
+    pub integrations: Vec<IntegrationId>,
+    /// What happened.
+    pub state: NsState,
+}
+
+/// The result of checking a token against Quay.
+/// What checking the token against Quay found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenCheck {
+    /// See the status conditions.
+    pub creds_ok: bool,
+    /// See the status conditions.
+    pub creds_reason: &'static str,
+    /// See the status conditions.
+    pub creds_msg: String,
+    /// See the status conditions.
+    pub reachable: bool,
+    /// See the status conditions.
+    pub reach_reason: &'static str,
+    /// See the status conditions.
+    pub reach_msg: String,
+}
+
+pub fn condition(
+    kind: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: &[Condition],
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last = previous
+        .iter()
+        .find(|c| c.type_ == kind && c.status == status)
+        .map(|c| c.last_transition_time.clone());
+    Condition {
+        type_: kind.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: last.unwrap_or_else(|| Time(jiff::Timestamp::now())),
+    }
+}
+
+/// The status of an integration whose spec is invalid: `Ready` carries the
+/// reason; every other check is moot.
+pub fn invalid(
+    reason: &str,
+    generation: Option<i64>,
+    previous: &[Condition],
+) -> QuayIntegrationStatus {
+    QuayIntegrationStatus {
+        conditions: [
+            ("Ready", reason.to_owned()),
+            ("CredentialsValid", "the spec is invalid".to_owned()),
+            ("QuayReachable", "the spec is invalid".to_owned()),
+            ("Conflict", "the spec is invalid".to_owned()),
+        ]
+        .into_iter()
+        .map(|(kind, message)| condition(kind, false, "InvalidSpec", message, generation, previous))
+        .collect(),
+        observed_generation: generation,
+        managed_namespaces: 0,
+        failing_namespaces: 0,
+        last_error: Some(reason.to_owned()),
+    }
+}
+
+/// The status of a valid integration from its token check and its
+/// namespaces' outcomes.
+pub fn status(
+    check: &TokenCheck,
+    outcomes: &[(String, NsOutcome)],
+    quay_url: &str,
+    generation: Option<i64>,
+    previous: &[Condition],
+) -> QuayIntegrationStatus {
+    let managed = outcomes
+        .iter()
+        .filter(|(_, o)| o.state == NsState::Managed)
+        .count();
+    let failing: Vec<(&String, &String)> = outcomes
+        .iter()
+        .filter_map(|(n, o)| match &o.state {
+            NsState::Failing(m) => Some((n, m)),
+            _ => None,
+        })
+        .collect();
+    let conflicts: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(n, o)| match &o.state {
+            NsState::Conflict(m) => Some(format!("{n}: {m}")),
+            _ => None,
+        })
+        .collect();
+    let last_error = failing.first().map(|(n, m)| format!("{n}: {m}"));
+    let ready = check.creds_ok && check.reachable && failing.is_empty();
+    let ready_msg = if ready {
+        format!("{managed} namespaces bridged to {quay_url}")
+    } else if !check.creds_ok {
+        check.creds_msg.clone()
+    } else if !check.reachable {
+        check.reach_msg.clone()
+    } else {
+        format!(
+            "{} namespaces failing; last error: {}",
+            failing.len(),
+            last_error.clone().unwrap_or_default()
+        )
+    };
+    let (conflict_reason, conflict_msg) = if conflicts.is_empty() {
+        ("NoConflict", "no conflicts".to_owned())
+    } else {
+        (
+            "NamespacesInConflict",
+            conflicts
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    };
+    let ready_reason = if ready { "Converged" } else { "NotReady" };
+    QuayIntegrationStatus {
+        conditions: vec![
+            condition(
+                "Ready",
+                ready,
+                ready_reason,
+                ready_msg,
+                generation,
+                previous,
+            ),
+            condition(
+                "CredentialsValid",
+                check.creds_ok,
+                check.creds_reason,
+                check.creds_msg.clone(),
+                generation,
+                previous,
+            ),
+            condition(
+                "QuayReachable",
+                check.reachable,
+                check.reach_reason,
+                check.reach_msg.clone(),
+                generation,
+                previous,
+            ),
+            condition(
+                "Conflict",
+                !conflicts.is_empty(),
+                conflict_reason,
+                conflict_msg,
+                generation,
+                previous,
+            ),
+        ],
+        observed_generation: generation,
+        managed_namespaces: u32::try_from(managed).unwrap_or(u32::MAX),
+        failing_namespaces: u32::try_from(failing.len()).unwrap_or(u32::MAX),
+        last_error,
+    }
+}
+
+/// The Events a status change deserves: a Warning when a check starts
+/// failing or fails for a new reason, a Normal `Ready` when the integration
+/// becomes ready again after it was not. One Event per reason.
+pub fn transition_events(
+    previous: &[Condition],
+    current: &[Condition],
+) -> Vec<(bool, String, String)> {
+    let mut events: Vec<(bool, String, String)> = Vec::new();
+    for c in current {
+        let before = previous.iter().find(|p| p.type_ == c.type_);
+        let warn = c.status == "False"
+            && c.type_ != "Conflict"
+            && c.reason != "Unknown"
+            && before.is_none_or(|p| p.status != "False" || p.reason != c.reason);
+        // Ready=False repeats what the failing check says; it speaks only
+        // when nothing else does (namespaces failing, an invalid spec).
+        if warn && !events.iter().any(|(_, r, _)| *r == c.reason) {
+            events.push((true, c.reason.clone(), c.message.clone()));
+        }
+        if c.type_ == "Ready" && c.status == "True" && before.is_some_and(|p| p.status == "False") {
+            events.push((false, "Ready".into(), c.message.clone()));
+        }
+    }
+    // Ready's own NotReady is noise when a specific check explains it.
+    if events.len() > 1 {
+        events.retain(|(w, r, _)| !(*w && r == "NotReady"));
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ApiGroup, IntegrationId};
+
+    fn check(creds_ok: bool, reachable: bool) -> TokenCheck {
+        TokenCheck {
+            creds_ok,
+            creds_reason: if creds_ok {
+                "TokenAccepted"
+            } else {
+                "TokenRejected"
+            },
+            creds_msg: "creds".into(),
+            reachable,
+            reach_reason: if reachable {
+                "Answering"
+            } else {
+                "Unavailable"
+            },
+            reach_msg: "reach".into(),
+        }
+    }
+
+    fn outcome(state: NsState) -> NsOutcome {
+        NsOutcome {
+            integrations: vec![IntegrationId {
+                group: ApiGroup::Current,
+                name: "q".into(),
+            }],
+            state,
+        }
+    }
+
+    #[test]
+    fn the_status_counts_namespaces_and_names_what_fails() {
+        let outcomes = vec![
+            ("a".to_owned(), outcome(NsState::Managed)),
+            ("b".to_owned(), outcome(NsState::Managed)),
+            ("c".to_owned(), outcome(NsState::Failing("boom".into()))),
+            ("d".to_owned(), outcome(NsState::Conflict("two".into()))),
+        ];
+        let s = status(&check(true, true), &outcomes, "https://q", Some(3), &[]);
+        assert_eq!((s.managed_namespaces, s.failing_namespaces), (2, 1));
+        assert_eq!(s.last_error.as_deref(), Some("c: boom"));
+        let ready = &s.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "NotReady")
+        );
+        assert!(ready.message.contains("1 namespaces failing"));
+        assert_eq!(s.conditions[3].reason, "NamespacesInConflict");
+        let ok = status(
+            &check(true, true),
+            &outcomes[..2],
+            "https://q",
+            Some(3),
+            &[],
+        );
+        assert_eq!(
+            ok.conditions[0].message,
+            "2 namespaces bridged to https://q"
+        );
+        let rejected = status(&check(false, true), &[], "https://q", None, &[]);
+        assert_eq!(rejected.conditions[0].message, "creds");
+        assert_eq!(rejected.conditions[1].reason, "TokenRejected");
+        let down = status(&check(true, false), &[], "https://q", None, &[]);
+        assert_eq!(down.conditions[0].message, "reach");
+    }
+
+    #[test]
+    fn an_invalid_spec_fails_every_condition_with_its_reason() {
+        let s = invalid("clusterID is empty", Some(2), &[]);
+        assert!(
+            s.conditions
+                .iter()
+                .all(|c| c.status == "False" && c.reason == "InvalidSpec")
+        );
+        assert_eq!(s.conditions[0].message, "clusterID is empty");
+        assert_eq!(s.observed_generation, Some(2));
+    }
+}

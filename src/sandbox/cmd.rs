@@ -75,18 +75,15 @@ fn setup(e: impl std::fmt::Display) -> SandboxError {
     SandboxError::Setup(e.to_string())
 }
 
-/// Installs what a cluster admin installs (both CRDs, the Quay token
-/// Secret, a QuayIntegration `name` bridging every non-system namespace,
-/// the webhook registration of `deploy/`), then runs the operator with its
-/// webhook (self-managed certificate, registered as the webhook Service's
-/// endpoint once it serves) and its admin server.
-pub async fn start_operator(
+/// Installs what a cluster admin installs: both CRDs, the Quay token
+/// Secret, the webhook registration of `deploy/`, and a QuayIntegration
+/// `name` bridging every non-system namespace.
+async fn install(
     kube: &EmbeddedKube,
     quay_url: &str,
     quay_token: &str,
     name: &str,
-    settings: &OperatorSettings,
-) -> Result<RunningOperator, SandboxError> {
+) -> Result<(), SandboxError> {
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::CustomResourceExt;
@@ -143,6 +140,20 @@ pub async fn start_operator(
         .map(|_| ())
         .or_else(exists_ok)?;
 
+    Ok(())
+}
+
+/// Installs what a cluster admin installs (see [`install`]), then runs
+/// the operator with its webhook (self-managed certificate, registered as
+/// the webhook Service's endpoint once it serves) and its admin server.
+pub async fn start_operator(
+    kube: &EmbeddedKube,
+    quay_url: &str,
+    quay_token: &str,
+    name: &str,
+    settings: &OperatorSettings,
+) -> Result<RunningOperator, SandboxError> {
+    install(kube, quay_url, quay_token, name).await?;
     let mut registry = prometheus_client::registry::Registry::with_prefix("quay_bridge_operator");
     let metrics = Metrics::register(&mut registry);
     let webhook = WebhookOptions::new(
@@ -231,6 +242,90 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
 }
 
+/// The embedded Quay, with `token` as its admin token (random if none).
+async fn start_quay(listen: String, token: Option<String>) -> Result<EmbeddedQuay, SandboxError> {
+    let q = EmbeddedQuay::start(EmbeddedQuayConfig {
+        listen,
+        admin_token: token.map(SecretString::new),
+        ..EmbeddedQuayConfig::default()
+    })
+    .await?;
+    println!("Embedded Quay listening on {}", q.url());
+    println!("  admin user:  {}", q.admin_user());
+    println!("  admin token: {}", q.admin_token().expose());
+    Ok(q)
+}
+
+/// The embedded apiserver, its registry mapped to the Quay the operator
+/// talks to, and its kubeconfig written.
+async fn start_kube(
+    listen: String,
+    quay: Option<&(String, String)>,
+    kubeconfig_out: &Path,
+) -> Result<EmbeddedKube, SandboxError> {
+    let k = EmbeddedKube::start(EmbeddedKubeConfig {
+        listen: Some(listen),
+        ..EmbeddedKubeConfig::default()
+    })
+    .await?;
+    if let Some((url, _)) = quay
+        && let Ok(parsed) = quay_bridge_operator::quay::parse_base_url(url)
+    {
+        k.register_registry(
+            &quay_bridge_operator::quay::registry_host(&parsed),
+            url.trim_end_matches('/'),
+        );
+    }
+    k.write_kubeconfig(kubeconfig_out, ADMIN_IDENTITY)
+        .map_err(|e| SandboxError::Kubeconfig(kubeconfig_out.display().to_string(), e))?;
+    println!(
+        "Embedded Kubernetes API server listening on {}",
+        k.url().unwrap_or_default()
+    );
+    println!("  kubeconfig:  {}", absolute(kubeconfig_out).display());
+    Ok(k)
+}
+
+/// `--demo`: the story on a sandbox of its own (free ports, so it runs
+/// beside a sandbox already listening on the defaults); with `keep`,
+/// everything keeps running afterwards.
+async fn run_demo(
+    kubeconfig_out: &Path,
+    quay_token: Option<String>,
+    keep: bool,
+    settings: &OperatorSettings,
+    log_file: Option<&Path>,
+) -> Result<(), SandboxError> {
+    // The story needs every component; it binds free ports so it runs
+    // beside a sandbox already listening on the defaults.
+    if let Some(path) = log_file {
+        println!("Logs: {} (set RUST_LOG to see them here)", path.display());
+    }
+    let (quay, kube, operator) =
+        super::demo::run(keep.then_some(kubeconfig_out), quay_token, settings).await?;
+    if keep {
+        println!("\nEverything keeps running (--keep).");
+        println!(
+            "Embedded Quay: {}  admin token: {}",
+            quay.url(),
+            quay.admin_token().expose()
+        );
+        println!("Admin server: {}", operator.admin_url());
+        let (url, token) = (quay.url(), quay.admin_token().expose().to_owned());
+        hints(
+            kubeconfig_out,
+            Some((&url, &token)),
+            Some(&operator.admin_url()),
+        );
+        println!("Press Ctrl-C to stop.");
+        shutdown_signal().await;
+    }
+    operator.stop().await;
+    kube.shutdown().await;
+    quay.shutdown().await;
+    Ok(())
+}
+
 /// Runs the sandbox until Ctrl-C or SIGTERM (or, with `--demo` and
 /// without `--keep`, until the story is told). `log_file` is where the
 /// logs go when they are not on stderr.
@@ -254,38 +349,14 @@ pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), San
         admin_listen: listen_admin,
     };
     if demo {
-        // The story needs every component; it binds free ports so it runs
-        // beside a sandbox already listening on the defaults.
-        if let Some(path) = &log_file {
-            println!("Logs: {} (set RUST_LOG to see them here)", path.display());
-        }
-        let (quay, kube, operator) = super::demo::run(
-            keep.then_some(kubeconfig_out.as_path()),
+        return run_demo(
+            &kubeconfig_out,
             quay_token,
+            keep,
             &settings,
+            log_file.as_deref(),
         )
-        .await?;
-        if keep {
-            println!("\nEverything keeps running (--keep).");
-            println!(
-                "Embedded Quay: {}  admin token: {}",
-                quay.url(),
-                quay.admin_token().expose()
-            );
-            println!("Admin server: {}", operator.admin_url());
-            let (url, token) = (quay.url(), quay.admin_token().expose().to_owned());
-            hints(
-                &kubeconfig_out,
-                Some((&url, &token)),
-                Some(&operator.admin_url()),
-            );
-            println!("Press Ctrl-C to stop.");
-            shutdown_signal().await;
-        }
-        operator.stop().await;
-        kube.shutdown().await;
-        quay.shutdown().await;
-        return Ok(());
+        .await;
     }
     let with_operator = components.0.contains(&Component::Operator);
     let has_quay = components.0.contains(&Component::Quay) || quay_url.is_some();
@@ -303,42 +374,15 @@ pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), San
         _ => None,
     };
     if components.0.contains(&Component::Quay) && quay_target.is_none() {
-        let config = EmbeddedQuayConfig {
-            listen: listen_quay,
-            admin_token: quay_token.map(SecretString::new),
-            ..EmbeddedQuayConfig::default()
-        };
-        let q = EmbeddedQuay::start(config).await?;
-        println!("Embedded Quay listening on {}", q.url());
-        println!("  admin user:  {}", q.admin_user());
-        println!("  admin token: {}", q.admin_token().expose());
+        let q = start_quay(listen_quay, quay_token).await?;
         quay_target = Some((q.url(), q.admin_token().expose().to_owned()));
         quay = Some(q);
     }
-    let mut kube = None;
-    if components.0.contains(&Component::Kube) {
-        let k = EmbeddedKube::start(EmbeddedKubeConfig {
-            listen: Some(listen_kube),
-            ..EmbeddedKubeConfig::default()
-        })
-        .await?;
-        if let Some((url, _)) = &quay_target
-            && let Ok(parsed) = quay_bridge_operator::quay::parse_base_url(url)
-        {
-            k.register_registry(
-                &quay_bridge_operator::quay::registry_host(&parsed),
-                url.trim_end_matches('/'),
-            );
-        }
-        k.write_kubeconfig(&kubeconfig_out, ADMIN_IDENTITY)
-            .map_err(|e| SandboxError::Kubeconfig(kubeconfig_out.display().to_string(), e))?;
-        println!(
-            "Embedded Kubernetes API server listening on {}",
-            k.url().unwrap_or_default()
-        );
-        println!("  kubeconfig:  {}", absolute(&kubeconfig_out).display());
-        kube = Some(k);
-    }
+    let kube = if components.0.contains(&Component::Kube) {
+        Some(start_kube(listen_kube, quay_target.as_ref(), &kubeconfig_out).await?)
+    } else {
+        None
+    };
     let mut operator = None;
     if let (true, Some(k), Some((url, token))) = (with_operator, &kube, &quay_target) {
         let running = start_operator(k, url, token, "sandbox", &settings).await?;

@@ -162,6 +162,7 @@ pub async fn run(
     }
 }
 
+/// The `oc new-app` story, one step after the other.
 async fn story(
     s: &mut Steps,
     quay: &EmbeddedQuay,
@@ -169,6 +170,27 @@ async fn story(
     host: &str,
 ) -> Result<(), DemoError> {
     let admin = kube.client();
+    bridge_namespace(s, quay, &admin).await?;
+    let streams = new_app(s, quay, &admin).await?;
+    let name = start_build(s, &admin).await?;
+    let digest = push(s, quay, &admin, &name).await?;
+    import(s, &streams, host, &digest).await?;
+    pull(s, quay, &admin, host, &digest).await?;
+    println!(
+        "\n  Quay requests made by the whole story: {}",
+        quay.requests()
+            .iter()
+            .filter(|r| r.template.starts_with("/api/"))
+            .count()
+    );
+    Ok(())
+}
+
+async fn bridge_namespace(
+    s: &mut Steps,
+    quay: &EmbeddedQuay,
+    admin: &kube::Client,
+) -> Result<(), DemoError> {
     s.step(
         "oc new-project demo: the namespace gets a Quay organization, robots and pull/push Secrets",
     );
@@ -239,7 +261,14 @@ async fn story(
         &["SERVICE ACCOUNT", "QUAY SECRET", "MOUNTABLE SECRETS"],
         &rows,
     );
+    Ok(())
+}
 
+async fn new_app(
+    s: &mut Steps,
+    quay: &EmbeddedQuay,
+    admin: &kube::Client,
+) -> Result<Api<DynamicObject>, DemoError> {
     s.step("oc new-app: an ImageStream and a BuildConfig; the ImageStream gets a Quay repository");
     let streams = Api::<DynamicObject>::namespaced_with(
         admin.clone(),
@@ -283,7 +312,10 @@ async fn story(
             .map(|(w, r)| vec![w.clone(), r.to_string()])
             .collect::<Vec<_>>(),
     );
+    Ok(streams)
+}
 
+async fn start_build(s: &mut Steps, admin: &kube::Client) -> Result<String, DemoError> {
     s.step("oc start-build: the webhook rewrites the Build to push to Quay");
     let request = kube::core::Request::new(
         "/apis/build.openshift.io/v1/namespaces/demo/buildconfigs/httpd-example/instantiate",
@@ -321,7 +353,15 @@ async fn story(
                 .into(),
         ]],
     );
+    Ok(name)
+}
 
+async fn push(
+    s: &mut Steps,
+    quay: &EmbeddedQuay,
+    admin: &kube::Client,
+    name: &str,
+) -> Result<String, DemoError> {
     s.step("The build runs and pushes to Quay with the builder robot");
     let builds = Api::<DynamicObject>::namespaced_with(
         admin.clone(),
@@ -329,7 +369,7 @@ async fn story(
         &ar("build.openshift.io", "Build", "builds"),
     );
     let done: Value = until("complete the build", || async {
-        let b = serde_json::to_value(builds.get(&name).await.ok()?).ok()?;
+        let b = serde_json::to_value(builds.get(name).await.ok()?).ok()?;
         matches!(b["status"]["phase"].as_str(), Some("Complete" | "Failed")).then_some(b)
     })
     .await?;
@@ -356,7 +396,15 @@ async fn story(
             .map(|(t, d)| vec![t.clone(), d.clone()])
             .collect::<Vec<_>>(),
     );
+    Ok(digest)
+}
 
+async fn import(
+    s: &mut Steps,
+    streams: &Api<DynamicObject>,
+    host: &str,
+    digest: &str,
+) -> Result<(), DemoError> {
     s.step("The operator imports the tag into the ImageStream");
     let reference: String = until("import the tag", || async {
         let st = serde_json::to_value(streams.get("httpd-example").await.ok()?).ok()?;
@@ -376,7 +424,16 @@ async fn story(
         &["IMAGESTREAM TAG", "POINTS AT"],
         &[vec!["httpd-example:latest".into(), reference]],
     );
+    Ok(())
+}
 
+async fn pull(
+    s: &mut Steps,
+    quay: &EmbeddedQuay,
+    admin: &kube::Client,
+    host: &str,
+    digest: &str,
+) -> Result<(), DemoError> {
     s.step("A deployment pulls the image with the default robot's Secret");
     let secret = Api::<Secret>::namespaced(admin.clone(), "demo")
         .get("default-quay-openshift")
@@ -414,12 +471,5 @@ async fn story(
         ));
     }
     s.ok(&format!("pulled {pulled} as {user}"));
-    println!(
-        "\n  Quay requests made by the whole story: {}",
-        quay.requests()
-            .iter()
-            .filter(|r| r.template.starts_with("/api/"))
-            .count()
-    );
     Ok(())
 }

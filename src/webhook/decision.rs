@@ -32,8 +32,10 @@ fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-/// Decides one AdmissionRequest (`review.request`).
-pub fn decide(request: &Value, facts: &dyn Facts) -> Decision {
+/// The Build and its output of a request this webhook rewrites: a new
+/// Docker or Source Build whose output is an ImageStreamTag. `None`: the
+/// request passes unchanged.
+fn rewritable(request: &Value) -> Option<(&Value, &Value)> {
     let group = request
         .pointer("/resource/group")
         .and_then(Value::as_str)
@@ -47,16 +49,14 @@ pub fn decide(request: &Value, facts: &dyn Facts) -> Decision {
         .and_then(Value::as_str)
         .unwrap_or_default();
     if group != "build.openshift.io" || resource != "builds" || !sub.is_empty() {
-        return Decision::Allow;
+        return None;
     }
     // Only new Builds are rewritten; updates (including of Builds this
     // webhook rewrote, whose output is a DockerImage now) pass unchanged.
     if request.get("operation").and_then(Value::as_str) != Some("CREATE") {
-        return Decision::Allow;
+        return None;
     }
-    let Some(build) = request.get("object").filter(|o| o.is_object()) else {
-        return Decision::Allow;
-    };
+    let build = request.get("object").filter(|o| o.is_object())?;
     let strategy = build
         .pointer("/spec/strategy")
         .cloned()
@@ -70,14 +70,20 @@ pub fn decide(request: &Value, facts: &dyn Facts) -> Decision {
             && (strategy.get("dockerStrategy").is_some()
                 || strategy.get("sourceStrategy").is_some()));
     if !docker_or_source {
-        return Decision::Allow;
+        return None;
     }
-    let Some(to) = build.pointer("/spec/output/to").filter(|t| t.is_object()) else {
+    let to = build.pointer("/spec/output/to").filter(|t| t.is_object())?;
+    if to.get("kind").and_then(Value::as_str) != Some("ImageStreamTag") {
+        return None;
+    }
+    Some((build, to))
+}
+
+/// Decides one AdmissionRequest (`review.request`).
+pub fn decide(request: &Value, facts: &dyn Facts) -> Decision {
+    let Some((build, to)) = rewritable(request) else {
         return Decision::Allow;
     };
-    if to.get("kind").and_then(Value::as_str) != Some("ImageStreamTag") {
-        return Decision::Allow;
-    }
     let namespace = request
         .get("namespace")
         .and_then(Value::as_str)

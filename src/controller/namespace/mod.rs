@@ -203,47 +203,16 @@ async fn converge(
     ctx: &Arc<Context>,
 ) -> Result<Action, Error> {
     let name = ns.name_any();
-    // Reuse what this operator saw and did in Quay recently, unless the
-    // integration changed: only the periodic resync goes back to Quay, so a
-    // burst of Kubernetes events costs no Quay request.
-    let fresh_for = ctx.options.resync.mul_f64(0.9);
-    let cached = {
-        let views = ctx
-            .views
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        views
-            .get(&name)
-            .filter(|c| {
-                c.org == org && c.generation == cfg.generation && c.fetched.elapsed() < fresh_for
-            })
-            .map(|c| (c.view.clone(), c.fetched))
-    };
+    let cached = cached_view(ctx, &name, org, cfg);
     let from_cache = cached.is_some();
     let (mut view, fetched) = match cached {
         Some(v) => v,
         None => (observe(client, org).await?, Instant::now()),
     };
-    match ownership(&view, &cfg.cluster_id, &ctx.cluster_uid) {
-        Ownership::Absent | Ownership::Ours | Ownership::Empty => {}
-        Ownership::Foreign if cfg.adopt => {}
-        Ownership::Foreign => {
-            let msg = format!(
-                "Quay organization {org} exists and was not created by this operator; it is left untouched (set adoptExistingOrganizations to take it over)"
-            );
-            conflict(ctx, &name, cfg, msg.clone());
-            ctx.event(ns, true, "OrganizationConflict", msg, true).await;
-            return Ok(Action::requeue(ctx.options.resync));
-        }
-        Ownership::OtherCluster { cluster_uid } => {
-            let msg = format!(
-                "Quay organization {org} is managed by another cluster with the same clusterID {:?} (cluster UID {cluster_uid}); give each cluster its own clusterID",
-                cfg.cluster_id
-            );
-            conflict(ctx, &name, cfg, msg.clone());
-            ctx.event(ns, true, "DuplicateClusterID", msg, true).await;
-            return Ok(Action::requeue(ctx.options.resync));
-        }
+    if let Some(msg) = not_ours(&view, cfg, org, &ctx.cluster_uid) {
+        conflict(ctx, &name, cfg, msg.0.clone());
+        ctx.event(ns, true, msg.1, msg.0, true).await;
+        return Ok(Action::requeue(ctx.options.resync));
     }
     let marker = Marker {
         cluster_id: cfg.cluster_id.clone(),
@@ -306,6 +275,53 @@ async fn converge(
         tracing::debug!(namespace = %name, waiting_for = ?plan.waiting_for, "service accounts not created yet");
     }
     Ok(Action::requeue(ctx.options.resync))
+}
+
+/// What this operator saw and did in Quay recently for the namespace,
+/// unless the integration changed since: only the periodic resync goes
+/// back to Quay, so a burst of Kubernetes events costs no Quay request.
+fn cached_view(
+    ctx: &Context,
+    namespace: &str,
+    org: &str,
+    cfg: &IntegrationConfig,
+) -> Option<(QuayView, Instant)> {
+    let fresh_for = ctx.options.resync.mul_f64(0.9);
+    ctx.views
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(namespace)
+        .filter(|c| {
+            c.org == org && c.generation == cfg.generation && c.fetched.elapsed() < fresh_for
+        })
+        .map(|c| (c.view.clone(), c.fetched))
+}
+
+/// Why an organization is left alone (message, Event reason), or `None`
+/// when it is this operator's to manage.
+fn not_ours(
+    view: &QuayView,
+    cfg: &IntegrationConfig,
+    org: &str,
+    cluster_uid: &str,
+) -> Option<(String, &'static str)> {
+    match ownership(view, &cfg.cluster_id, cluster_uid) {
+        Ownership::Absent | Ownership::Ours | Ownership::Empty => None,
+        Ownership::Foreign if cfg.adopt => None,
+        Ownership::Foreign => Some((
+            format!(
+                "Quay organization {org} exists and was not created by this operator; it is left untouched (set adoptExistingOrganizations to take it over)"
+            ),
+            "OrganizationConflict",
+        )),
+        Ownership::OtherCluster { cluster_uid } => Some((
+            format!(
+                "Quay organization {org} is managed by another cluster with the same clusterID {:?} (cluster UID {cluster_uid}); give each cluster its own clusterID",
+                cfg.cluster_id
+            ),
+            "DuplicateClusterID",
+        )),
+    }
 }
 
 /// The robots' tokens by short name.

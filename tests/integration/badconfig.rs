@@ -2,7 +2,7 @@
 //! gives a clear condition and a Warning Event, deletes nothing, and the
 //! integration recovers (Ready again, new namespaces bridged) once fixed.
 
-use crate::operator::{Env, converged, env, has_org, integration, namespace, set_token, wait_for};
+use crate::harness::{Env, converged, env, has_org, integration, namespace, set_token, wait_for};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};

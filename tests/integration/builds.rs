@@ -2,7 +2,7 @@
 //! over TLS, the build runner pushes with the robot, the operator imports.
 
 use crate::common;
-use crate::operator::{
+use crate::harness::{
     converged, env_with_before, fast_options, image_stream, integration, namespace, wait_for,
 };
 use base64::Engine;
@@ -41,7 +41,7 @@ fn webhook_certs() -> Webhook {
     }
 }
 
-async fn env_with_webhook(w: &Webhook) -> crate::operator::Env {
+async fn env_with_webhook(w: &Webhook) -> crate::harness::Env {
     let files = CertSource::Files {
         dir: w.dir.clone(),
         reload_interval: Duration::from_millis(100),
@@ -52,7 +52,7 @@ async fn env_with_webhook(w: &Webhook) -> crate::operator::Env {
 /// Operator with its webhook registered in the sandbox (service
 /// openshift-operators/quay-bridge-operator), the configuration trusting
 /// `ca` (or nothing, for self-managed certificates to inject).
-async fn env_serving(certificates: CertSource, ca: Option<String>) -> crate::operator::Env {
+async fn env_serving(certificates: CertSource, ca: Option<String>) -> crate::harness::Env {
     common::init();
     let mut options = fast_options();
     options.webhook = Some(WebhookOptions::new("127.0.0.1:0", certificates));
@@ -95,7 +95,7 @@ pub async fn create_webhook_configuration_for(client: &kube::Client, ca: Option<
     mwc.create(&PostParams::default(), &config).await.unwrap();
 }
 
-async fn build_config(env: &crate::operator::Env, ns: &str, output: Value) {
+async fn build_config(env: &crate::harness::Env, ns: &str, output: Value) {
     let bc = Api::<DynamicObject>::namespaced_with(
         env.client.clone(),
         ns,
@@ -109,7 +109,7 @@ async fn build_config(env: &crate::operator::Env, ns: &str, output: Value) {
     bc.create(&PostParams::default(), &obj).await.unwrap();
 }
 
-pub async fn start_build_in(env: &crate::operator::Env, ns: &str) -> Result<Value, kube::Error> {
+pub async fn start_build_in(env: &crate::harness::Env, ns: &str) -> Result<Value, kube::Error> {
     let request = kube::core::Request::new(format!(
         "/apis/build.openshift.io/v1/namespaces/{ns}/buildconfigs/app/instantiate"
     ));
@@ -117,7 +117,7 @@ pub async fn start_build_in(env: &crate::operator::Env, ns: &str) -> Result<Valu
     env.client.request::<Value>(req).await
 }
 
-pub async fn build_of(env: &crate::operator::Env, ns: &str, name: &str) -> Value {
+pub async fn build_of(env: &crate::harness::Env, ns: &str, name: &str) -> Value {
     let builds = Api::<DynamicObject>::namespaced_with(
         env.client.clone(),
         ns,
@@ -524,7 +524,7 @@ async fn self_managed_certificates_are_issued_injected_and_rotated() {
 }
 
 /// A Source BuildConfig `app` whose output is `app:latest`.
-pub async fn with_build_config(env: &crate::operator::Env, ns: &str) {
+pub async fn with_build_config(env: &crate::harness::Env, ns: &str) {
     build_config(
         env,
         ns,

@@ -2,7 +2,7 @@
 //! converges to the exact state, with no duplicate, no wrongful deletion, no
 //! stranded finalizer and no hot loop.
 
-use crate::operator::{Env, OPERATOR, env_with, fast_options, integration};
+use crate::harness::{Env, OPERATOR, env_with, fast_options, integration};
 use base64::Engine;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};

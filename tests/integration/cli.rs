@@ -269,7 +269,7 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
     )
     .await
     .unwrap();
-    crate::operator::set_token(&admin, quay.admin_token().expose()).await;
+    crate::harness::set_token(&admin, quay.admin_token().expose()).await;
     let qi: quay_bridge_operator::crd::QuayIntegration = serde_json::from_value(serde_json::json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "quay"},
         "spec": {"credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay.url()}}))
     .unwrap();
@@ -279,7 +279,7 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("operator.kubeconfig");
-    kube.write_kubeconfig(&kc, crate::operator::OPERATOR)
+    kube.write_kubeconfig(&kc, crate::harness::OPERATOR)
         .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
         .args([
@@ -315,7 +315,7 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
     std::thread::spawn(move || log.for_each(drop));
     let http = reqwest::Client::new();
     let base = format!("http://{address}");
-    crate::operator::wait_for("/readyz to answer 200", || async {
+    crate::harness::wait_for("/readyz to answer 200", || async {
         http.get(format!("{base}/readyz"))
             .send()
             .await
@@ -340,13 +340,13 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
         )
         .await
         .unwrap();
-    crate::operator::wait_for("the binary to bridge the namespace", || async {
+    crate::harness::wait_for("the binary to bridge the namespace", || async {
         quay.snapshot()
             .organizations
             .contains_key("openshift_viabinary")
     })
     .await;
-    crate::operator::wait_for(
+    crate::harness::wait_for(
         "the namespace to count as managed, with nothing queued",
         || async {
             let text = http
@@ -396,13 +396,13 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
     assert!(
         kube.requests()
             .iter()
-            .any(|r| r.identity == crate::operator::OPERATOR && r.verb == "watch"),
+            .any(|r| r.identity == crate::harness::OPERATOR && r.verb == "watch"),
         "it acted as its own identity"
     );
     let agents: std::collections::BTreeSet<String> = kube
         .requests()
         .into_iter()
-        .filter(|r| r.identity == crate::operator::OPERATOR)
+        .filter(|r| r.identity == crate::harness::OPERATOR)
         .map(|r| r.user_agent)
         .collect();
     assert_eq!(
@@ -566,7 +566,7 @@ async fn sandbox_points_the_operator_at_an_external_quay() {
     })
     .unwrap();
     assert!(out.status.success());
-    crate::operator::wait_for("the external Quay to get the organization", || async {
+    crate::harness::wait_for("the external Quay to get the organization", || async {
         external
             .snapshot()
             .organizations

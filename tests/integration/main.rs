@@ -8,6 +8,7 @@ mod builds;
 mod chaos;
 mod cli;
 mod common;
+mod harness;
 mod kube_api;
 mod kube_kubectl;
 mod kube_openshift;

@@ -6,7 +6,7 @@
 use crate::builds::{
     build_of, create_webhook_configuration_for, start_build_in, with_build_config,
 };
-use crate::operator::{
+use crate::harness::{
     OPERATOR, converged, delete_namespace, env_with_before, fast_options, image_stream,
     integration, namespace, wait_for,
 };

@@ -1,6 +1,6 @@
 //! Safe on a real cluster: what the operator does not own stays as it is.
 
-use crate::operator::{converged, env, integration, namespace, wait_for};
+use crate::harness::{converged, env, integration, namespace, wait_for};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -145,7 +145,7 @@ async fn a_removed_secret_annotation_is_restored() {
     env.stop().await;
 }
 
-fn builds_in(env: &crate::operator::Env, ns: &str) -> Api<DynamicObject> {
+fn builds_in(env: &crate::harness::Env, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
         env.client.clone(),
         ns,
@@ -262,7 +262,7 @@ async fn a_released_namespace_loses_the_bridged_label() {
             .contains_key(BRIDGED_LABEL)
     })
     .await;
-    crate::operator::wait_released(&env, "leaving").await;
+    crate::harness::wait_released(&env, "leaving").await;
     env.stop().await;
 }
 
@@ -271,8 +271,8 @@ async fn a_released_namespace_loses_the_bridged_label() {
 /// operator starts, bridges, and gives that ImageStream its repository.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_stream_without_spec_does_not_stop_the_operator() {
-    let env = crate::operator::env_with_before(
-        crate::operator::fast_options(),
+    let env = crate::harness::env_with_before(
+        crate::harness::fast_options(),
         std::time::Duration::from_millis(50),
         |client: kube::Client| async move {
             Api::<Namespace>::all(client.clone())

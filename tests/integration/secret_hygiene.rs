@@ -158,7 +158,7 @@ async fn tokens_never_reach_logs_errors_or_debug_output() {
 /// Event, condition, status or metric.
 #[tokio::test(flavor = "current_thread")]
 async fn the_end_to_end_flow_leaks_no_token_into_logs_events_status_or_metrics() {
-    use crate::operator::{
+    use crate::harness::{
         converged, env_with_metrics, fast_options, image_stream, integration, namespace, set_token,
         wait_for,
     };
@@ -206,7 +206,7 @@ async fn the_end_to_end_flow_leaks_no_token_into_logs_events_status_or_metrics()
     // A rotated token, then a wrong one, then the rotated one again.
     let rotated = env
         .quay
-        .issue_token("admin", crate::operator::ADMIN_SCOPES, None);
+        .issue_token("admin", crate::harness::ADMIN_SCOPES, None);
     tokens.push(rotated.expose().to_owned());
     set_token(&env.client, rotated.expose()).await;
     let wrong = "wrong-token-0123456789abcdefghijklmnop";
@@ -260,7 +260,7 @@ async fn the_end_to_end_flow_leaks_no_token_into_logs_events_status_or_metrics()
         .await
         .unwrap();
     wait_for("the organization to go with the namespace", || async {
-        !crate::operator::has_org(&env, "openshift_hygiene")
+        !crate::harness::has_org(&env, "openshift_hygiene")
     })
     .await;
 

@@ -76,14 +76,7 @@ async fn main() {
         instance: "bench".into(),
         ..Options::default()
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let client = kube.client_as("system:serviceaccount:openshift-operators:quay-bridge-operator");
-    let operator = tokio::spawn(async move {
-        quay_bridge_operator::controller::run(client, options, Metrics::default(), async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let (stop, operator) = spawn_operator(&kube, options);
 
     // Converged: every organization has its robots, default permissions and
     // repositories, and every service account's Secret exists.
@@ -140,6 +133,25 @@ async fn main() {
 }
 
 /// Waits until Quay has had no request for 2 s.
+/// Runs the operator in process as its own identity until `stop` is sent.
+fn spawn_operator(
+    kube: &EmbeddedKube,
+    options: Options,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), quay_bridge_operator::controller::StartError>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = kube.client_as("system:serviceaccount:openshift-operators:quay-bridge-operator");
+    let operator = tokio::spawn(async move {
+        quay_bridge_operator::controller::run(client, options, Metrics::default(), async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    (stop, operator)
+}
+
 async fn quiet(quay: &EmbeddedQuay) {
     let mut last = quay.requests().len();
     let mut since = Instant::now();
@@ -174,14 +186,7 @@ async fn deletion(
         instance: "bench-delete".into(),
         ..Options::default()
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let client = kube.client_as("system:serviceaccount:openshift-operators:quay-bridge-operator");
-    let operator = tokio::spawn(async move {
-        quay_bridge_operator::controller::run(client, options, Metrics::default(), async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let (stop, operator) = spawn_operator(kube, options);
     // Its first pass over the converged cluster, at full speed.
     quiet(quay).await;
     quay.set_faults(
@@ -233,15 +238,8 @@ async fn steady_state(
         instance: "bench-resync".into(),
         ..Options::default()
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let client = kube.client_as("system:serviceaccount:openshift-operators:quay-bridge-operator");
     let before = quay.requests().len();
-    let operator = tokio::spawn(async move {
-        quay_bridge_operator::controller::run(client, options, Metrics::default(), async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let (stop, operator) = spawn_operator(kube, options);
     // Wait until the restart pass is over.
     quiet(quay).await;
     let restart = &quay.requests()[before..];

@@ -27,8 +27,9 @@ fn ok(kubeconfig: &Path, args: &[&str]) -> String {
     stdout
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_create_get_patch_apply_watch_delete() {
+/// The sandbox apiserver on HTTPS, with an admin kubeconfig in a
+/// directory of its own.
+async fn listening_sandbox() -> (EmbeddedKube, tempfile::TempDir, std::path::PathBuf) {
     common::init();
     let k = EmbeddedKube::start(EmbeddedKubeConfig {
         listen: Some("127.0.0.1:0".into()),
@@ -39,6 +40,12 @@ async fn kubectl_create_get_patch_apply_watch_delete() {
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");
     k.write_kubeconfig(&kc, ADMIN_IDENTITY).unwrap();
+    (k, dir, kc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_get_patch_apply_watch_delete() {
+    let (k, dir, kc) = listening_sandbox().await;
     let manifest = dir.path().join("objects.yaml");
     std::fs::write(
         &manifest,
@@ -231,16 +238,7 @@ async fn kubectl_create_get_patch_apply_watch_delete() {
 /// and asks for protobuf answers first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_generator_commands_send_protobuf_and_work() {
-    common::init();
-    let k = EmbeddedKube::start(EmbeddedKubeConfig {
-        listen: Some("127.0.0.1:0".into()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kc = dir.path().join("kubeconfig");
-    k.write_kubeconfig(&kc, ADMIN_IDENTITY).unwrap();
+    let (k, _dir, kc) = listening_sandbox().await;
     let kc = kc.as_path();
     let run = |args: &[&str]| tokio::task::block_in_place(|| ok(kc, args));
     let expect = |args: &[&str], out: &str| {

@@ -577,9 +577,7 @@ fn strategic_merge_table_is_generated_from_the_openapi() {
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/schemas/openshift-openapi.json"
     );
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("OpenShift's OpenAPI is read from {path}: {e}"));
-    let doc: Value = serde_json::from_str(&text).unwrap();
+    let doc = openshift_openapi(path);
     let kinds: Vec<(String, String, String)> = resources::builtin()
         .into_iter()
         .map(|d| (d.group, d.version, d.kind))
@@ -593,11 +591,11 @@ fn strategic_merge_table_is_generated_from_the_openapi() {
         env!("CARGO_MANIFEST_DIR"),
         "/crates/kube-sandbox/src/smp_table.json"
     );
-    if std::env::var_os("REGENERATE_SMP_TABLE").is_some() {
-        let mut text = serde_json::to_string_pretty(&generated).unwrap();
-        text.push('\n');
-        std::fs::write(out, text).unwrap();
-    }
+    regenerate_if_asked(
+        "REGENERATE_SMP_TABLE",
+        out,
+        serde_json::to_string_pretty(&generated).unwrap(),
+    );
     assert!(
         &generated == smp::table(),
         "{out} is stale: regenerate it (see this test's doc comment)"
@@ -657,7 +655,7 @@ fn protobuf_table_is_generated_from_k8s_pb() {
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/schemas/openshift-openapi.json"
     );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let doc = openshift_openapi(path);
     let names: std::collections::BTreeSet<String> = doc["definitions"]
         .as_object()
         .unwrap()
@@ -683,14 +681,30 @@ fn protobuf_table_is_generated_from_k8s_pb() {
         env!("CARGO_MANIFEST_DIR"),
         "/crates/kube-sandbox/src/proto_table.json"
     );
-    if std::env::var_os("REGENERATE_PROTO_TABLE").is_some() {
-        let mut text = serde_json::to_string(&generated).unwrap();
-        text.push('\n');
-        std::fs::write(out, text).unwrap();
-    }
+    regenerate_if_asked(
+        "REGENERATE_PROTO_TABLE",
+        out,
+        serde_json::to_string(&generated).unwrap(),
+    );
     assert!(
         &generated == proto::table(),
         "{out} is stale: regenerate it (see this test's doc comment)"
     );
     assert!(generated.messages.contains_key("api.core.v1.Namespace"));
+}
+
+/// OpenShift's OpenAPI document (../shared).
+fn openshift_openapi(path: &str) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("OpenShift's OpenAPI is read from {path}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Writes a generated table to `out` when the environment variable `var`
+/// asks for it.
+fn regenerate_if_asked(var: &str, out: &str, mut text: String) {
+    if std::env::var_os(var).is_some() {
+        text.push('\n');
+        std::fs::write(out, text).unwrap();
+    }
 }

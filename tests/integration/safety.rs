@@ -6,7 +6,6 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use quay_bridge_operator::config::BRIDGED_LABEL;
 use quay_bridge_operator::crd::QuayIntegration;
-use quay_bridge_operator::webhook::registration;
 use serde_json::json;
 
 fn names(refs: Option<Vec<String>>) -> Vec<String> {
@@ -191,24 +190,7 @@ async fn an_unreachable_webhook_blocks_only_new_builds_in_bridged_namespaces() {
         .await
         .unwrap();
     // The webhook is registered, and its service has no endpoint.
-    let config: DynamicObject = serde_json::from_value(registration::configuration(
-        "quay-bridge-operator",
-        "openshift-operators",
-        "quay-bridge-operator",
-        false,
-    ))
-    .unwrap();
-    Api::<DynamicObject>::all_with(
-        env.client.clone(),
-        &crate::builds::ar(
-            "admissionregistration.k8s.io",
-            "MutatingWebhookConfiguration",
-            "mutatingwebhookconfigurations",
-        ),
-    )
-    .create(&PostParams::default(), &config)
-    .await
-    .unwrap();
+    crate::builds::create_webhook_configuration_for(&env.client, None).await;
 
     let refused = builds_in(&env, "bridged")
         .create(&PostParams::default(), &build("new"))
@@ -313,24 +295,7 @@ async fn replicas_starting_together_share_one_self_managed_certificate() {
         .await
         .unwrap();
     let admin = kube.client();
-    let config: DynamicObject = serde_json::from_value(registration::configuration(
-        "quay-bridge-operator",
-        "openshift-operators",
-        "quay-bridge-operator",
-        false,
-    ))
-    .unwrap();
-    Api::<DynamicObject>::all_with(
-        admin.clone(),
-        &crate::builds::ar(
-            "admissionregistration.k8s.io",
-            "MutatingWebhookConfiguration",
-            "mutatingwebhookconfigurations",
-        ),
-    )
-    .create(&PostParams::default(), &config)
-    .await
-    .unwrap();
+    crate::builds::create_webhook_configuration_for(&admin, None).await;
     let cfg = SelfManaged::new(
         "openshift-operators",
         "quay-bridge-operator",

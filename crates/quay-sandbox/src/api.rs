@@ -266,12 +266,71 @@ fn schema_error(
     location: &str,
     instance: &Value,
 ) -> Reply {
+    schema_error_with(ctx, first_line, validator, location, instance, None)
+}
+
+/// Quay's jsonschema error text: the first line, the failing part of the
+/// schema (as Python's pprint shows it, when the endpoint's schema is
+/// known from a recorded answer; `(schema)` otherwise), and the instance.
+fn schema_error_with(
+    ctx: &Ctx,
+    first_line: &str,
+    validator: &str,
+    location: &str,
+    instance: &Value,
+    schema: Option<&str>,
+) -> Reply {
+    // The schema path names `properties`; the instance path only the keys.
+    let instance_location = location.replace("['properties']", "");
     let detail = format!(
-        "{first_line}\n\nFailed validating '{validator}' in schema{location}:\n    (schema)\n\nOn instance{location}:\n    {}",
+        "{first_line}\n\nFailed validating '{validator}' in schema{location}:\n    {}\n\nOn instance{instance_location}:\n    {}",
+        schema.unwrap_or("(schema)"),
         python_repr(instance)
     );
     invalid(ctx, &detail)
 }
+
+/// A string property with allowed values, and the description of its
+/// schema where a recorded answer shows it.
+struct Enum<'a> {
+    key: &'a str,
+    allowed: &'a [&'a str],
+    description: Option<&'a str>,
+}
+
+impl Enum<'_> {
+    /// The property's schema as Quay's error text prints it (Python's
+    /// pprint: one line when it fits in 80 columns after the 4-space
+    /// indent, else one key a line aligned after the brace).
+    fn schema(&self, list: &str) -> Option<String> {
+        let description = self.description?;
+        let parts = [
+            format!("'description': '{description}'"),
+            format!("'enum': [{list}]"),
+            "'type': 'string'".to_owned(),
+        ];
+        let one_line = format!("{{{}}}", parts.join(", "));
+        Some(if 4 + one_line.len() <= 80 {
+            one_line
+        } else {
+            format!("{{{}}}", parts.join(",\n     "))
+        })
+    }
+}
+
+const fn one_of<'a>(
+    key: &'a str,
+    allowed: &'a [&'a str],
+    description: Option<&'a str>,
+) -> Enum<'a> {
+    Enum {
+        key,
+        allowed,
+        description,
+    }
+}
+
+const ROLES: &[&str] = &["read", "write", "admin"];
 
 fn python_repr(v: &Value) -> String {
     match v {
@@ -305,7 +364,7 @@ fn check_fields(
     body: &Value,
     required: &[&str],
     types: &[(&str, FieldType)],
-    enums: &[(&str, &[&str])],
+    enums: &[Enum<'_>],
 ) -> Result<(), Reply> {
     let Some(obj) = body.as_object() else {
         return Err(schema_error(
@@ -349,22 +408,24 @@ fn check_fields(
             }
         }
     }
-    for (key, allowed) in enums {
-        if let Some(v) = obj.get(*key)
-            && !v.as_str().is_some_and(|s| allowed.contains(&s))
+    for e in enums {
+        if let Some(v) = obj.get(e.key)
+            && !v.as_str().is_some_and(|s| e.allowed.contains(&s))
         {
-            let list = allowed
+            let list = e
+                .allowed
                 .iter()
                 .map(|a| format!("'{a}'"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let loc = format!("['properties']['{key}']");
-            return Err(schema_error(
+            let loc = format!("['properties']['{}']", e.key);
+            return Err(schema_error_with(
                 ctx,
                 &format!("{} is not one of [{list}]", python_repr(v)),
                 "enum",
                 &loc,
                 v,
+                e.schema(&list).as_deref(),
             ));
         }
     }
@@ -808,7 +869,12 @@ fn create_prototype(state: &mut QuayState, ctx: &Ctx, org: &str) -> R {
         &body,
         &["role", "delegate"],
         &[("delegate", FieldType::Object)],
-        &[("role", &["read", "write", "admin"])],
+        // "prototype create bad role" (quay-api-recorded.md).
+        &[one_of(
+            "role",
+            ROLES,
+            Some("Role that should be applied to the delegate"),
+        )],
     )?;
     let role = str_field(&body, "role")
         .and_then(Role::parse)
@@ -819,7 +885,7 @@ fn create_prototype(state: &mut QuayState, ctx: &Ctx, org: &str) -> R {
         delegate,
         &["name", "kind"],
         &[("name", FieldType::String)],
-        &[("kind", &["user", "team"])],
+        &[one_of("kind", &["user", "team"], None)],
     )?;
     let name = str_field(delegate, "name").unwrap_or_default();
     let exists = if str_field(delegate, "kind") == Some("team") {
@@ -858,13 +924,7 @@ fn create_prototype(state: &mut QuayState, ctx: &Ctx, org: &str) -> R {
 fn update_prototype(state: &mut QuayState, ctx: &Ctx, org: &str, id: &str) -> R {
     require_org_admin(state, ctx, org)?;
     let body = json_body(ctx)?;
-    check_fields(
-        ctx,
-        &body,
-        &["role"],
-        &[],
-        &[("role", &["read", "write", "admin"])],
-    )?;
+    check_fields(ctx, &body, &["role"], &[], &[one_of("role", ROLES, None)])?;
     let role = str_field(&body, "role")
         .and_then(Role::parse)
         .unwrap_or(Role::Read);
@@ -949,8 +1009,13 @@ fn create_repo(state: &mut QuayState, ctx: &Ctx) -> R {
             ("description", FieldType::String),
         ],
         &[
-            ("visibility", &["public", "private"]),
-            ("repo_kind", &["image", "application"]),
+            // "repo create bad visibility" (quay-api-recorded.md).
+            one_of(
+                "visibility",
+                &["public", "private"],
+                Some("Visibility which the repository will start with"),
+            ),
+            one_of("repo_kind", &["image", "application"], None),
         ],
     )?;
     let ns = str_field(&body, "namespace").unwrap_or(&user).to_owned();
@@ -1067,7 +1132,7 @@ fn change_visibility(state: &mut QuayState, ctx: &Ctx, ns: &str, repo: &str) -> 
         &body,
         &["visibility"],
         &[],
-        &[("visibility", &["public", "private"])],
+        &[one_of("visibility", &["public", "private"], None)],
     )?;
     existing_repo(state, ctx, ns, repo)?.public = str_field(&body, "visibility") == Some("public");
     Ok(Reply::Json(200, json!({"success": true})))
@@ -1109,7 +1174,8 @@ fn put_repo_perm(state: &mut QuayState, ctx: &Ctx, ns: &str, repo: &str, who: &s
         &body,
         &["role"],
         &[],
-        &[("role", &["read", "write", "admin"])],
+        // "repo perm set robot bad role" (quay-api-recorded.md).
+        &[one_of("role", ROLES, Some("Role to use for the user"))],
     )?;
     let role = str_field(&body, "role")
         .and_then(Role::parse)

@@ -718,3 +718,118 @@ async fn loopback_tls_through_a_kubeconfig() {
     );
     k.shutdown().await;
 }
+
+/// The answers kube-api-recorded.md records for resourceVersions,
+/// preconditions, initial events and unknown groups, over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_versions_preconditions_initial_events_as_recorded() {
+    use kube::api::Preconditions;
+    use serde_json::Value;
+    let k = kube().await;
+    let client = k.client();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let made = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "a", "labels": {"app": "web"}}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let raw = |path: &str| {
+        let client = client.clone();
+        let path = path.to_owned();
+        async move {
+            let req = http::Request::get(path).body(Vec::new()).unwrap();
+            let resp = client
+                .send(req.map(kube::client::Body::from))
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let ctype = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (status, ctype, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    // cm-get-bad-rv: a 500 without a reason.
+    let (status, _, body) =
+        raw("/api/v1/namespaces/default/configmaps/a?resourceVersion=abc").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 500);
+    assert!(v.get("reason").is_none(), "{v}");
+    assert_eq!(
+        v["message"],
+        "resourceVersion: Invalid value: \"abc\": strconv.ParseUint: parsing \"abc\": invalid syntax"
+    );
+    // list-rvmatch-without-rv.
+    let (status, _, body) =
+        raw("/api/v1/namespaces/default/configmaps?resourceVersionMatch=Exact").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, v["reason"].as_str()), (422, Some("Invalid")));
+    assert_eq!(v["details"]["causes"][0]["reason"], "FieldValueForbidden");
+    assert_eq!(v["details"]["causes"][0]["field"], "resourceVersionMatch");
+    // list-rv-future.
+    let (status, _, body) = raw("/api/v1/namespaces/default/configmaps?resourceVersion=99999999&resourceVersionMatch=NotOlderThan").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, v["reason"].as_str()), (504, Some("Timeout")));
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Timeout: Too large resource version: 99999999, current: ")
+    );
+    assert_eq!(
+        v["details"]["causes"][0]["reason"],
+        "ResourceVersionTooLarge"
+    );
+    // get-unknown-group: plain text, not a Status.
+    let (status, ctype, body) = raw("/apis/nope.example.com/v1/things").await;
+    assert_eq!((status, body.as_str()), (404, "404 page not found\n"));
+    assert!(ctype.starts_with("text/plain"), "{ctype}");
+    // get-unknown-resource in a served group: a Status.
+    let (status, _, body) = raw("/api/v1/namespaces/default/widgetsx").await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["message"],
+        "the server could not find the requested resource"
+    );
+    // watch-initial-events: ADDED, then the initial-events-end BOOKMARK.
+    let (status, _, body) = raw("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&labelSelector=app%3Dweb").await;
+    assert_eq!(status, 200);
+    let events: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "a");
+    assert_eq!(events[1]["type"], "BOOKMARK");
+    assert_eq!(
+        events[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    // cm-delete-uid-precondition.
+    let refused = cms
+        .delete(
+            "a",
+            &DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some("00000000-0000-0000-0000-000000000000".into()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    let s = api_err(refused);
+    assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
+    assert!(s.message.contains("the UID in the precondition (00000000-0000-0000-0000-000000000000) does not match the UID in record"), "{}", s.message);
+    assert!(s.message.contains(made.metadata.uid.as_deref().unwrap()));
+}

@@ -77,6 +77,61 @@ impl ApiError {
         .with_details(def, name)
     }
 
+    /// 500 without a reason: a resourceVersion that is not a number
+    /// (kube-api-recorded.md, cm-get-bad-rv, watch-rv-bad).
+    pub fn bad_resource_version(rv: &str) -> Self {
+        Self::new(
+            500,
+            "",
+            format!(
+                "resourceVersion: Invalid value: \"{rv}\": strconv.ParseUint: parsing \"{rv}\": invalid syntax"
+            ),
+        )
+    }
+
+    /// 422 for resourceVersionMatch without resourceVersion
+    /// (list-rvmatch-without-rv).
+    pub fn rv_match_without_rv() -> Self {
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        );
+        e.details = Some(
+            json!({"group": "meta.k8s.io", "kind": "ListOptions", "causes": [
+            {"reason": "FieldValueForbidden", "message": "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided", "field": "resourceVersionMatch"}]}),
+        );
+        e
+    }
+
+    /// 504 for a list at a resourceVersion the store has not reached
+    /// (list-rv-future).
+    pub fn rv_too_large(asked: u64, current: u64) -> Self {
+        let mut e = Self::new(
+            504,
+            "Timeout",
+            format!("Timeout: Too large resource version: {asked}, current: {current}"),
+        );
+        e.details = Some(
+            json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+        );
+        e
+    }
+
+    /// 409 for a delete whose UID precondition does not hold
+    /// (cm-delete-uid-precondition).
+    pub fn uid_precondition(def: &ResourceDef, name: &str, asked: &str, actual: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the UID in the precondition ({asked}) does not match the UID in record ({actual}). The object might have been deleted and then recreated",
+                def.kind
+            ),
+        )
+        .with_details(def, name)
+    }
+
     /// 409 Conflict from server-side apply.
     pub fn apply_conflict(def: &ResourceDef, name: &str, message: String) -> Self {
         Self::new(409, "Conflict", message).with_details(def, name)
@@ -167,8 +222,12 @@ impl ApiError {
     pub fn to_status(&self) -> Value {
         let mut s = json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": self.message, "reason": self.reason, "code": self.code,
+            "message": self.message, "code": self.code,
         });
+        // Some answers carry no reason at all (a bad resourceVersion's 500).
+        if !self.reason.is_empty() {
+            s["reason"] = json!(self.reason);
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }

@@ -167,6 +167,17 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
     }
     let target = match parse_target(&st, &path) {
         Ok(t) => t,
+        // An API group the server does not serve is not even an API path:
+        // the mux answers in plain text (get-unknown-group).
+        Err(_) if !group_served(&st, &path) => {
+            let mut r = Response::new(Body::from("404 page not found\n"));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            return r;
+        }
         Err(e) => return error(&e),
     };
     let verb = verb(&method, &target, &query);
@@ -243,6 +254,11 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
             .next()
             .and_then(|m| m.split(';').next())
             .is_some_and(|m| m.trim() == proto::MEDIA_TYPE);
+    if method == "GET"
+        && let Err(e) = read_options(&st, &target, &query, verb)
+    {
+        return error(&e);
+    }
     let result = match (method.as_str(), &target) {
         (
             "GET",
@@ -310,6 +326,58 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
         },
         Ok((status, v)) => respond(status, &v),
         Err(e) => error(&e),
+    }
+}
+
+/// Whether the path names an API group (and version) this server serves.
+fn group_served(st: &KubeState, path: &str) -> bool {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, version) = match segs.as_slice() {
+        ["api", v, ..] => ("", *v),
+        ["apis", g, v, ..] => (*g, *v),
+        _ => return false,
+    };
+    st.lock_store()
+        .registry
+        .groups()
+        .get(group)
+        .is_some_and(|vs| vs.iter().any(|v| v == version))
+}
+
+/// The resourceVersion rules of reads, as a real apiserver answers them
+/// (kube-api-recorded.md, "resourceVersion semantics"): a resourceVersion
+/// that is not a number is a 500 without a reason; resourceVersionMatch
+/// needs a resourceVersion; a list cannot be served at a resourceVersion
+/// the store has not reached (504).
+fn read_options(
+    st: &KubeState,
+    t: &Target,
+    query: &BTreeMap<String, String>,
+    verb: &str,
+) -> Result<(), ApiError> {
+    let rv = query.get("resourceVersion").filter(|r| !r.is_empty());
+    let parsed = match rv {
+        Some(r) => Some(
+            r.parse::<u64>()
+                .map_err(|_| ApiError::bad_resource_version(r))?,
+        ),
+        None => None,
+    };
+    if verb != "list" || t.name.is_some() {
+        return Ok(());
+    }
+    let rv_match = query.get("resourceVersionMatch").filter(|m| !m.is_empty());
+    match (rv_match, parsed) {
+        (Some(_), None) => Err(ApiError::rv_match_without_rv()),
+        (Some(_), Some(asked)) => {
+            let current = st.lock_store().rv();
+            if asked > current {
+                Err(ApiError::rv_too_large(asked, current))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
     }
 }
 
@@ -549,6 +617,7 @@ fn watch(
     let bookmarks = query
         .get("allowWatchBookmarks")
         .is_some_and(|b| b == "true");
+    let initial_events_end = query.get("sendInitialEvents").is_some_and(|b| b == "true");
     let from: Option<u64> = query
         .get("resourceVersion")
         .and_then(|rv| rv.parse().ok())
@@ -617,6 +686,14 @@ fn watch(
         }
         for (ty, obj) in initial {
             if tx.send(watch_line(ty, render(&obj))).await.is_err() {
+                return;
+            }
+        }
+        // The end of the initial events, as kube-rs's streaming lists
+        // wait for it (watch-initial-events).
+        if initial_events_end {
+            let obj = json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": last_rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
+            if tx.send(watch_line("BOOKMARK", obj)).await.is_err() {
                 return;
             }
         }
@@ -1070,6 +1147,19 @@ fn delete(
         .pointer("/preconditions/resourceVersion")
         .and_then(Value::as_str);
     let mut store = st.lock_store();
+    if let Some(uid) = options
+        .pointer("/preconditions/uid")
+        .and_then(Value::as_str)
+    {
+        let current = store.get_or_404(&t.def, &ns, &name)?;
+        let actual = current
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if actual != uid {
+            return Err(ApiError::uid_precondition(&t.def, &name, uid, actual));
+        }
+    }
     let deleted = store.delete(&t.def, &ns, &name, opts, precondition)?;
     if super::store::is_deleting(&deleted) || t.def.custom {
         return Ok((200, (*deleted).clone()));

@@ -346,17 +346,19 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
             .contains_key("openshift_viabinary")
     })
     .await;
+    let scrape = || async {
+        http.get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
     crate::harness::wait_for(
         "the namespace to count as managed, with nothing queued",
         || async {
-            let text = http
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = scrape().await;
             text.contains("quay_bridge_operator_namespaces{state=\"managed\"} 1")
                 && text.contains(
                     "quay_bridge_operator_reconcile_queue_depth{controller=\"namespace\"} 0",
@@ -364,14 +366,7 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
         },
     )
     .await;
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape().await;
     assert!(metrics.contains("quay_bridge_operator_quay_requests_total{method=\"POST\",endpoint=\"/api/v1/organization/\",status=\"2xx\"} 1"), "{metrics}");
     assert!(
         metrics.contains(

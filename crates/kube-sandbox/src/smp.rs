@@ -527,6 +527,15 @@ mod tests {
         ));
     }
 
+    fn secret_names(sa: &Value) -> Vec<&str> {
+        sa["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect()
+    }
+
     #[test]
     fn merged_lists_keep_apimachinery_order() {
         let mut sa = json!({"secrets": [{"name": "a"}, {"name": "b"}, {"name": "c"}]});
@@ -536,13 +545,7 @@ mod tests {
             SA,
         )
         .unwrap();
-        let names: Vec<_> = sa["secrets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["a", "b", "d", "c"]);
+        assert_eq!(secret_names(&sa), ["a", "b", "d", "c"]);
         assert_eq!(sa["secrets"][1]["x"], 1);
         // $setElementOrder (kubectl sends the whole list) decides the order.
         strategic_merge_patch(
@@ -551,13 +554,7 @@ mod tests {
             SA,
         )
         .unwrap();
-        let names: Vec<_> = sa["secrets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["c", "a", "d", "b"]);
+        assert_eq!(secret_names(&sa), ["c", "a", "d", "b"]);
     }
 
     #[test]

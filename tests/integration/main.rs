@@ -18,6 +18,7 @@ mod quay_client;
 mod quay_faults;
 mod quay_recorded;
 mod quay_registry;
+mod quay_teams_recorded;
 mod quay_tls;
 mod rbac;
 mod readme;

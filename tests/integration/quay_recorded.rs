@@ -88,10 +88,13 @@ const VOLATILE: &[&str] = &[
     "status_token",
     "last_modified",
     "start_ts",
+    "password",
+    "encrypted_password",
+    "last_accessed",
 ];
 
 /// Same keys everywhere, same values except where they are generated.
-fn assert_same_shape(title: &str, path: &str, expected: &Value, actual: &Value) {
+pub(crate) fn assert_same_shape(title: &str, path: &str, expected: &Value, actual: &Value) {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             let ek: Vec<&String> = e.keys().collect();

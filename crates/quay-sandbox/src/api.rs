@@ -7,6 +7,7 @@ use super::state::{
 };
 use crate::Role;
 use crate::names;
+use crate::teams;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -25,7 +26,7 @@ pub enum Reply {
     Csrf,
 }
 
-type R = Result<Reply, Reply>;
+pub(crate) type R = Result<Reply, Reply>;
 
 /// What the handler knows of the request.
 pub struct Ctx<'a> {
@@ -44,6 +45,7 @@ pub struct Ctx<'a> {
 }
 
 const HTML_500: &str = "<html>\n  <head>\n    <title>Internal Server Error</title>\n  </head>\n  <body>\n    <h1><p>Internal Server Error</p></h1>\n    \n  </body>\n</html>\n";
+const HTML_404: &str = "<!doctype html>\n<html lang=en>\n<title>Quay</title>\n<h1>Not Found</h1>\n";
 const HTML_405: &str = "<!doctype html>\n<html lang=en>\n<title>405 Method Not Allowed</title>\n<h1>Method Not Allowed</h1>\n<p>The method is not allowed for the requested URL.</p>\n";
 
 /// Shape (a): `detail`/`error_message`/`error_type`/`title`/`type`/`status`.
@@ -62,28 +64,40 @@ pub fn api_error(base: &str, status: u16, error_type: &str, detail: &str) -> Rep
     Reply::Json(status, body)
 }
 
-fn invalid(ctx: &Ctx, detail: &str) -> Reply {
+pub(crate) fn invalid(ctx: &Ctx, detail: &str) -> Reply {
     api_error(ctx.base, 400, "invalid_request", detail)
 }
 
-fn not_found(ctx: &Ctx) -> Reply {
+pub(crate) fn not_found(ctx: &Ctx) -> Reply {
     api_error(ctx.base, 404, "not_found", "Not Found")
 }
 
-fn unauthorized(ctx: &Ctx) -> Reply {
+pub(crate) fn unauthorized(ctx: &Ctx) -> Reply {
     api_error(ctx.base, 403, "insufficient_scope", "Unauthorized")
 }
 
-fn requires_auth(ctx: &Ctx) -> Reply {
+/// 401 without `session_required` (AUTH_401 in quay-api-teams.md: "team
+/// members, no token").
+pub(crate) fn requires_auth_plain(ctx: &Ctx) -> Reply {
+    let Reply::Json(status, mut body) = requires_auth(ctx) else {
+        return requires_auth(ctx);
+    };
+    if let Some(o) = body.as_object_mut() {
+        o.remove("session_required");
+    }
+    Reply::Json(status, body)
+}
+
+pub(crate) fn requires_auth(ctx: &Ctx) -> Reply {
     api_error(ctx.base, 401, "invalid_token", "Requires authentication")
 }
 
 /// Shape (b): a data-model exception.
-fn message(status: u16, text: &str) -> Reply {
+pub(crate) fn message(status: u16, text: &str) -> Reply {
     Reply::Json(status, json!({ "message": text }))
 }
 
-fn server_error() -> Reply {
+pub(crate) fn server_error() -> Reply {
     Reply::Html(500, HTML_500.to_owned())
 }
 
@@ -107,6 +121,23 @@ pub enum Route {
     RepoPerms(String, String),
     RepoPerm(String, String, String),
     Tags(String, String),
+    Team(String, String),
+    TeamMembers(String, String),
+    TeamMember(String, String, String),
+    TeamPermissions(String, String),
+    OrgMembers(String),
+    OrgMember(String, String),
+    RepoTeamPerms(String, String),
+    RepoTeamPerm(String, String, String),
+    SuperUser(String),
+    PublicUser(String),
+    /// A route of a feature that is off and answers from Werkzeug's
+    /// routing alone (quota: a GET is redirected to the slashed URL, a
+    /// POST is not allowed).
+    FeatureOff,
+    /// A path the web app serves (its page, 404) for GET, 405 otherwise
+    /// (auto-prune policies with the feature off).
+    WebApp,
     /// Needs a trailing slash: 308.
     AddSlash,
     /// A route that exists with another slash form or method: 405.
@@ -135,7 +166,21 @@ impl Route {
             Route::RepoPerms(..) => "/api/v1/repository/{org}/{repo}/permissions/user/",
             Route::RepoPerm(..) => "/api/v1/repository/{org}/{repo}/permissions/user/{user}",
             Route::Tags(..) => "/api/v1/repository/{org}/{repo}/tag/",
-            Route::AddSlash | Route::NotAllowed | Route::Unknown => "(other)",
+            Route::Team(..) => "/api/v1/organization/{org}/team/{team}",
+            Route::TeamMembers(..) => "/api/v1/organization/{org}/team/{team}/members",
+            Route::TeamMember(..) => "/api/v1/organization/{org}/team/{team}/members/{member}",
+            Route::TeamPermissions(..) => "/api/v1/organization/{org}/team/{team}/permissions",
+            Route::OrgMembers(_) => "/api/v1/organization/{org}/members",
+            Route::OrgMember(..) => "/api/v1/organization/{org}/members/{member}",
+            Route::RepoTeamPerms(..) => "/api/v1/repository/{org}/{repo}/permissions/team/",
+            Route::RepoTeamPerm(..) => "/api/v1/repository/{org}/{repo}/permissions/team/{team}",
+            Route::SuperUser(_) => "/api/v1/superuser/users/{user}",
+            Route::PublicUser(_) => "/api/v1/users/{user}",
+            Route::FeatureOff
+            | Route::WebApp
+            | Route::AddSlash
+            | Route::NotAllowed
+            | Route::Unknown => "(other)",
         }
     }
 }
@@ -180,6 +225,30 @@ pub fn route(path: &str) -> Route {
             Route::RepoPerm((*ns).into(), (*repo).into(), (*user).into())
         }
         ["repository", ns, repo, "tag", ""] => Route::Tags((*ns).into(), (*repo).into()),
+        ["organization", org, "team", team] => Route::Team((*org).into(), (*team).into()),
+        ["organization", org, "team", team, "members"] => {
+            Route::TeamMembers((*org).into(), (*team).into())
+        }
+        ["organization", org, "team", team, "members", m] => {
+            Route::TeamMember((*org).into(), (*team).into(), (*m).into())
+        }
+        ["organization", org, "team", team, "permissions"] => {
+            Route::TeamPermissions((*org).into(), (*team).into())
+        }
+        // "quota list/create (FEATURE_QUOTA_MANAGEMENT off)", "autoprune
+        // policies list/create (FEATURE_AUTO_PRUNE off)".
+        ["organization", _, "quota"] => Route::FeatureOff,
+        ["organization", _, "autoprunepolicy", ""] => Route::WebApp,
+        ["organization", org, "members"] => Route::OrgMembers((*org).into()),
+        ["organization", org, "members", m] => Route::OrgMember((*org).into(), (*m).into()),
+        ["repository", ns, repo, "permissions", "team", ""] => {
+            Route::RepoTeamPerms((*ns).into(), (*repo).into())
+        }
+        ["repository", ns, repo, "permissions", "team", team] => {
+            Route::RepoTeamPerm((*ns).into(), (*repo).into(), (*team).into())
+        }
+        ["superuser", "users", user] if !user.is_empty() => Route::SuperUser((*user).into()),
+        ["users", user] if !user.is_empty() => Route::PublicUser((*user).into()),
         _ => Route::Unknown,
     }
 }
@@ -200,6 +269,11 @@ fn dispatch(state: &mut QuayState, ctx: &Ctx, route: &Route, path: &str) -> R {
     // that every write without a valid token falls into.
     match route {
         Route::AddSlash => return Ok(Reply::Redirect(format!("{}{}/", ctx.base, path))),
+        Route::FeatureOff if ctx.method == "GET" => {
+            return Ok(Reply::Redirect(format!("{}{}/", ctx.base, path)));
+        }
+        Route::WebApp if ctx.method == "GET" => return Ok(Reply::Html(404, HTML_404.to_owned())),
+        Route::FeatureOff | Route::WebApp => return Ok(Reply::Html(405, HTML_405.to_owned())),
         Route::NotAllowed => return Ok(Reply::Html(405, HTML_405.to_owned())),
         Route::Unknown => return Err(not_found(ctx)),
         _ => {}
@@ -236,13 +310,32 @@ fn dispatch(state: &mut QuayState, ctx: &Ctx, route: &Route, path: &str) -> R {
         ("PUT", Route::RepoPerm(ns, repo, user)) => put_repo_perm(state, ctx, ns, repo, user),
         ("DELETE", Route::RepoPerm(ns, repo, user)) => delete_repo_perm(state, ctx, ns, repo, user),
         ("GET", Route::Tags(ns, repo)) => list_tags(state, ctx, ns, repo),
+        ("POST", Route::SuperUsers) => teams::create_user(state, ctx),
+        ("GET", Route::SuperUser(u)) => teams::get_user_as_superuser(state, ctx, u),
+        ("DELETE", Route::SuperUser(u)) => teams::delete_user(state, ctx, u),
+        ("GET", Route::PublicUser(u)) => teams::public_user(state, u),
+        ("PUT", Route::Team(org, t)) => teams::put_team(state, ctx, org, t),
+        ("DELETE", Route::Team(org, t)) => teams::delete_team(state, ctx, org, t),
+        ("GET", Route::TeamMembers(org, t)) => teams::list_members(state, ctx, org, t),
+        ("PUT", Route::TeamMember(org, t, m)) => teams::add_member(state, ctx, org, t, m),
+        ("DELETE", Route::TeamMember(org, t, m)) => teams::remove_member(state, ctx, org, t, m),
+        ("GET", Route::TeamPermissions(org, t)) => teams::team_permissions(state, ctx, org, t),
+        ("GET", Route::OrgMembers(org)) => teams::list_org_members(state, ctx, org),
+        ("GET", Route::OrgMember(org, m)) => teams::get_org_member(state, ctx, org, m),
+        ("DELETE", Route::OrgMember(org, m)) => teams::remove_org_member(state, ctx, org, m),
+        ("GET", Route::RepoTeamPerms(ns, r)) => teams::list_repo_team_perms(state, ctx, ns, r),
+        ("GET", Route::RepoTeamPerm(ns, r, t)) => teams::get_repo_team_perm(state, ctx, ns, r, t),
+        ("PUT", Route::RepoTeamPerm(ns, r, t)) => teams::put_repo_team_perm(state, ctx, ns, r, t),
+        ("DELETE", Route::RepoTeamPerm(ns, r, t)) => {
+            teams::delete_repo_team_perm(state, ctx, ns, r, t)
+        }
         _ => Ok(Reply::Html(405, HTML_405.to_owned())),
     }
 }
 
 // === request bodies ===
 
-fn json_body(ctx: &Ctx) -> Result<Value, Reply> {
+pub(crate) fn json_body(ctx: &Ctx) -> Result<Value, Reply> {
     let is_json = ctx.content_type.is_some_and(|ct| {
         ct.split(';')
             .next()
@@ -292,7 +385,7 @@ fn schema_error_with(
 
 /// A string property with allowed values, and the description of its
 /// schema where a recorded answer shows it.
-struct Enum<'a> {
+pub(crate) struct Enum<'a> {
     key: &'a str,
     allowed: &'a [&'a str],
     description: Option<&'a str>,
@@ -318,7 +411,7 @@ impl Enum<'_> {
     }
 }
 
-const fn one_of<'a>(
+pub(crate) const fn one_of<'a>(
     key: &'a str,
     allowed: &'a [&'a str],
     description: Option<&'a str>,
@@ -330,7 +423,7 @@ const fn one_of<'a>(
     }
 }
 
-const ROLES: &[&str] = &["read", "write", "admin"];
+pub(crate) const ROLES: &[&str] = &["read", "write", "admin"];
 
 fn python_repr(v: &Value) -> String {
     match v {
@@ -353,13 +446,13 @@ fn python_repr(v: &Value) -> String {
     }
 }
 
-enum FieldType {
+pub(crate) enum FieldType {
     String,
     Object,
 }
 
 /// A jsonschema-like check of one object: required keys, types, enums.
-fn check_fields(
+pub(crate) fn check_fields(
     ctx: &Ctx,
     body: &Value,
     required: &[&str],
@@ -432,7 +525,7 @@ fn check_fields(
     Ok(())
 }
 
-fn str_field<'v>(body: &'v Value, key: &str) -> Option<&'v str> {
+pub(crate) fn str_field<'v>(body: &'v Value, key: &str) -> Option<&'v str> {
     body.get(key).and_then(Value::as_str)
 }
 
@@ -483,7 +576,7 @@ fn permission_json(state: &QuayState, org: &str, who: &str, role: Role) -> Value
     let is_org_member = if is_robot {
         who.split_once('+').is_some_and(|(o, _)| o == org)
     } else {
-        state.orgs.get(org).is_some_and(|o| o.owners.contains(who))
+        state.orgs.get(org).is_some_and(|o| o.is_member(who))
     };
     json!({
         "role": role.as_str(),
@@ -496,15 +589,21 @@ fn permission_json(state: &QuayState, org: &str, who: &str, role: Role) -> Value
 
 fn prototype_json(state: &QuayState, org: &str, p: &PrototypeRecord) -> Value {
     let is_robot = p.delegate.contains('+');
-    json!({
-        "activating_user": p.activating_user.as_ref().map(|u| json!({"name": u, "kind": "user", "is_robot": false, "avatar": avatar(u, "user")})),
-        "delegate": {
+    let member = |who: &str| state.orgs.get(org).is_some_and(|o| o.is_member(who));
+    let delegate = if p.team_delegate {
+        json!({"name": p.delegate, "kind": "team", "avatar": avatar(&p.delegate, "team")})
+    } else {
+        json!({
             "name": p.delegate,
             "is_robot": is_robot,
             "kind": "user",
-            "is_org_member": is_robot || state.orgs.get(org).is_some_and(|o| o.owners.contains(&p.delegate)),
+            "is_org_member": is_robot || member(&p.delegate),
             "avatar": avatar(&p.delegate, if is_robot { "robot" } else { "user" }),
-        },
+        })
+    };
+    json!({
+        "activating_user": p.activating_user.as_ref().map(|u| json!({"name": u, "is_robot": false, "kind": "user", "is_org_member": member(u), "avatar": avatar(u, "user")})),
+        "delegate": delegate,
         "role": p.role.as_str(),
         "id": p.id,
     })
@@ -513,7 +612,7 @@ fn prototype_json(state: &QuayState, org: &str, p: &PrototypeRecord) -> Value {
 // === permission helpers ===
 
 /// The user if it has the scope, else the right refusal.
-fn require_scope<'c>(ctx: &'c Ctx, scope: &str) -> Result<&'c str, Reply> {
+pub(crate) fn require_scope<'c>(ctx: &'c Ctx, scope: &str) -> Result<&'c str, Reply> {
     match &ctx.caller {
         Caller::Anonymous => Err(requires_auth(ctx)),
         c @ Caller::User { name, .. } => {
@@ -526,7 +625,11 @@ fn require_scope<'c>(ctx: &'c Ctx, scope: &str) -> Result<&'c str, Reply> {
     }
 }
 
-fn require_org_admin<'c>(state: &QuayState, ctx: &'c Ctx, org: &str) -> Result<&'c str, Reply> {
+pub(crate) fn require_org_admin<'c>(
+    state: &QuayState,
+    ctx: &'c Ctx,
+    org: &str,
+) -> Result<&'c str, Reply> {
     let user = require_scope(ctx, "org:admin")?;
     if state.is_org_admin(user, org) {
         Ok(user)
@@ -535,7 +638,7 @@ fn require_org_admin<'c>(state: &QuayState, ctx: &'c Ctx, org: &str) -> Result<&
     }
 }
 
-fn require_repo_role(
+pub(crate) fn require_repo_role(
     state: &QuayState,
     ctx: &Ctx,
     scope: &str,
@@ -568,7 +671,7 @@ fn get_user(state: &QuayState, ctx: &Ctx) -> R {
     let orgs: Vec<Value> = state
         .orgs
         .iter()
-        .filter(|(_, o)| o.owners.contains(&user))
+        .filter(|(_, o)| o.is_member(&user))
         .map(|(name, _)| json!({"name": name, "avatar": avatar(name, "org"), "can_create_repo": true, "public": false, "is_org_admin": true, "preferred_namespace": false}))
         .collect();
     Ok(Reply::Json(
@@ -611,6 +714,15 @@ fn discovery() -> Value {
         "/api/v1/repository/{repository}/permissions/user/",
         "/api/v1/repository/{repository}/permissions/user/{username}",
         "/api/v1/repository/{repository}/tag/",
+        "/api/v1/organization/{orgname}/team/{teamname}",
+        "/api/v1/organization/{orgname}/team/{teamname}/members",
+        "/api/v1/organization/{orgname}/team/{teamname}/members/{membername}",
+        "/api/v1/organization/{orgname}/team/{teamname}/permissions",
+        "/api/v1/organization/{orgname}/members",
+        "/api/v1/organization/{orgname}/members/{membername}",
+        "/api/v1/repository/{repository}/permissions/team/",
+        "/api/v1/repository/{repository}/permissions/team/{teamname}",
+        "/api/v1/users/{username}",
     ]
     .iter()
     .map(|p| ((*p).to_owned(), json!({})))
@@ -642,13 +754,7 @@ fn create_org(state: &mut QuayState, ctx: &Ctx) -> R {
     }
     state.orgs.insert(
         name.to_owned(),
-        OrgRecord {
-            email: str_field(&body, "email").unwrap_or_default().to_owned(),
-            owners: [user].into(),
-            robots: BTreeMap::new(),
-            prototypes: Vec::new(),
-            repos: BTreeMap::new(),
-        },
+        OrgRecord::new(name, str_field(&body, "email").unwrap_or_default(), &user),
     );
     Ok(Reply::Json(201, json!("Created")))
 }
@@ -659,20 +765,27 @@ fn get_org(state: &QuayState, ctx: &Ctx, org: &str) -> R {
         .caller
         .user()
         .is_some_and(|u| state.is_org_admin(u, org));
-    let member = ctx.caller.user().is_some_and(|u| o.owners.contains(u)) || admin;
+    // A token without org:admin sees the public view, even a member's
+    // ("org get, token without org:admin", quay-api-teams.md).
+    let member = ctx.caller.has_scope("org:admin")
+        && (ctx.caller.user().is_some_and(|u| o.is_member(u)) || admin);
     if !member {
         return Ok(Reply::Json(
             200,
             json!({"name": org, "email": "", "avatar": avatar(org, "user"), "is_admin": false, "is_member": false}),
         ));
     }
+    let teams: Map<String, Value> = o
+        .teams
+        .iter()
+        .map(|t| (t.name.clone(), crate::teams::team_summary(o, t)))
+        .collect();
+    let ordered: Vec<&String> = o.teams.iter().map(|t| &t.name).collect();
     Ok(Reply::Json(
         200,
         json!({
             "name": org, "email": o.email, "avatar": avatar(org, "user"), "is_admin": admin, "is_member": true,
-            "teams": {"owners": {"name": "owners", "description": "", "role": "admin", "avatar": avatar("owners", "team"),
-                "can_view": true, "repo_count": 0, "member_count": o.owners.len(), "is_synced": false}},
-            "ordered_teams": ["owners"], "invoice_email": false, "invoice_email_address": null,
+            "teams": teams, "ordered_teams": ordered, "invoice_email": false, "invoice_email_address": null,
             "tag_expiration_s": 1209600, "is_free_account": true,
         }),
     ))
@@ -714,8 +827,8 @@ fn list_robots(state: &QuayState, ctx: &Ctx, org: &str) -> R {
                     let full = format!("{org}+{short}");
                     let mut v = json!({"name": full, "created": r.created, "last_accessed": r.last_accessed, "description": r.description});
                     if with_perms {
-                        let repos: Vec<&String> = o.repos.iter().filter(|(_, repo)| repo.permissions.contains_key(&full)).map(|(n, _)| n).collect();
-                        v["teams"] = json!([]);
+                        let repos: Vec<&String> = o.repos_in_order().into_iter().filter(|(_, repo)| repo.permissions.contains_key(&full)).map(|(n, _)| n).collect();
+                        v["teams"] = json!(crate::teams::teams_of(o, &full));
                         v["repositories"] = json!(repos);
                     }
                     if with_token {
@@ -815,10 +928,13 @@ fn delete_robot(state: &mut QuayState, ctx: &Ctx, org: &str, short: &str) -> R {
 
 fn regenerate_robot(state: &mut QuayState, ctx: &Ctx, org: &str, short: &str) -> R {
     require_org_admin(state, ctx, org)?;
+    // "robot regenerate: missing org" (quay-api-teams.md).
     let r = state
         .orgs
         .get_mut(org)
-        .and_then(|o| o.robots.get_mut(short))
+        .ok_or_else(|| message(400, &format!("Organization does not exist: {org}")))?
+        .robots
+        .get_mut(short)
         .ok_or_else(|| message(400, "Could not find robot with specified username"))?;
     r.token = random_token(64);
     Ok(Reply::Json(
@@ -838,8 +954,8 @@ fn robot_permissions(state: &QuayState, ctx: &Ctx, org: &str, short: &str) -> R 
     }
     let full = format!("{org}+{short}");
     let permissions: Vec<Value> = o
-        .repos
-        .iter()
+        .repos_in_order()
+        .into_iter()
         .filter_map(|(name, r)| r.permissions.get(&full).map(|role| json!({"repository": {"name": name, "is_public": r.public}, "role": role.as_str()})))
         .collect();
     Ok(Reply::Json(200, json!({ "permissions": permissions })))
@@ -888,8 +1004,17 @@ fn create_prototype(state: &mut QuayState, ctx: &Ctx, org: &str) -> R {
         &[one_of("kind", &["user", "team"], None)],
     )?;
     let name = str_field(delegate, "name").unwrap_or_default();
-    let exists = if str_field(delegate, "kind") == Some("team") {
-        name == "owners"
+    let team_delegate = str_field(delegate, "kind") == Some("team");
+    if team_delegate && state.orgs.get(org).and_then(|o| o.team(name)).is_none() {
+        // "prototype create: missing team" (quay-api-teams.md): a Python
+        // tuple repr as the message.
+        return Err(message(
+            400,
+            &format!("('Team does not exist: %s/%s', '{org}', '{name}')"),
+        ));
+    }
+    let exists = if team_delegate {
+        true
     } else if name.contains('+') {
         state.robot_exists(name) && name.starts_with(&format!("{org}+"))
     } else {
@@ -912,6 +1037,7 @@ fn create_prototype(state: &mut QuayState, ctx: &Ctx, org: &str) -> R {
         id: random_uuid(),
         role,
         delegate: name.to_owned(),
+        team_delegate,
         activating_user,
     };
     let reply = prototype_json(state, org, &p);
@@ -972,7 +1098,8 @@ fn list_repos(state: &QuayState, ctx: &Ctx) -> R {
         if namespace.is_some_and(|n| n != org) {
             continue;
         }
-        for (name, r) in &o.repos {
+        // Real Quay lists an organization's repositories in creation order.
+        for (name, r) in o.repos_in_order() {
             if state.can_read(user, org, name) {
                 visible.push(json!({"namespace": org, "name": name, "description": r.description, "is_public": r.public, "kind": r.kind, "state": "NORMAL", "is_starred": false}));
             }

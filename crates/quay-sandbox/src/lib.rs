@@ -7,7 +7,9 @@ pub mod names;
 pub mod registry;
 pub mod server;
 pub mod state;
+mod teams;
 
 pub use faults::{FaultConfig, RequestRecord};
 pub use names::Role;
 pub use server::{EmbeddedQuay, EmbeddedQuayConfig};
+pub use state::TeamRole;

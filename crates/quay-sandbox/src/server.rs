@@ -5,7 +5,7 @@
 use super::api::{self, Ctx, Reply};
 use super::faults::{FaultAction, FaultConfig, Faults, RequestLog, RequestRecord};
 use super::registry::{self, RegRequest};
-use super::state::{ALL_SCOPES, QuayState, random_token};
+use super::state::{ALL_SCOPES, QuayState, TeamRole, random_token};
 use crate::Role;
 use axum::Router;
 use axum::body::Body;
@@ -151,12 +151,27 @@ pub struct Snapshot {
 pub struct OrgSnapshot {
     /// Members of the owners team.
     pub owners: Vec<String>,
+    /// Teams by name.
+    pub teams: BTreeMap<String, TeamSnapshot>,
     /// Robots by short name, with their descriptions.
     pub robots: BTreeMap<String, String>,
-    /// Default permissions as (delegate, role).
+    /// Default permissions for users and robots as (delegate, role).
     pub prototypes: Vec<(String, Role)>,
+    /// Default permissions for teams as (team, role).
+    pub team_prototypes: Vec<(String, Role)>,
     /// Repositories by name.
     pub repositories: BTreeMap<String, RepoSnapshot>,
+}
+
+/// One team.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TeamSnapshot {
+    /// Its role in the organization.
+    pub role: TeamRole,
+    /// Its description.
+    pub description: String,
+    /// Its members (users and robots), in the order they joined.
+    pub members: Vec<String>,
 }
 
 /// One repository.
@@ -166,6 +181,8 @@ pub struct RepoSnapshot {
     pub public: bool,
     /// Explicit permissions.
     pub permissions: BTreeMap<String, Role>,
+    /// Team permissions.
+    pub team_permissions: BTreeMap<String, Role>,
     /// Tags and their manifest digests.
     pub tags: BTreeMap<String, String>,
 }
@@ -308,7 +325,24 @@ fn snapshot(state: &QuayState) -> Snapshot {
             (
                 name.clone(),
                 OrgSnapshot {
-                    owners: o.owners.iter().cloned().collect(),
+                    owners: o
+                        .team("owners")
+                        .map(|t| t.members.clone())
+                        .unwrap_or_default(),
+                    teams: o
+                        .teams
+                        .iter()
+                        .map(|t| {
+                            (
+                                t.name.clone(),
+                                TeamSnapshot {
+                                    role: t.role,
+                                    description: t.description.clone(),
+                                    members: t.members.clone(),
+                                },
+                            )
+                        })
+                        .collect(),
                     robots: o
                         .robots
                         .iter()
@@ -317,6 +351,13 @@ fn snapshot(state: &QuayState) -> Snapshot {
                     prototypes: o
                         .prototypes
                         .iter()
+                        .filter(|p| !p.team_delegate)
+                        .map(|p| (p.delegate.clone(), p.role))
+                        .collect(),
+                    team_prototypes: o
+                        .prototypes
+                        .iter()
+                        .filter(|p| p.team_delegate)
                         .map(|p| (p.delegate.clone(), p.role))
                         .collect(),
                     repositories: o
@@ -328,6 +369,7 @@ fn snapshot(state: &QuayState) -> Snapshot {
                                 RepoSnapshot {
                                     public: r.public,
                                     permissions: r.permissions.clone(),
+                                    team_permissions: r.team_permissions.clone(),
                                     tags: r
                                         .tags
                                         .iter()

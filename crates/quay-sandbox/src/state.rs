@@ -2,9 +2,11 @@
 //! robots, default permissions and repositories, and registry content.
 //!
 //! Permission rules follow Quay: the user that creates an organization joins
-//! its `owners` team; org admins (and superusers, when full access is on)
-//! administer everything in it; default permissions are applied only when a
-//! real user creates a repository in a namespace other than its own.
+//! its `owners` team; members of an admin-role team (and superusers, when
+//! full access is on) administer everything in it; joining any team makes a
+//! user an organization member; default permissions (for users, robots or
+//! teams) are applied only when a real user creates a repository in a
+//! namespace other than its own.
 
 use crate::Role;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -67,8 +69,53 @@ pub struct RobotRecord {
 pub struct PrototypeRecord {
     pub(crate) id: String,
     pub(crate) role: Role,
+    /// A user, a robot (`org+short`) or, with `team_delegate`, a team.
     pub(crate) delegate: String,
+    pub(crate) team_delegate: bool,
     pub(crate) activating_user: Option<String>,
+}
+
+/// A team's role in its organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TeamRole {
+    /// Sees what the team is granted.
+    Member,
+    /// Members may also create repositories.
+    Creator,
+    /// Members administer the organization.
+    Admin,
+}
+
+impl TeamRole {
+    /// Quay's name of the role.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamRole::Member => "member",
+            TeamRole::Creator => "creator",
+            TeamRole::Admin => "admin",
+        }
+    }
+
+    /// A role from Quay's name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "member" => Some(TeamRole::Member),
+            "creator" => Some(TeamRole::Creator),
+            "admin" => Some(TeamRole::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A team of an organization.
+#[derive(Debug, Clone)]
+pub struct TeamRecord {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) role: TeamRole,
+    /// Users and robots, in the order they joined.
+    pub(crate) members: Vec<String>,
 }
 
 /// A stored manifest.
@@ -95,6 +142,10 @@ pub struct RepoRecord {
     pub(crate) kind: String,
     /// Explicit user and robot permissions, by user or `org+robot` name.
     pub(crate) permissions: BTreeMap<String, Role>,
+    /// Team permissions, by team name.
+    pub(crate) team_permissions: BTreeMap<String, Role>,
+    /// Creation sequence: Quay lists repositories in creation order.
+    pub(crate) seq: u64,
     pub(crate) tags: BTreeMap<String, TagRecord>,
     pub(crate) manifests: HashMap<String, ManifestRecord>,
     pub(crate) status_token: String,
@@ -103,11 +154,78 @@ pub struct RepoRecord {
 /// An organization.
 #[derive(Debug, Clone)]
 pub struct OrgRecord {
+    pub(crate) name: String,
     pub(crate) email: String,
-    pub(crate) owners: BTreeSet<String>,
+    /// Teams in creation order (`owners` first, holding the creator).
+    pub(crate) teams: Vec<TeamRecord>,
     pub(crate) robots: BTreeMap<String, RobotRecord>,
     pub(crate) prototypes: Vec<PrototypeRecord>,
     pub(crate) repos: BTreeMap<String, RepoRecord>,
+}
+
+impl OrgRecord {
+    /// A new organization whose `owners` team holds its creator.
+    pub fn new(name: &str, email: &str, creator: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            email: email.to_owned(),
+            teams: vec![TeamRecord {
+                name: "owners".into(),
+                description: String::new(),
+                role: TeamRole::Admin,
+                members: vec![creator.to_owned()],
+            }],
+            robots: BTreeMap::new(),
+            prototypes: Vec::new(),
+            repos: BTreeMap::new(),
+        }
+    }
+
+    /// `org+`, what its robots' names start with.
+    pub fn robot_prefix(&self) -> String {
+        format!("{}+", self.name)
+    }
+
+    /// A team by name.
+    pub fn team(&self, name: &str) -> Option<&TeamRecord> {
+        self.teams.iter().find(|t| t.name == name)
+    }
+
+    /// A team by name, mutable.
+    pub fn team_mut(&mut self, name: &str) -> Option<&mut TeamRecord> {
+        self.teams.iter_mut().find(|t| t.name == name)
+    }
+
+    /// Whether a member of an admin-role team.
+    pub fn is_admin(&self, who: &str) -> bool {
+        self.teams
+            .iter()
+            .any(|t| t.role == TeamRole::Admin && t.members.iter().any(|m| m == who))
+    }
+
+    /// Whether in any team (what makes a user an organization member).
+    pub fn is_member(&self, who: &str) -> bool {
+        self.teams
+            .iter()
+            .any(|t| t.members.iter().any(|m| m == who))
+    }
+
+    /// Repositories in creation order.
+    pub fn repos_in_order(&self) -> Vec<(&String, &RepoRecord)> {
+        let mut repos: Vec<_> = self.repos.iter().collect();
+        repos.sort_by_key(|(_, r)| r.seq);
+        repos
+    }
+
+    /// Takes a user out of every team and drops their own permissions.
+    pub fn remove_member(&mut self, who: &str) {
+        for t in &mut self.teams {
+            t.members.retain(|m| m != who);
+        }
+        for r in self.repos.values_mut() {
+            r.permissions.remove(who);
+        }
+    }
 }
 
 /// What a registry bearer token allows.
@@ -164,6 +282,7 @@ pub struct QuayState {
     pub(crate) uploads: HashMap<String, String>,
     pub(crate) superusers_full_access: bool,
     pub(crate) deleted_name_hold: Duration,
+    pub(crate) next_seq: u64,
 }
 
 pub use bridge_common::random::{random_token, random_uuid};
@@ -188,6 +307,7 @@ impl QuayState {
             uploads: HashMap::new(),
             superusers_full_access,
             deleted_name_hold,
+            next_seq: 0,
         }
     }
 
@@ -242,8 +362,7 @@ impl QuayState {
     /// Whether `user` administers organization `org` (existing or not, for
     /// superusers with full access).
     pub fn is_org_admin(&self, user: &str, org: &str) -> bool {
-        self.is_superuser_with_access(user)
-            || self.orgs.get(org).is_some_and(|o| o.owners.contains(user))
+        self.is_superuser_with_access(user) || self.orgs.get(org).is_some_and(|o| o.is_admin(user))
     }
 
     /// Whether the name is taken by a user, an organization, or a deleted
@@ -260,18 +379,25 @@ impl QuayState {
         None
     }
 
-    /// The role a user or robot (`org+robot`) holds on a repository.
+    /// The role a user or robot (`org+robot`) holds on a repository: its
+    /// own permission or the best of its teams'.
     pub fn repo_role(&self, who: &str, org: &str, repo: &str) -> Option<Role> {
         if self.is_org_admin(who, org) {
             return Some(Role::Admin);
         }
-        self.orgs
-            .get(org)?
-            .repos
-            .get(repo)?
-            .permissions
+        let o = self.orgs.get(org)?;
+        let r = o.repos.get(repo)?;
+        let through_teams = o
+            .teams
+            .iter()
+            .filter(|t| t.members.iter().any(|m| m == who))
+            .filter_map(|t| r.team_permissions.get(&t.name).copied());
+        r.permissions
             .get(who)
             .copied()
+            .into_iter()
+            .chain(through_teams)
+            .max()
     }
 
     /// Whether `who` (a user, a robot, or anonymous) may pull.
@@ -313,16 +439,24 @@ impl QuayState {
     ) {
         let creator_is_user =
             creator.is_some_and(|c| !c.contains('+') && self.users.contains_key(c));
+        self.next_seq += 1;
+        let seq = self.next_seq;
         let Some(o) = self.orgs.get_mut(org) else {
             return;
         };
         let mut permissions = BTreeMap::new();
+        let mut team_permissions = BTreeMap::new();
         if let (true, Some(user)) = (creator_is_user, creator) {
             permissions.insert(user.to_owned(), Role::Admin);
             if user != org {
                 for p in &o.prototypes {
                     if p.activating_user.as_deref().is_none_or(|a| a == user) {
-                        let entry = permissions.entry(p.delegate.clone()).or_insert(p.role);
+                        let target = if p.team_delegate {
+                            &mut team_permissions
+                        } else {
+                            &mut permissions
+                        };
+                        let entry = target.entry(p.delegate.clone()).or_insert(p.role);
                         *entry = (*entry).max(p.role);
                     }
                 }
@@ -335,6 +469,8 @@ impl QuayState {
                 public,
                 kind: kind.to_owned(),
                 permissions,
+                team_permissions,
+                seq,
                 tags: BTreeMap::new(),
                 manifests: HashMap::new(),
                 status_token: random_uuid(),
@@ -355,7 +491,11 @@ impl QuayState {
             for r in o.repos.values_mut() {
                 r.permissions.retain(|who, _| !who.starts_with(&prefix));
             }
-            o.prototypes.retain(|p| !p.delegate.starts_with(&prefix));
+            o.prototypes
+                .retain(|p| p.team_delegate || !p.delegate.starts_with(&prefix));
+            for t in &mut o.teams {
+                t.members.retain(|m| !m.starts_with(&prefix));
+            }
         }
         true
     }
@@ -372,7 +512,26 @@ impl QuayState {
         for r in o.repos.values_mut() {
             r.permissions.remove(&full);
         }
-        o.prototypes.retain(|p| p.delegate != full);
+        o.prototypes
+            .retain(|p| p.team_delegate || p.delegate != full);
+        for o in self.orgs.values_mut() {
+            for t in &mut o.teams {
+                t.members.retain(|m| m != &full);
+            }
+        }
+        true
+    }
+
+    /// Deletes a user: their tokens stop working at once, and they leave
+    /// every team and lose their permissions.
+    pub fn delete_user(&mut self, name: &str) -> bool {
+        if self.users.remove(name).is_none() {
+            return false;
+        }
+        self.tokens.retain(|_, t| t.user != name);
+        for o in self.orgs.values_mut() {
+            o.remove_member(name);
+        }
         true
     }
 
@@ -406,21 +565,15 @@ mod tests {
         let mut s = QuayState::new(true, Duration::from_secs(2));
         s.add_user("admin", "pw", true);
         s.add_user("alice", "pw", false);
-        s.orgs.insert(
-            "org".into(),
-            OrgRecord {
-                email: String::new(),
-                owners: ["alice".to_owned()].into(),
-                robots: BTreeMap::new(),
-                prototypes: vec![PrototypeRecord {
-                    id: "p1".into(),
-                    role: Role::Write,
-                    delegate: "org+builder".into(),
-                    activating_user: None,
-                }],
-                repos: BTreeMap::new(),
-            },
-        );
+        let mut org = OrgRecord::new("org", "", "alice");
+        org.prototypes.push(PrototypeRecord {
+            id: "p1".into(),
+            role: Role::Write,
+            delegate: "org+builder".into(),
+            team_delegate: false,
+            activating_user: None,
+        });
+        s.orgs.insert("org".into(), org);
         s
     }
 
@@ -453,6 +606,43 @@ mod tests {
         assert!(s.orgs["org"].repos["byrobot"].permissions.is_empty());
         s.create_repo("org", "bypush", false, "", "image", None);
         assert!(s.orgs["org"].repos["bypush"].permissions.is_empty());
+    }
+
+    #[test]
+    fn team_members_get_the_team_role_on_repositories() {
+        let mut s = state();
+        s.add_user("bob", "pw", false);
+        let org = s.orgs.get_mut("org").unwrap();
+        org.teams.push(TeamRecord {
+            name: "editors".into(),
+            description: String::new(),
+            role: TeamRole::Member,
+            members: vec!["bob".into()],
+        });
+        org.prototypes.push(PrototypeRecord {
+            id: "p2".into(),
+            role: Role::Write,
+            delegate: "editors".into(),
+            team_delegate: true,
+            activating_user: None,
+        });
+        s.create_repo("org", "old", false, "", "image", None);
+        assert!(
+            !s.can_write(Some("bob"), "org", "old"),
+            "no retroactive prototypes"
+        );
+        s.create_repo("org", "new", false, "", "image", Some("alice"));
+        assert!(s.can_write(Some("bob"), "org", "new"));
+        assert!(!s.is_org_admin("bob", "org") && s.orgs["org"].is_member("bob"));
+        s.orgs.get_mut("org").unwrap().remove_member("bob");
+        assert!(!s.can_read(Some("bob"), "org", "new"));
+        // Repositories list in creation order, not by name.
+        let order: Vec<&String> = s.orgs["org"]
+            .repos_in_order()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(order, ["old", "new"]);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 
 use crate::crd::{
     CaBundleRef, ImageStreamDeletionPolicy, LegacyQuayIntegration, NamespaceDeletionPolicy,
-    QuayIntegration, RepositoryVisibility, RobotRole,
+    QuayIntegration, RepositoryVisibility, RobotRole, RoleKind,
 };
+use crate::quay::TeamRole;
 use crate::quay::{Role, Visibility, names, parse_base_url, registry_host};
 use kube::ResourceExt;
 use reqwest::Url;
@@ -120,6 +121,107 @@ pub struct IntegrationConfig {
     pub visibility: Visibility,
     /// Adopt foreign organizations.
     pub adopt: bool,
+    /// Team sync, when enabled.
+    pub team_sync: Option<TeamSyncConfig>,
+}
+
+/// One role mirrored into one team, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamMappingConfig {
+    /// `ClusterRole` or `Role`.
+    pub role_kind: RoleKind,
+    /// The role's name.
+    pub role: String,
+    /// The team.
+    pub team: String,
+}
+
+/// What a managed team is in Quay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeamSpec {
+    /// Its role in the organization.
+    pub team_role: TeamRole,
+    /// Its role on every repository (none for admin teams, which can do
+    /// everything anyway).
+    pub repository_role: Option<Role>,
+}
+
+/// Team sync settings, validated: every team has one spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamSyncConfig {
+    /// Roles to teams.
+    pub mappings: Vec<TeamMappingConfig>,
+    /// Teams by name.
+    pub teams: std::collections::BTreeMap<String, TeamSpec>,
+}
+
+/// The mapping used when `teamSync.roles` is not set.
+pub fn default_team_mappings() -> Vec<crate::crd::TeamMapping> {
+    use crate::crd::TeamRole;
+    let m = |role: &str, team: &str, team_role, repository_role| crate::crd::TeamMapping {
+        role: role.into(),
+        role_kind: RoleKind::ClusterRole,
+        team: team.into(),
+        team_role,
+        repository_role,
+    };
+    vec![
+        m("admin", "admins", TeamRole::Admin, None),
+        m("edit", "editors", TeamRole::Member, Some(RobotRole::Write)),
+        m("view", "viewers", TeamRole::Member, Some(RobotRole::Read)),
+    ]
+}
+
+/// Validates team sync settings (`None` when off).
+pub(crate) fn team_sync(
+    spec: Option<&crate::crd::TeamSync>,
+) -> Result<Option<TeamSyncConfig>, ConfigError> {
+    let Some(spec) = spec.filter(|s| s.enabled) else {
+        return Ok(None);
+    };
+    let list = spec.roles.clone().unwrap_or_else(default_team_mappings);
+    let mut mappings = Vec::new();
+    let mut teams = std::collections::BTreeMap::new();
+    for m in list {
+        if names::check_namespace_name(&m.team).is_err() || m.team == "owners" {
+            return Err(ConfigError::TeamSync(format!(
+                "team {:?} is not a name Quay accepts for a managed team (2 to 255 lower-case letters, digits and single '.', '_' or '-'; not 'owners')",
+                m.team
+            )));
+        }
+        if m.role.is_empty() {
+            return Err(ConfigError::TeamSync(format!(
+                "team {}: role must not be empty",
+                m.team
+            )));
+        }
+        let team_role = match m.team_role {
+            crate::crd::TeamRole::Member => TeamRole::Member,
+            crate::crd::TeamRole::Creator => TeamRole::Creator,
+            crate::crd::TeamRole::Admin => TeamRole::Admin,
+        };
+        let team_spec = TeamSpec {
+            team_role,
+            repository_role: match team_role {
+                TeamRole::Admin => None,
+                _ => m.repository_role.map(role),
+            },
+        };
+        if let Some(other) = teams.insert(m.team.clone(), team_spec)
+            && other != team_spec
+        {
+            return Err(ConfigError::TeamSync(format!(
+                "team {} is given different teamRole or repositoryRole by two entries",
+                m.team
+            )));
+        }
+        mappings.push(TeamMappingConfig {
+            role_kind: m.role_kind,
+            role: m.role,
+            team: m.team,
+        });
+    }
+    Ok(Some(TeamSyncConfig { mappings, teams }))
 }
 
 /// Why a QuayIntegration cannot be used.
@@ -137,6 +239,9 @@ pub enum ConfigError {
     /// A service account entry is unusable.
     #[error("serviceAccounts: {0}")]
     ServiceAccount(String),
+    /// The team sync settings are unusable.
+    #[error("teamSync: {0}")]
+    TeamSync(String),
     /// The organization prefix is unusable.
     #[error(
         "organizationPrefix {0:?} must be empty or end in '_', '-' or '.' after a valid Quay name"
@@ -243,6 +348,7 @@ fn build(
             RepositoryVisibility::Public => Visibility::Public,
         },
         adopt: common.adopt_existing_organizations,
+        team_sync: team_sync(common.team_sync.as_ref())?,
     })
 }
 
@@ -332,6 +438,7 @@ pub(crate) fn test_config(cluster_id: &str, prefix: &str) -> IntegrationConfig {
         image_stream_deletion: ImageStreamDeletionPolicy::default(),
         visibility: Visibility::Private,
         adopt: false,
+        team_sync: None,
     }
 }
 

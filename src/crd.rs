@@ -131,6 +131,78 @@ pub enum RepositoryVisibility {
     Public,
 }
 
+/// Project membership mirrored into Quay teams.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamSync {
+    /// Mirror each bridged namespace's RoleBindings into teams of its Quay
+    /// organization. Off by default. Quay must know the cluster's users by
+    /// the same names (one identity provider for both).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Which roles become which teams. Default: ClusterRole `admin` → team
+    /// `admins` (team role `admin`); `edit` → `editors` (role `member`,
+    /// `write` on every repository); `view` → `viewers` (role `member`,
+    /// `read`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<TeamMapping>>,
+}
+
+/// One role mirrored into one team.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamMapping {
+    /// Name of the role a RoleBinding refers to, e.g. `edit` or a custom
+    /// `image-pusher`.
+    #[schemars(length(min = 1))]
+    pub role: String,
+    /// `ClusterRole` (default) or `Role` (one of the namespace's own).
+    #[serde(default)]
+    pub role_kind: RoleKind,
+    /// The team in the namespace's organization (Quay's team name rules:
+    /// 2 to 255 lower-case letters, digits and single `.`, `_` or `-`;
+    /// not `owners`). Several roles may feed one team.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]+([._-][a-z0-9]+)*$"),
+        length(min = 2, max = 255)
+    )]
+    pub team: String,
+    /// The team's role in the organization: `member` (default), `creator`
+    /// (may also create repositories) or `admin` (administers the
+    /// organization and every repository in it).
+    #[serde(default)]
+    pub team_role: TeamRole,
+    /// What the team may do on every repository of the organization
+    /// (granted on existing ones and, through a team default permission,
+    /// on new ones): `read`, `write` or `admin`. Not needed for an `admin`
+    /// team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_role: Option<RobotRole>,
+}
+
+/// Kind of role a RoleBinding refers to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum RoleKind {
+    /// A cluster-wide role (`admin`, `edit`, `view`, or a custom one).
+    #[default]
+    ClusterRole,
+    /// A Role of the namespace itself.
+    Role,
+}
+
+/// A team's role in its Quay organization.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TeamRole {
+    /// Sees what the team is granted.
+    #[default]
+    Member,
+    /// Members may also create repositories.
+    Creator,
+    /// Members administer the organization.
+    Admin,
+}
+
 /// Settings both API groups share (the operator's additions and the common
 /// upstream fields).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
@@ -176,6 +248,10 @@ pub struct CommonSettings {
     /// and left untouched.
     #[serde(default)]
     pub adopt_existing_organizations: bool,
+    /// Mirror who may do what in each bridged namespace (its RoleBindings,
+    /// with OpenShift Groups expanded) into teams of its Quay organization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_sync: Option<TeamSync>,
 }
 
 /// Bridges the cluster's namespaces, ImageStreams and Builds to a Quay.
@@ -297,6 +373,33 @@ pub struct QuayIntegrationStatus {
     /// The most recent failure, for a quick look.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Team sync across the selected namespaces (when enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_sync: Option<TeamSyncStatus>,
+}
+
+/// What team sync achieved, summed over the selected namespaces.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamSyncStatus {
+    /// Team memberships in place (one per user and team).
+    #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
+    pub members: u32,
+    /// Users bound in a namespace whom Quay does not know (each reported
+    /// once by an Event on its namespace; added when they appear in Quay).
+    #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
+    pub unknown_users: u32,
+    /// Users Quay invited by mail instead of adding (Quay configured with
+    /// team invitations); they join when they accept.
+    #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
+    pub pending_invitations: u32,
+    /// Teams left alone because someone else made a team of that name.
+    #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
+    pub conflicts: u32,
 }
 
 /// The CRDs as YAML documents.

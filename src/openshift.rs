@@ -115,3 +115,38 @@ mod tests {
         );
     }
 }
+
+/// `user.openshift.io/v1` Group: a cluster-scoped set of user names.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Group {
+    /// Standard object metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// The users in the group.
+    #[serde(default)]
+    pub users: Option<Vec<String>>,
+}
+
+impl kube::Resource for Group {
+    type DynamicType = ();
+    type Scope = k8s_openapi::ClusterResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("Group")
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("user.openshift.io")
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("groups")
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}

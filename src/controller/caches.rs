@@ -6,10 +6,11 @@ use super::context::{Context, Stores};
 use super::{Tasks, index, lenient};
 use crate::config::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
-use crate::openshift::ImageStream;
+use crate::openshift::{Group, ImageStream};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -27,6 +28,8 @@ pub(super) struct Served {
     pub streams: bool,
     /// Builds.
     pub builds: bool,
+    /// OpenShift Groups.
+    pub groups: bool,
 }
 
 impl Served {
@@ -36,6 +39,7 @@ impl Served {
             legacy: served(Api::<LegacyQuayIntegration>::all(client.clone())).await?,
             streams: served(Api::<ImageStream>::all(client.clone())).await?,
             builds: served(Api::<crate::openshift::Build>::all(client.clone())).await?,
+            groups: served(Api::<Group>::all(client.clone())).await?,
         })
     }
 }
@@ -103,6 +107,34 @@ impl Caches {
             index
         });
 
+        // RoleBindings (their role and subjects) and OpenShift Groups (their
+        // users), for team sync: a change reconciles the namespaces concerned.
+        let (rb_store, rb_writer) = reflector::store::<RoleBinding>();
+        let rb_stream = reflector(
+            rb_writer,
+            watcher(Api::all(client.clone()), watcher::Config::default())
+                .default_backoff()
+                .modify(strip_role_binding),
+        )
+        .touched_objects();
+        tasks.push(tokio::spawn(namespace_feed(rb_stream, namespaces.clone())));
+        let groups = served.groups.then(|| {
+            let (store, writer) = reflector::store::<Group>();
+            let stream = reflector(
+                writer,
+                watcher(Api::all(client.clone()), watcher::Config::default())
+                    .default_backoff()
+                    .modify(strip_group),
+            )
+            .touched_objects();
+            tasks.push(tokio::spawn(group_feed(
+                stream,
+                rb_store.clone(),
+                namespaces.clone(),
+            )));
+            store
+        });
+
         // QuayIntegrations: one watch per API group feeds its cache, the
         // parsed list every decision reads, and (in the leader) its
         // controller.
@@ -139,6 +171,8 @@ impl Caches {
                 service_accounts: sa_store,
                 secrets: secret_store,
                 image_streams,
+                role_bindings: rb_store,
+                groups,
             },
             current,
             legacy,
@@ -183,6 +217,10 @@ pub(super) async fn all_synced(ctx: &Context) {
     }
     synced(&ctx.service_accounts).await;
     synced(&ctx.secrets).await;
+    synced(&ctx.role_bindings).await;
+    if let Some(g) = &ctx.groups {
+        synced(g).await;
+    }
     if let Some(index) = &ctx.image_streams {
         index.ready().await;
     }
@@ -219,6 +257,57 @@ where
             Err(e) => tracing::debug!(error = %e, "watch error (retried with backoff)"),
         }
     }
+}
+
+/// Runs the Group reflector, sending the namespaces whose RoleBindings
+/// name a touched group.
+async fn group_feed<S>(
+    stream: S,
+    bindings: Store<RoleBinding>,
+    tx: broadcast::Sender<ObjectRef<Namespace>>,
+) where
+    S: Stream<Item = Result<Group, watcher::Error>> + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(group) => {
+                let name = group.name_any();
+                let namespaces: std::collections::BTreeSet<String> = bindings
+                    .state()
+                    .iter()
+                    .filter(|b| {
+                        b.subjects
+                            .iter()
+                            .flatten()
+                            .any(|s| s.kind == "Group" && s.name == name)
+                    })
+                    .filter_map(|b| b.namespace())
+                    .collect();
+                for ns in namespaces {
+                    let _ = tx.send(ObjectRef::new(&ns));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "watch error (retried with backoff)"),
+        }
+    }
+}
+
+/// Cached RoleBindings keep what team sync reads: name, namespace, the
+/// role and the subjects.
+fn strip_role_binding(rb: &mut RoleBinding) {
+    strip(rb);
+    rb.metadata.annotations = None;
+    rb.metadata.labels = None;
+    rb.metadata.owner_references = None;
+}
+
+/// Cached Groups keep their name and users.
+fn strip_group(g: &mut Group) {
+    strip(g);
+    g.metadata.annotations = None;
+    g.metadata.labels = None;
+    g.metadata.owner_references = None;
 }
 
 /// Keeps a name index from a watch, sending the namespaces it changes.

@@ -176,6 +176,9 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
                 cfg.quay_url.as_str(),
                 generation,
                 &previous,
+                cfg.team_sync
+                    .is_some()
+                    .then(|| ctx.team_sync_status(&cfg.id)),
             )
         }
     };

@@ -6,3 +6,4 @@ pub mod names;
 pub mod namespace;
 pub mod selection;
 pub mod status;
+pub mod teams;

@@ -2,7 +2,7 @@
 //! the namespaces' outcomes, and the Events a change of them deserves.
 
 use crate::config::IntegrationId;
-use crate::crd::QuayIntegrationStatus;
+use crate::crd::{QuayIntegrationStatus, TeamSyncStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// The last outcome of a namespace.
@@ -88,6 +88,7 @@ pub fn invalid(
         managed_namespaces: 0,
         failing_namespaces: 0,
         last_error: Some(reason.to_owned()),
+        team_sync: None,
     }
 }
 
@@ -99,6 +100,7 @@ pub fn status(
     quay_url: &str,
     generation: Option<i64>,
     previous: &[Condition],
+    team_sync: Option<TeamSyncStatus>,
 ) -> QuayIntegrationStatus {
     let managed = outcomes
         .iter()
@@ -186,6 +188,7 @@ pub fn status(
         managed_namespaces: u32::try_from(managed).unwrap_or(u32::MAX),
         failing_namespaces: u32::try_from(failing.len()).unwrap_or(u32::MAX),
         last_error,
+        team_sync,
     }
 }
 
@@ -261,7 +264,14 @@ mod tests {
             ("c".to_owned(), outcome(NsState::Failing("boom".into()))),
             ("d".to_owned(), outcome(NsState::Conflict("two".into()))),
         ];
-        let s = status(&check(true, true), &outcomes, "https://q", Some(3), &[]);
+        let s = status(
+            &check(true, true),
+            &outcomes,
+            "https://q",
+            Some(3),
+            &[],
+            None,
+        );
         assert_eq!((s.managed_namespaces, s.failing_namespaces), (2, 1));
         assert_eq!(s.last_error.as_deref(), Some("c: boom"));
         let ready = &s.conditions[0];
@@ -277,15 +287,16 @@ mod tests {
             "https://q",
             Some(3),
             &[],
+            None,
         );
         assert_eq!(
             ok.conditions[0].message,
             "2 namespaces bridged to https://q"
         );
-        let rejected = status(&check(false, true), &[], "https://q", None, &[]);
+        let rejected = status(&check(false, true), &[], "https://q", None, &[], None);
         assert_eq!(rejected.conditions[0].message, "creds");
         assert_eq!(rejected.conditions[1].reason, "TokenRejected");
-        let down = status(&check(true, false), &[], "https://q", None, &[]);
+        let down = status(&check(true, false), &[], "https://q", None, &[], None);
         assert_eq!(down.conditions[0].message, "reach");
     }
 

@@ -93,5 +93,24 @@ pub const REPO_PERM_DELETE: Endpoint = Endpoint::new(
     "DELETE",
     "/api/v1/repository/{org}/{repo}/permissions/user/{user}",
 );
+/// `GET /api/v1/organization/{org}/members`.
+pub const ORG_MEMBERS: Endpoint = Endpoint::new("GET", "/api/v1/organization/{org}/members");
+/// `PUT /api/v1/organization/{org}/team/{team}`: creates or updates.
+pub const TEAM_PUT: Endpoint = Endpoint::new("PUT", "/api/v1/organization/{org}/team/{team}");
+/// `PUT /api/v1/organization/{org}/team/{team}/members/{member}`.
+pub const TEAM_MEMBER_PUT: Endpoint = Endpoint::new(
+    "PUT",
+    "/api/v1/organization/{org}/team/{team}/members/{member}",
+);
+/// `DELETE /api/v1/organization/{org}/team/{team}/members/{member}`.
+pub const TEAM_MEMBER_DELETE: Endpoint = Endpoint::new(
+    "DELETE",
+    "/api/v1/organization/{org}/team/{team}/members/{member}",
+);
+/// `PUT /api/v1/repository/{org}/{repo}/permissions/team/{team}`.
+pub const REPO_TEAM_PERM_PUT: Endpoint = Endpoint::new(
+    "PUT",
+    "/api/v1/repository/{org}/{repo}/permissions/team/{team}",
+);
 /// `GET /api/v1/repository/{org}/{repo}/tag/`.
 pub const TAG_LIST: Endpoint = Endpoint::new("GET", "/api/v1/repository/{org}/{repo}/tag/");

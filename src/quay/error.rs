@@ -174,6 +174,12 @@ impl QuayError {
         matches!(self, QuayError::NotFound { .. })
     }
 
+    /// Whether Quay does not know the user a team member add named
+    /// (`400 Unknown user`).
+    pub fn is_unknown_user(&self) -> bool {
+        matches!(self, QuayError::InvalidRequest { status: 400, message, .. } if message == "Unknown user")
+    }
+
     /// Whether the object exists already.
     pub fn is_already_exists(&self) -> bool {
         matches!(self, QuayError::AlreadyExists { .. })
@@ -298,11 +304,17 @@ fn is_not_found_message(message: &str) -> bool {
     message.starts_with("Could not find robot")
         || message.starts_with("Organization does not exist")
         || message.starts_with("User does not have permission for repo")
+        // Team calls (quay-api-teams.md): removing a member who is not in
+        // the team, a team that is gone.
+        || message.contains("does not belong to team")
+        || message.contains("is not a team in org")
 }
 
 /// Quay's 400 answers that mean "duplicate".
 fn is_already_exists_message(message: &str) -> bool {
-    message.contains("already exists") || message.starts_with("Existing robot with name")
+    message.contains("already exists")
+        || message.starts_with("Existing robot with name")
+        || message.contains("is already a member of team")
 }
 
 const MAX_MESSAGE: usize = 300;

@@ -12,4 +12,4 @@ pub use client::{QuayClient, QuayClientConfig, parse_base_url, registry_host};
 pub use error::{Category, QuayError};
 pub use metrics::QuayMetrics;
 pub use retry::RetryPolicy;
-pub use types::{Role, Visibility};
+pub use types::{Role, TeamRole, Visibility};

@@ -21,6 +21,10 @@ pub enum NameKind {
     Robot,
     /// A repository name.
     Repository,
+    /// A team name.
+    Team,
+    /// A user name.
+    User,
 }
 
 impl fmt::Display for NameKind {
@@ -29,6 +33,8 @@ impl fmt::Display for NameKind {
             NameKind::Organization => "organization",
             NameKind::Robot => "robot",
             NameKind::Repository => "repository",
+            NameKind::Team => "team",
+            NameKind::User => "user",
         })
     }
 }
@@ -110,9 +116,11 @@ pub struct InvalidName {
 /// Validates a name of the given kind, with Quay's reason on failure.
 pub fn validate(kind: NameKind, name: &str) -> Result<(), InvalidName> {
     let reason = match kind {
-        NameKind::Organization | NameKind::Robot => check_namespace_name(name)
-            .err()
-            .map(NamespaceNameProblem::quay_message),
+        NameKind::Organization | NameKind::Robot | NameKind::Team | NameKind::User => {
+            check_namespace_name(name)
+                .err()
+                .map(NamespaceNameProblem::quay_message)
+        }
         NameKind::Repository => (!is_valid_repository_name(name))
             .then(|| format!("Repository name must match expression {REPOSITORY_PATTERN}")),
     };

@@ -109,6 +109,76 @@ pub struct Organization {
     /// Whether the caller is a member.
     #[serde(default)]
     pub is_member: bool,
+    /// Its teams by name (shown to members).
+    #[serde(default)]
+    pub teams: BTreeMap<String, Team>,
+}
+
+/// A team's role in its organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TeamRole {
+    /// Sees what the team is granted.
+    Member,
+    /// May also create repositories.
+    Creator,
+    /// Administers the organization.
+    Admin,
+}
+
+/// A team as the organization GET and the team PUT show it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Team {
+    /// Name.
+    pub name: String,
+    /// Free text; the operator keeps its marker here.
+    #[serde(default)]
+    pub description: String,
+    /// Its role in the organization.
+    pub role: TeamRole,
+}
+
+/// `PUT …/team/{team}` body.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TeamBody<'a> {
+    /// Role in the organization (required even for an update).
+    pub role: TeamRole,
+    /// Description.
+    pub description: &'a str,
+}
+
+/// A member of an organization (`GET …/members`: users only).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct OrgMember {
+    /// User name.
+    pub name: String,
+    /// The teams the user is in.
+    #[serde(default)]
+    pub teams: Vec<TeamRef>,
+}
+
+/// A team named in a member's entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct TeamRef {
+    /// Team name.
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct OrgMemberList {
+    #[serde(default)]
+    pub members: Vec<OrgMember>,
+}
+
+/// The answer to adding a team member: added, or invited by mail when Quay
+/// requires team invitations.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct TeamMemberAdded {
+    /// The member's name.
+    pub name: String,
+    /// Whether Quay sent an invitation instead of adding.
+    #[serde(default)]
+    pub invited: bool,
 }
 
 /// `POST /api/v1/organization/` body.

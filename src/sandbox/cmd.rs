@@ -131,7 +131,7 @@ async fn install(
     .or_else(exists_ok)?;
     let qi: QuayIntegration = serde_json::from_value(serde_json::json!({
         "apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": name},
-        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay_url, "insecureRegistry": true}
+        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay_url, "insecureRegistry": true, "teamSync": {"enabled": true}}
     }))
     .map_err(setup)?;
     Api::<QuayIntegration>::all(admin)
@@ -253,6 +253,9 @@ async fn start_quay(listen: String, token: Option<String>) -> Result<EmbeddedQua
     println!("Embedded Quay listening on {}", q.url());
     println!("  admin user:  {}", q.admin_user());
     println!("  admin token: {}", q.admin_token().expose());
+    let (user, password) = super::demo::DEVELOPER;
+    q.add_user(user, password, false);
+    println!("  user {user}, password {password} (for team sync: bind {user} in a namespace)");
     Ok(q)
 }
 

@@ -114,6 +114,7 @@ pub async fn run(
     })
     .await
     .map_err(|e| fail("quay", e))?;
+    quay.add_user(DEVELOPER.0, DEVELOPER.1, false);
     let kube = EmbeddedKube::start(EmbeddedKubeConfig {
         listen: Some("127.0.0.1:0".into()),
         ..EmbeddedKubeConfig::default()
@@ -176,6 +177,7 @@ async fn story(
     let digest = push(s, quay, &admin, &name).await?;
     import(s, &streams, host, &digest).await?;
     pull(s, quay, &admin, host, &digest).await?;
+    team_access(s, quay, &admin, &digest).await?;
     println!(
         "\n  Quay requests made by the whole story: {}",
         quay.requests()
@@ -453,23 +455,72 @@ async fn pull(
     let (user, pass) = auth
         .split_once(':')
         .ok_or_else(|| fail("pull Secret", "malformed auth"))?;
+    let pulled = pull_as(quay, user, pass, digest, "pull the image").await?;
+    s.ok(&format!("pulled {pulled} as {user}"));
+    Ok(())
+}
+
+/// The developer the team sync step binds (a Quay user of the same name
+/// exists: one identity provider for both).
+pub const DEVELOPER: (&str, &str) = ("alice", "alice-password");
+
+async fn team_access(
+    s: &mut Steps,
+    quay: &EmbeddedQuay,
+    admin: &kube::Client,
+    digest: &str,
+) -> Result<(), DemoError> {
+    let (user, password) = DEVELOPER;
+    s.step(&format!(
+        "Team sync: {user} gets `edit` in demo, and with it the project's repository in Quay"
+    ));
+    let rb: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("{user}-edit")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
+    }))
+    .map_err(|e| fail("RoleBinding", e))?;
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(admin.clone(), "demo")
+        .create(&PostParams::default(), &rb)
+        .await
+        .map_err(|e| fail("create the RoleBinding", e))?;
+    until("team editors", || async {
+        quay.snapshot()
+            .organizations
+            .get("openshift_demo")
+            .and_then(|o| o.teams.get("editors"))
+            .filter(|t| t.members.iter().any(|m| m == user))
+            .map(|_| ())
+    })
+    .await?;
+    let pulled = pull_as(quay, user, password, digest, "pull as the developer").await?;
+    s.ok(&format!(
+        "RoleBinding {user}-edit: {user} joined team editors of openshift_demo (write on its repositories) and pulled {pulled} with {user}'s own Quay password"
+    ));
+    Ok(())
+}
+
+/// Pulls the story's image as `user` and checks it is the pushed one.
+async fn pull_as(
+    quay: &EmbeddedQuay,
+    user: &str,
+    password: &str,
+    digest: &str,
+    step: &str,
+) -> Result<String, DemoError> {
     let pulled = RegistryClient::new(reqwest::Client::new(), quay.url())
         .manifest_digest(
             "openshift_demo/httpd-example",
             "latest",
             Some(&Credentials {
                 username: user.into(),
-                password: pass.into(),
+                password: password.into(),
             }),
         )
         .await
-        .map_err(|e| fail("pull the image", e))?;
+        .map_err(|e| fail(step, e))?;
     if pulled != digest {
-        return Err(fail(
-            "pull the image",
-            format!("pulled {pulled}, expected {digest}"),
-        ));
+        return Err(fail(step, format!("pulled {pulled}, expected {digest}")));
     }
-    s.ok(&format!("pulled {pulled} as {user}"));
-    Ok(())
+    Ok(pulled)
 }

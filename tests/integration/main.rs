@@ -24,3 +24,4 @@ mod rbac;
 mod readme;
 mod safety;
 mod secret_hygiene;
+mod teams;

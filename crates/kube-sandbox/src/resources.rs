@@ -317,6 +317,16 @@ pub fn builtin() -> Vec<ResourceDef> {
             true,
         ),
         def(
+            "user.openshift.io",
+            "v1",
+            "groups",
+            "Group",
+            false,
+            &[],
+            false,
+            false,
+        ),
+        def(
             "build.openshift.io",
             "v1",
             "buildconfigs",

@@ -34,6 +34,8 @@ pub(crate) struct CachedView {
     pub view: QuayView,
     pub fetched: Instant,
     pub generation: Option<i64>,
+    /// Team sync's counts for the status.
+    pub team_report: Option<crate::crd::TeamSyncStatus>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -58,6 +60,10 @@ pub struct Context {
     pub secrets: Store<Secret>,
     /// ImageStream metadata, when the kind is served.
     pub image_streams: Option<Arc<super::index::NameIndex>>,
+    /// RoleBindings (role and subjects only).
+    pub role_bindings: Store<k8s_openapi::api::rbac::v1::RoleBinding>,
+    /// OpenShift Groups, when the kind is served.
+    pub groups: Option<Store<crate::openshift::Group>>,
     /// Metrics.
     pub metrics: Metrics,
     pub(crate) credentials: Mutex<HashMap<(String, String), Store<Secret>>>,
@@ -99,6 +105,10 @@ pub struct Stores {
     pub secrets: Store<Secret>,
     /// ImageStream metadata.
     pub image_streams: Option<Arc<super::index::NameIndex>>,
+    /// RoleBindings.
+    pub role_bindings: Store<k8s_openapi::api::rbac::v1::RoleBinding>,
+    /// Groups.
+    pub groups: Option<Store<crate::openshift::Group>>,
 }
 
 impl Context {
@@ -122,6 +132,8 @@ impl Context {
             service_accounts,
             secrets,
             image_streams,
+            role_bindings,
+            groups,
         } = stores;
         let ctx = Self {
             client,
@@ -132,6 +144,8 @@ impl Context {
             service_accounts,
             secrets,
             image_streams,
+            role_bindings,
+            groups,
             metrics,
             credentials: Mutex::default(),
             clients: Mutex::default(),
@@ -219,6 +233,24 @@ impl Context {
         futures::stream::unfold(self.trigger.subscribe(), |mut rx| async move {
             rx.changed().await.ok().map(|()| ((), rx))
         })
+    }
+
+    /// Team sync's counts over the namespaces an integration manages.
+    pub fn team_sync_status(
+        &self,
+        id: &crate::config::IntegrationId,
+    ) -> crate::crd::TeamSyncStatus {
+        let managed: HashSet<String> = self.outcomes_of(id).into_iter().map(|(n, _)| n).collect();
+        let mut sum = crate::crd::TeamSyncStatus::default();
+        for (ns, v) in lock(&self.views).iter() {
+            if let (true, Some(r)) = (managed.contains(ns), &v.team_report) {
+                sum.members += r.members;
+                sum.unknown_users += r.unknown_users;
+                sum.pending_invitations += r.pending_invitations;
+                sum.conflicts += r.conflicts;
+            }
+        }
+        sum
     }
 
     /// Re-reconciles every namespace (integration or credentials changed,

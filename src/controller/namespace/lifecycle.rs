@@ -165,7 +165,7 @@ pub(super) async fn cleanup(
         let marked = QuayView::from_answers(robots, Vec::new(), Vec::new());
         let view = match ownership(&marked, &cfg.cluster_id, &ctx.cluster_uid) {
             Ownership::Ours => marked,
-            _ => observe(&client, &org).await?,
+            _ => observe(&client, &org, false).await?,
         };
         match ownership(&view, &cfg.cluster_id, &ctx.cluster_uid) {
             Ownership::Absent => Ok(()),

@@ -4,6 +4,7 @@
 
 mod apply;
 mod lifecycle;
+mod teams;
 
 use apply::{Tokens, apply_kube, apply_quay};
 use lifecycle::{bridged, cleanup, ensure_namespace_metadata, release};
@@ -175,17 +176,28 @@ async fn manage(
     result
 }
 
-async fn observe(client: &QuayClient, org: &str) -> Result<QuayView, Error> {
+async fn observe(client: &QuayClient, org: &str, team_sync: bool) -> Result<QuayView, Error> {
     let prototypes = match client.list_prototypes(org).await {
         Ok(p) => p,
         Err(e) if e.is_not_found() => return Ok(QuayView::default()),
         Err(e) => return Err(e.into()),
     };
-    let (robots, repos) = tokio::join!(
+    let (robots, repos, teams) = tokio::join!(
         client.list_robots_with(org, true, true),
-        client.list_repositories(org)
+        client.list_repositories(org),
+        async {
+            if team_sync {
+                teams::observe(client, org).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        }
     );
-    Ok(QuayView::from_answers(robots?, prototypes, repos?))
+    let mut view = QuayView::from_answers(robots?, prototypes, repos?);
+    if let Some(teams) = teams? {
+        view.teams.teams = teams;
+    }
+    Ok(view)
 }
 
 fn image_streams(ctx: &Context, ns: &str) -> BTreeSet<String> {
@@ -207,7 +219,11 @@ async fn converge(
     let from_cache = cached.is_some();
     let (mut view, fetched) = match cached {
         Some(v) => v,
-        None => (observe(client, org).await?, Instant::now()),
+        None => {
+            let mut view = observe(client, org, cfg.team_sync.is_some()).await?;
+            teams::carry_over(ctx, &name, &mut view);
+            (view, Instant::now())
+        }
     };
     if let Some(msg) = not_ours(&view, cfg, org, &ctx.cluster_uid) {
         conflict(ctx, &name, cfg, msg.0.clone());
@@ -232,9 +248,23 @@ async fn converge(
                 view: view.clone(),
                 fetched,
                 generation: cfg.generation,
+                team_report: None,
             },
         );
     applied?;
+    if let Some(ts) = &cfg.team_sync {
+        let granted: BTreeSet<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                QuayAction::GrantRepository { repo, .. } => Some(repo.clone()),
+                _ => None,
+            })
+            .collect();
+        let synced = teams::sync(ns, ts, &marker, org, client, ctx, &mut view, &granted).await;
+        remember(ctx, &name, org, cfg, &view);
+        let report = synced?;
+        teams::set_report(ctx, &name, report);
+    }
 
     let secrets = observed_secrets(ctx, cfg, &name);
     let accounts = observed_service_accounts(ctx, cfg, &name);

@@ -47,6 +47,8 @@ pub struct QuayView {
     pub prototypes: Vec<(String, Role, String)>,
     /// Its repositories.
     pub repositories: Vec<ObservedRepository>,
+    /// Its teams and team default permissions (team sync).
+    pub teams: crate::plan::teams::TeamView,
 }
 
 impl QuayView {
@@ -56,7 +58,17 @@ impl QuayView {
         prototypes: Vec<Prototype>,
         repositories: Vec<Repository>,
     ) -> Self {
+        let (team_prototypes, prototypes): (Vec<Prototype>, Vec<Prototype>) = prototypes
+            .into_iter()
+            .partition(|p| p.delegate.kind == "team");
         Self {
+            teams: crate::plan::teams::TeamView {
+                prototypes: team_prototypes
+                    .into_iter()
+                    .map(|p| (p.id, p.role, p.delegate.name))
+                    .collect(),
+                ..Default::default()
+            },
             exists: true,
             robots: robots
                 .into_iter()
@@ -300,6 +312,7 @@ mod tests {
                     managed: true,
                 })
                 .collect(),
+            teams: Default::default(),
         }
     }
 

@@ -172,19 +172,44 @@ impl QuayClient {
         robot: &str,
         role: Role,
     ) -> Result<Prototype, QuayError> {
-        names::validate(NameKind::Organization, org)?;
         names::validate(NameKind::Robot, robot)?;
-        let url = self.url(&["organization", org, "prototypes"], false)?;
-        let delegate_name = format!("{org}+{robot}");
-        let body = NewPrototype {
-            role,
-            delegate: Delegate {
-                name: delegate_name.clone(),
-                kind: "user".into(),
-                is_robot: true,
-            },
+        let delegate = Delegate {
+            name: format!("{org}+{robot}"),
+            kind: "user".into(),
+            is_robot: true,
         };
-        let bytes = encode(ep::PROTOTYPE_CREATE, &body)?;
+        self.create_prototype(org, delegate, role).await
+    }
+
+    /// `POST /api/v1/organization/{org}/prototypes` for a team: `role` on
+    /// every repository created later.
+    pub async fn create_team_prototype(
+        &self,
+        org: &str,
+        team: &str,
+        role: Role,
+    ) -> Result<Prototype, QuayError> {
+        names::validate(NameKind::Team, team)?;
+        let delegate = Delegate {
+            name: team.to_owned(),
+            kind: "team".into(),
+            is_robot: false,
+        };
+        self.create_prototype(org, delegate, role).await
+    }
+
+    /// Creates a default permission, verified against the list when the
+    /// answer is lost (a POST is not idempotent).
+    async fn create_prototype(
+        &self,
+        org: &str,
+        delegate: Delegate,
+        role: Role,
+    ) -> Result<Prototype, QuayError> {
+        names::validate(NameKind::Organization, org)?;
+        let url = self.url(&["organization", org, "prototypes"], false)?;
+        let (name, kind) = (delegate.name.clone(), delegate.kind.clone());
+        let bytes = encode(ep::PROTOTYPE_CREATE, &NewPrototype { role, delegate })?;
         self.create_verified(
             || async {
                 let (status, b) = self
@@ -203,7 +228,7 @@ impl QuayClient {
                     .list_prototypes(org)
                     .await?
                     .into_iter()
-                    .find(|p| p.role == role && p.delegate.name == delegate_name))
+                    .find(|p| p.role == role && p.delegate.kind == kind && p.delegate.name == name))
             },
         )
         .await
@@ -420,5 +445,92 @@ impl QuayClient {
             None => names::validate(NameKind::Organization, user)?,
         }
         self.repo_url(org, repo, &["permissions", "user", user])
+    }
+
+    // === teams ===
+
+    /// `GET /api/v1/organization/{org}/members`: its users and their teams.
+    pub async fn list_organization_members(&self, org: &str) -> Result<Vec<OrgMember>, QuayError> {
+        names::validate(NameKind::Organization, org)?;
+        let url = self.url(&["organization", org, "members"], false)?;
+        let list: OrgMemberList = self.get_json(ep::ORG_MEMBERS, url, &[]).await?;
+        Ok(list.members)
+    }
+
+    /// `PUT /api/v1/organization/{org}/team/{team}`: creates the team or
+    /// sets its role and description.
+    pub async fn put_team(
+        &self,
+        org: &str,
+        team: &str,
+        role: TeamRole,
+        description: &str,
+    ) -> Result<Team, QuayError> {
+        names::validate(NameKind::Organization, org)?;
+        names::validate(NameKind::Team, team)?;
+        let url = self.url(&["organization", org, "team", team], false)?;
+        self.send_json(
+            ep::TEAM_PUT,
+            Idempotency::Idempotent,
+            url,
+            &TeamBody { role, description },
+        )
+        .await
+    }
+
+    /// `PUT …/team/{team}/members/{user}`. An unknown user is a 400
+    /// ([`QuayError::is_unknown_user`]); a member already in the team is
+    /// [`QuayError::AlreadyExists`].
+    pub async fn add_team_member(
+        &self,
+        org: &str,
+        team: &str,
+        user: &str,
+    ) -> Result<TeamMemberAdded, QuayError> {
+        names::validate(NameKind::Organization, org)?;
+        names::validate(NameKind::Team, team)?;
+        names::validate(NameKind::User, user)?;
+        let url = self.url(&["organization", org, "team", team, "members", user], false)?;
+        let (status, body) = self
+            .execute(ep::TEAM_MEMBER_PUT, Idempotency::Idempotent, url, &[], None)
+            .await?;
+        decode(ep::TEAM_MEMBER_PUT, status, &body)
+    }
+
+    /// `DELETE …/team/{team}/members/{user}`. A user not in the team is
+    /// [`QuayError::NotFound`].
+    pub async fn remove_team_member(
+        &self,
+        org: &str,
+        team: &str,
+        user: &str,
+    ) -> Result<(), QuayError> {
+        names::validate(NameKind::Organization, org)?;
+        names::validate(NameKind::Team, team)?;
+        names::validate(NameKind::User, user)?;
+        let url = self.url(&["organization", org, "team", team, "members", user], false)?;
+        self.send_no_content(ep::TEAM_MEMBER_DELETE, Idempotency::Idempotent, url, None)
+            .await
+    }
+
+    /// `PUT /api/v1/repository/{org}/{repo}/permissions/team/{team}`.
+    pub async fn set_team_repository_permission(
+        &self,
+        org: &str,
+        repo: &str,
+        team: &str,
+        role: Role,
+    ) -> Result<(), QuayError> {
+        names::validate(NameKind::Team, team)?;
+        let url = self.repo_url(org, repo, &["permissions", "team", team])?;
+        let _: serde_json::Value = self
+            .send_json(
+                ep::REPO_TEAM_PERM_PUT,
+                Idempotency::Idempotent,
+                url,
+                &RoleBody { role },
+            )
+            .await?;
+        Ok(())
     }
 }

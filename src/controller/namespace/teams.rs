@@ -1,0 +1,272 @@
+//! Team sync for one namespace: read the organization's teams (two GETs,
+//! only when Quay is read anyway), plan from the RoleBinding and Group
+//! caches, apply, report.
+
+use super::super::context::Context;
+use super::super::error::Error;
+use crate::config::TeamSyncConfig;
+use crate::crd::TeamSyncStatus;
+use crate::plan::names::Marker;
+use crate::plan::namespace::QuayView;
+use crate::plan::teams::{
+    Desired, ObservedBinding, ObservedTeam, Subject, TeamAction, desired_members, member_count,
+    plan_teams,
+};
+use crate::quay::{QuayClient, QuayError};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The organization's teams with their users: the organization GET (teams,
+/// roles, descriptions) and its member list (each user's teams).
+pub(super) async fn observe(
+    client: &QuayClient,
+    org: &str,
+) -> Result<BTreeMap<String, ObservedTeam>, QuayError> {
+    let (organization, members) = tokio::join!(
+        client.get_organization(org),
+        client.list_organization_members(org)
+    );
+    let mut teams: BTreeMap<String, ObservedTeam> = organization?
+        .map(|o| o.teams)
+        .unwrap_or_default()
+        .into_values()
+        .map(|t| {
+            (
+                t.name,
+                ObservedTeam {
+                    description: t.description,
+                    role: t.role,
+                    members: BTreeSet::new(),
+                },
+            )
+        })
+        .collect();
+    for m in members? {
+        for t in m.teams {
+            if let Some(team) = teams.get_mut(&t.name) {
+                team.members.insert(m.name.clone());
+            }
+        }
+    }
+    Ok(teams)
+}
+
+/// What Quay does not show and earlier reconciles learnt: invitations
+/// still pending and the unknown users already reported. Unknown users
+/// themselves are asked about again now that Quay is read again.
+pub(super) fn carry_over(ctx: &Context, ns: &str, view: &mut QuayView) {
+    let views = ctx
+        .views
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(old) = views.get(ns) {
+        view.teams.invited = old
+            .view
+            .teams
+            .invited
+            .iter()
+            .filter(|(team, user)| {
+                !view
+                    .teams
+                    .teams
+                    .get(team)
+                    .is_some_and(|t| t.members.contains(user))
+            })
+            .cloned()
+            .collect();
+        view.teams.reported = old.view.teams.reported.clone();
+    }
+}
+
+/// The namespace's RoleBindings and the Groups they name, from the caches.
+fn desired(ctx: &Context, cfg: &TeamSyncConfig, ns: &str) -> Desired {
+    let bindings: Vec<ObservedBinding> = ctx
+        .role_bindings
+        .state()
+        .iter()
+        .filter(|b| b.namespace().as_deref() == Some(ns))
+        .map(|b| ObservedBinding {
+            role_kind: b.role_ref.kind.clone(),
+            role: b.role_ref.name.clone(),
+            subjects: b
+                .subjects
+                .iter()
+                .flatten()
+                .map(|s| Subject {
+                    kind: s.kind.clone(),
+                    name: s.name.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    let named: BTreeSet<&str> = bindings
+        .iter()
+        .flat_map(|b| b.subjects.iter())
+        .filter(|s| s.kind == "Group")
+        .map(|s| s.name.as_str())
+        .collect();
+    let groups: BTreeMap<String, Vec<String>> = ctx
+        .groups
+        .as_ref()
+        .map(|store| {
+            named
+                .iter()
+                .filter_map(|n| store.get(&kube::runtime::reflector::ObjectRef::new(n)))
+                .map(|g| (g.name_any(), g.users.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    desired_members(cfg, &bindings, &groups)
+}
+
+/// Plans and applies team sync, keeping `view` up to date with what was
+/// done; the counts for the status.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn sync(
+    ns: &Namespace,
+    cfg: &TeamSyncConfig,
+    marker: &Marker,
+    org: &str,
+    client: &QuayClient,
+    ctx: &Arc<Context>,
+    view: &mut QuayView,
+    granted_robots: &BTreeSet<String>,
+) -> Result<TeamSyncStatus, Error> {
+    let desired = desired(ctx, cfg, &ns.name_any());
+    let repositories: Vec<String> = view.repositories.iter().map(|r| r.name.clone()).collect();
+    let plan = plan_teams(
+        cfg,
+        &marker.description(),
+        &view.teams,
+        &desired,
+        &repositories,
+        granted_robots,
+    );
+    for action in &plan.actions {
+        apply(client, org, action, view).await?;
+    }
+    let t = &mut view.teams;
+    let unknown: BTreeSet<String> = t.unknown.union(&desired.unusable).cloned().collect();
+    let news: Vec<&String> = unknown.difference(&t.reported).collect();
+    if !news.is_empty() {
+        let list = news
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        ctx.event(
+            ns,
+            true,
+            "UnknownQuayUser",
+            format!("Quay has no user {list}; they join the organization's teams once they exist in Quay (team sync asks again at each resync)"),
+            false,
+        )
+        .await;
+        t.reported.extend(unknown.iter().cloned());
+    }
+    if !plan.conflicts.is_empty() {
+        ctx.event(
+            ns,
+            true,
+            "TeamConflict",
+            format!(
+                "Quay organization {org} has teams {} made by someone else; team sync leaves them alone",
+                plan.conflicts.join(", ")
+            ),
+            true,
+        )
+        .await;
+    }
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    Ok(TeamSyncStatus {
+        members: count(member_count(t, cfg)),
+        unknown_users: count(unknown.len()),
+        pending_invitations: count(t.invited.len()),
+        conflicts: count(plan.conflicts.len()),
+    })
+}
+
+async fn apply(
+    client: &QuayClient,
+    org: &str,
+    action: &TeamAction,
+    view: &mut QuayView,
+) -> Result<(), Error> {
+    let t = &mut view.teams;
+    match action {
+        TeamAction::PutTeam {
+            team,
+            role,
+            description,
+        } => {
+            client.put_team(org, team, *role, description).await?;
+            let entry = t.teams.entry(team.clone()).or_insert_with(|| ObservedTeam {
+                description: description.clone(),
+                role: *role,
+                members: BTreeSet::new(),
+            });
+            entry.role = *role;
+        }
+        TeamAction::CreatePrototype { team, role } => {
+            let p = client.create_team_prototype(org, team, *role).await?;
+            t.prototypes.push((p.id, p.role, team.clone()));
+        }
+        TeamAction::DeletePrototype { id } => {
+            match client.delete_prototype(org, id).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            t.prototypes.retain(|(i, _, _)| i != id);
+        }
+        TeamAction::GrantRepository { repo, team, role } => {
+            client
+                .set_team_repository_permission(org, repo, team, *role)
+                .await?;
+        }
+        TeamAction::AddMember { team, user } => {
+            match client.add_team_member(org, team, user).await {
+                Ok(added) if added.invited => t.invited.insert((team.clone(), user.clone())),
+                Ok(_) => member(t, team).insert(user.clone()),
+                Err(e) if e.is_already_exists() => member(t, team).insert(user.clone()),
+                Err(e) if e.is_unknown_user() => t.unknown.insert(user.clone()),
+                Err(e) => return Err(e.into()),
+            };
+        }
+        TeamAction::RemoveMember { team, user } => {
+            match client.remove_team_member(org, team, user).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            member(t, team).remove(user);
+        }
+    }
+    Ok(())
+}
+
+fn member<'t>(t: &'t mut crate::plan::teams::TeamView, team: &str) -> &'t mut BTreeSet<String> {
+    &mut t
+        .teams
+        .entry(team.to_owned())
+        .or_insert_with(|| ObservedTeam {
+            description: String::new(),
+            role: crate::quay::TeamRole::Member,
+            members: BTreeSet::new(),
+        })
+        .members
+}
+
+/// Keeps the namespace's team sync counts for the integration's status.
+pub(super) fn set_report(ctx: &Context, ns: &str, report: TeamSyncStatus) {
+    if let Some(c) = ctx
+        .views
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get_mut(ns)
+    {
+        c.team_report = Some(report);
+    }
+}

@@ -7,6 +7,7 @@ use super::{Tasks, index, lenient};
 use crate::config::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
 use crate::openshift::{Group, ImageStream};
+use crate::plan::teams::{ObservedBinding, Subject};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
@@ -103,21 +104,26 @@ impl Caches {
                 stream,
                 index.clone(),
                 namespaces.clone(),
+                |_: &PartialObjectMeta<ImageStream>| (),
             )));
             index
         });
 
-        // RoleBindings (their role and subjects) and OpenShift Groups (their
-        // users), for team sync: a change reconciles the namespaces concerned.
-        let (rb_store, rb_writer) = reflector::store::<RoleBinding>();
-        let rb_stream = reflector(
-            rb_writer,
-            watcher(Api::all(client.clone()), watcher::Config::default())
-                .default_backoff()
-                .modify(strip_role_binding),
+        // RoleBindings (kept as their role and subjects, by namespace) and
+        // OpenShift Groups (their users), for team sync: a change
+        // reconciles the namespaces concerned.
+        let role_bindings = Arc::new(index::Index::<ObservedBinding>::default());
+        let rb_stream = watcher(
+            Api::<RoleBinding>::all(client.clone()),
+            watcher::Config::default(),
         )
-        .touched_objects();
-        tasks.push(tokio::spawn(namespace_feed(rb_stream, namespaces.clone())));
+        .default_backoff();
+        tasks.push(tokio::spawn(index_feed(
+            rb_stream,
+            role_bindings.clone(),
+            namespaces.clone(),
+            observe_binding,
+        )));
         let groups = served.groups.then(|| {
             let (store, writer) = reflector::store::<Group>();
             let stream = reflector(
@@ -129,7 +135,7 @@ impl Caches {
             .touched_objects();
             tasks.push(tokio::spawn(group_feed(
                 stream,
-                rb_store.clone(),
+                role_bindings.clone(),
                 namespaces.clone(),
             )));
             store
@@ -171,7 +177,7 @@ impl Caches {
                 service_accounts: sa_store,
                 secrets: secret_store,
                 image_streams,
-                role_bindings: rb_store,
+                role_bindings,
                 groups,
             },
             current,
@@ -217,7 +223,7 @@ pub(super) async fn all_synced(ctx: &Context) {
     }
     synced(&ctx.service_accounts).await;
     synced(&ctx.secrets).await;
-    synced(&ctx.role_bindings).await;
+    ctx.role_bindings.ready().await;
     if let Some(g) = &ctx.groups {
         synced(g).await;
     }
@@ -263,7 +269,7 @@ where
 /// name a touched group.
 async fn group_feed<S>(
     stream: S,
-    bindings: Store<RoleBinding>,
+    bindings: Arc<index::Index<ObservedBinding>>,
     tx: broadcast::Sender<ObjectRef<Namespace>>,
 ) where
     S: Stream<Item = Result<Group, watcher::Error>> + Send,
@@ -273,17 +279,11 @@ async fn group_feed<S>(
         match event {
             Ok(group) => {
                 let name = group.name_any();
-                let namespaces: std::collections::BTreeSet<String> = bindings
-                    .state()
-                    .iter()
-                    .filter(|b| {
-                        b.subjects
-                            .iter()
-                            .flatten()
-                            .any(|s| s.kind == "Group" && s.name == name)
-                    })
-                    .filter_map(|b| b.namespace())
-                    .collect();
+                let namespaces = bindings.namespaces_where(|b| {
+                    b.subjects
+                        .iter()
+                        .any(|s| s.kind == "Group" && s.name == name)
+                });
                 for ns in namespaces {
                     let _ = tx.send(ObjectRef::new(&ns));
                 }
@@ -293,13 +293,21 @@ async fn group_feed<S>(
     }
 }
 
-/// Cached RoleBindings keep what team sync reads: name, namespace, the
-/// role and the subjects.
-fn strip_role_binding(rb: &mut RoleBinding) {
-    strip(rb);
-    rb.metadata.annotations = None;
-    rb.metadata.labels = None;
-    rb.metadata.owner_references = None;
+/// What team sync reads of a RoleBinding: its role and subjects.
+fn observe_binding(rb: &RoleBinding) -> ObservedBinding {
+    ObservedBinding {
+        role_kind: rb.role_ref.kind.clone(),
+        role: rb.role_ref.name.clone(),
+        subjects: rb
+            .subjects
+            .iter()
+            .flatten()
+            .map(|s| Subject {
+                kind: s.kind.clone(),
+                name: s.name.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// Cached Groups keep their name and users.
@@ -310,20 +318,22 @@ fn strip_group(g: &mut Group) {
     g.metadata.owner_references = None;
 }
 
-/// Keeps a name index from a watch, sending the namespaces it changes.
-async fn index_feed<K, S>(
+/// Keeps an index from a watch, sending the namespaces it changes.
+async fn index_feed<K, S, V>(
     stream: S,
-    index: Arc<index::NameIndex>,
+    index: Arc<index::Index<V>>,
     tx: broadcast::Sender<ObjectRef<Namespace>>,
+    project: fn(&K) -> V,
 ) where
     K: ResourceExt + Send,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+    V: Clone + PartialEq,
 {
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         match event {
             Ok(event) => {
-                for ns in index.apply(&event) {
+                for ns in index.apply_with(&event, project) {
                     let _ = tx.send(ObjectRef::new(&ns));
                 }
             }

@@ -1,34 +1,47 @@
-//! Object names by namespace, kept from a watch: all a namespace reconcile
-//! needs to know of its ImageStreams. Holding names instead of cached
-//! objects keeps memory at a few dozen bytes per ImageStream, and a
-//! namespace's names are found without scanning every object.
+//! Objects by namespace, kept from a watch as the little a reconcile needs
+//! of each (nothing for ImageStreams but their names; role and subjects
+//! for RoleBindings). Holding that instead of cached objects keeps memory
+//! at a few dozen bytes per object, and a namespace's entries are found
+//! without scanning every object.
 
 use kube::ResourceExt;
 use kube::runtime::watcher;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
-type Names = HashMap<String, BTreeSet<String>>;
+type Entries<V> = HashMap<String, BTreeMap<String, V>>;
 
-#[derive(Debug, Default)]
-struct State {
-    current: Names,
+#[derive(Debug)]
+struct State<V> {
+    current: Entries<V>,
     /// Filled during a (re)list, swapped in when it completes.
-    relist: Option<Names>,
+    relist: Option<Entries<V>>,
 }
 
-/// Names of namespaced objects, by namespace.
+impl<V> Default for State<V> {
+    fn default() -> Self {
+        Self {
+            current: HashMap::new(),
+            relist: None,
+        }
+    }
+}
+
+/// Namespaced objects by namespace and name, each kept as a `V`.
 #[derive(Debug)]
-pub struct NameIndex {
-    state: Mutex<State>,
+pub struct Index<V> {
+    state: Mutex<State<V>>,
     ready: watch::Sender<bool>,
 }
 
-impl Default for NameIndex {
+/// Names only.
+pub type NameIndex = Index<()>;
+
+impl<V> Default for Index<V> {
     fn default() -> Self {
         Self {
-            state: Mutex::default(),
+            state: Mutex::new(State::default()),
             ready: watch::channel(false).0,
         }
     }
@@ -38,29 +51,37 @@ fn key<K: ResourceExt>(obj: &K) -> Option<(String, String)> {
     Some((obj.namespace()?, obj.name_any()))
 }
 
-impl NameIndex {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+impl<V: Clone + PartialEq> Index<V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<V>> {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Applies one watch event; returns the namespaces whose names may have
-    /// changed (to reconcile them).
-    pub fn apply<K: ResourceExt>(&self, event: &watcher::Event<K>) -> Vec<String> {
+    /// Applies one watch event, keeping `project(obj)`; returns the
+    /// namespaces whose entries may have changed (to reconcile them).
+    pub fn apply_with<K: ResourceExt>(
+        &self,
+        event: &watcher::Event<K>,
+        project: impl Fn(&K) -> V,
+    ) -> Vec<String> {
         let mut state = self.lock();
         match event {
             watcher::Event::Apply(obj) => key(obj)
                 .map(|(ns, name)| {
-                    state.current.entry(ns.clone()).or_default().insert(name);
+                    state
+                        .current
+                        .entry(ns.clone())
+                        .or_default()
+                        .insert(name, project(obj));
                     vec![ns]
                 })
                 .unwrap_or_default(),
             watcher::Event::Delete(obj) => key(obj)
                 .map(|(ns, name)| {
-                    if let Some(names) = state.current.get_mut(&ns) {
-                        names.remove(&name);
-                        if names.is_empty() {
+                    if let Some(entries) = state.current.get_mut(&ns) {
+                        entries.remove(&name);
+                        if entries.is_empty() {
                             state.current.remove(&ns);
                         }
                     }
@@ -68,22 +89,22 @@ impl NameIndex {
                 })
                 .unwrap_or_default(),
             watcher::Event::Init => {
-                state.relist = Some(Names::new());
+                state.relist = Some(Entries::new());
                 Vec::new()
             }
             watcher::Event::InitApply(obj) => {
                 if let (Some((ns, name)), Some(relist)) = (key(obj), state.relist.as_mut()) {
-                    relist.entry(ns).or_default().insert(name);
+                    relist.entry(ns).or_default().insert(name, project(obj));
                 }
                 Vec::new()
             }
             watcher::Event::InitDone => {
                 let fresh = state.relist.take().unwrap_or_default();
-                // Namespaces whose names differ after the relist: objects
-                // created or deleted while the watch was down included.
+                // Namespaces whose entries differ after the relist: objects
+                // created, changed or deleted while the watch was down.
                 let mut changed: Vec<String> = fresh
                     .iter()
-                    .filter(|(ns, names)| state.current.get(*ns) != Some(*names))
+                    .filter(|(ns, entries)| state.current.get(*ns) != Some(*entries))
                     .map(|(ns, _)| ns.clone())
                     .collect();
                 changed.extend(
@@ -101,21 +122,31 @@ impl NameIndex {
         }
     }
 
-    /// The names in a namespace.
-    pub fn names(&self, namespace: &str) -> BTreeSet<String> {
+    /// The entries of a namespace, by name.
+    pub fn values(&self, namespace: &str) -> Vec<V> {
         self.lock()
             .current
             .get(namespace)
-            .cloned()
+            .map(|e| e.values().cloned().collect())
             .unwrap_or_default()
     }
 
-    /// How many names are held.
-    pub fn len(&self) -> usize {
-        self.lock().current.values().map(BTreeSet::len).sum()
+    /// The namespaces holding an entry that satisfies `pred`.
+    pub fn namespaces_where(&self, pred: impl Fn(&V) -> bool) -> Vec<String> {
+        self.lock()
+            .current
+            .iter()
+            .filter(|(_, e)| e.values().any(&pred))
+            .map(|(ns, _)| ns.clone())
+            .collect()
     }
 
-    /// Whether no name is held.
+    /// How many entries are held.
+    pub fn len(&self) -> usize {
+        self.lock().current.values().map(BTreeMap::len).sum()
+    }
+
+    /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -124,6 +155,22 @@ impl NameIndex {
     pub async fn ready(&self) {
         let mut rx = self.ready.subscribe();
         let _ = rx.wait_for(|r| *r).await;
+    }
+}
+
+impl Index<()> {
+    /// Applies one watch event (names only).
+    pub fn apply<K: ResourceExt>(&self, event: &watcher::Event<K>) -> Vec<String> {
+        self.apply_with(event, |_| ())
+    }
+
+    /// The names in a namespace.
+    pub fn names(&self, namespace: &str) -> BTreeSet<String> {
+        self.lock()
+            .current
+            .get(namespace)
+            .map(|e| e.keys().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -180,6 +227,40 @@ mod tests {
         assert_eq!(changed, ["a", "d"]);
         assert_eq!(names(&index, "a"), ["app"]);
         assert_eq!(names(&index, "d"), ["x"]);
+    }
+
+    #[tokio::test]
+    async fn values_follow_their_objects_and_a_relist_reports_changed_ones() {
+        let index = Index::<String>::default();
+        let value = |c: &ConfigMap| {
+            c.metadata
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .into_values()
+                .collect::<String>()
+        };
+        let labelled = |ns: &str, name: &str, v: &str| {
+            let mut c = obj(ns, name);
+            c.metadata.labels = Some([("k".to_owned(), v.to_owned())].into());
+            c
+        };
+        index.apply_with(&watcher::Event::<ConfigMap>::Init, value);
+        index.apply_with(&watcher::Event::InitApply(labelled("a", "x", "1")), value);
+        index.apply_with(&watcher::Event::InitApply(labelled("b", "y", "2")), value);
+        index.apply_with(&watcher::Event::<ConfigMap>::InitDone, value);
+        assert_eq!(index.values("a"), ["1"]);
+        index.apply_with(&watcher::Event::Apply(labelled("a", "x", "3")), value);
+        assert_eq!(index.values("a"), ["3"]);
+        assert_eq!(index.namespaces_where(|v| v == "2"), ["b"]);
+        // A value changed while the watch was down: its namespace is reported.
+        index.apply_with(&watcher::Event::<ConfigMap>::Init, value);
+        index.apply_with(&watcher::Event::InitApply(labelled("a", "x", "3")), value);
+        index.apply_with(&watcher::Event::InitApply(labelled("b", "y", "4")), value);
+        assert_eq!(
+            index.apply_with(&watcher::Event::<ConfigMap>::InitDone, value),
+            ["b"]
+        );
     }
 
     #[test]

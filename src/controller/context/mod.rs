@@ -60,8 +60,8 @@ pub struct Context {
     pub secrets: Store<Secret>,
     /// ImageStream metadata, when the kind is served.
     pub image_streams: Option<Arc<super::index::NameIndex>>,
-    /// RoleBindings (role and subjects only).
-    pub role_bindings: Store<k8s_openapi::api::rbac::v1::RoleBinding>,
+    /// RoleBindings (role and subjects), by namespace.
+    pub role_bindings: Arc<super::index::Index<crate::plan::teams::ObservedBinding>>,
     /// OpenShift Groups, when the kind is served.
     pub groups: Option<Store<crate::openshift::Group>>,
     /// Metrics.
@@ -106,7 +106,7 @@ pub struct Stores {
     /// ImageStream metadata.
     pub image_streams: Option<Arc<super::index::NameIndex>>,
     /// RoleBindings.
-    pub role_bindings: Store<k8s_openapi::api::rbac::v1::RoleBinding>,
+    pub role_bindings: Arc<super::index::Index<crate::plan::teams::ObservedBinding>>,
     /// Groups.
     pub groups: Option<Store<crate::openshift::Group>>,
 }

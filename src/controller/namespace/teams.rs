@@ -9,8 +9,7 @@ use crate::crd::TeamSyncStatus;
 use crate::plan::names::Marker;
 use crate::plan::namespace::QuayView;
 use crate::plan::teams::{
-    Desired, ObservedBinding, ObservedTeam, Subject, TeamAction, desired_members, member_count,
-    plan_teams,
+    Desired, ObservedBinding, ObservedTeam, TeamAction, desired_members, member_count, plan_teams,
 };
 use crate::quay::{QuayClient, QuayError};
 use k8s_openapi::api::core::v1::Namespace;
@@ -82,25 +81,7 @@ pub(super) fn carry_over(ctx: &Context, ns: &str, view: &mut QuayView) {
 
 /// The namespace's RoleBindings and the Groups they name, from the caches.
 fn desired(ctx: &Context, cfg: &TeamSyncConfig, ns: &str) -> Desired {
-    let bindings: Vec<ObservedBinding> = ctx
-        .role_bindings
-        .state()
-        .iter()
-        .filter(|b| b.namespace().as_deref() == Some(ns))
-        .map(|b| ObservedBinding {
-            role_kind: b.role_ref.kind.clone(),
-            role: b.role_ref.name.clone(),
-            subjects: b
-                .subjects
-                .iter()
-                .flatten()
-                .map(|s| Subject {
-                    kind: s.kind.clone(),
-                    name: s.name.clone(),
-                })
-                .collect(),
-        })
-        .collect();
+    let bindings: Vec<ObservedBinding> = ctx.role_bindings.values(ns);
     let named: BTreeSet<&str> = bindings
         .iter()
         .flat_map(|b| b.subjects.iter())

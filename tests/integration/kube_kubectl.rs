@@ -444,3 +444,32 @@ async fn kubectl_generator_commands_send_protobuf_and_work() {
             .collect::<Vec<_>>()
     );
 }
+
+/// `kubectl explain` reads a custom resource's schema (and so its fields'
+/// doc comments) from the OpenAPI v3 document of its group version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_explain_shows_the_quay_integration_fields() {
+    use kube::CustomResourceExt;
+    let (k, _dir, kc) = listening_sandbox().await;
+    let crds: kube::Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        kube::Api::all(k.client());
+    crds.create(
+        &kube::api::PostParams::default(),
+        &quay_bridge_operator::crd::QuayIntegration::crd(),
+    )
+    .await
+    .unwrap();
+    let kc = kc.as_path();
+    let out =
+        tokio::task::block_in_place(|| ok(kc, &["explain", "quayintegrations.spec.teamSync"]));
+    assert!(out.contains("GROUP:      quay.redhat.com"), "{out}");
+    assert!(out.contains("KIND:       QuayIntegration"), "{out}");
+    assert!(
+        out.contains("Mirror who may do what in each bridged namespace"),
+        "the field's doc comment: {out}"
+    );
+    assert!(out.contains("enabled\t<boolean>"), "{out}");
+    let (success, _, stderr) = kubectl(kc, &["explain", "quayintegrations.spec.nosuchfield"]);
+    assert!(!success && stderr.contains("nosuchfield"), "{stderr}");
+    k.shutdown().await;
+}

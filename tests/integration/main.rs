@@ -12,6 +12,7 @@ mod harness;
 mod kube_api;
 mod kube_kubectl;
 mod kube_openshift;
+mod kube_recorded;
 mod manifests;
 mod operator;
 mod quay_client;

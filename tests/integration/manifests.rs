@@ -161,26 +161,18 @@ fn manifest(rel: &str) -> String {
 /// strictly: nothing may be pruned as unknown.
 fn strictly_valid(schema: &Value, obj: &Value) -> Vec<String> {
     let mut pruned = obj.clone();
-    let mut problems: Vec<String> = kube_sandbox::schema::apply_to_resource(schema, &mut pruned)
+    let found = kube_sandbox::schema::apply_to_resource(schema, &mut pruned);
+    found
+        .causes
         .into_iter()
         .map(|(f, m)| format!("{f}: {m}"))
-        .collect();
-    fn unknown(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
-        if let (Value::Object(b), Value::Object(a)) = (before, after) {
-            for (k, v) in b {
-                match a.get(k) {
-                    None => out.push(format!("{path}.{k}: unknown field")),
-                    Some(av) => unknown(&format!("{path}.{k}"), v, av, out),
-                }
-            }
-        } else if let (Value::Array(b), Value::Array(a)) = (before, after) {
-            for (i, (bv, av)) in b.iter().zip(a).enumerate() {
-                unknown(&format!("{path}[{i}]"), bv, av, out);
-            }
-        }
-    }
-    unknown("", obj, &pruned, &mut problems);
-    problems
+        .chain(
+            found
+                .pruned
+                .into_iter()
+                .map(|f| format!("{f}: unknown field")),
+        )
+        .collect()
 }
 
 #[test]

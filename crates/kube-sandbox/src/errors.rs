@@ -3,6 +3,26 @@
 use super::resources::ResourceDef;
 use serde_json::{Value, json};
 
+/// The `details.causes[].reason` of a field error, from the text
+/// apimachinery starts its message with.
+pub fn cause_type(message: &str) -> &'static str {
+    const TYPES: &[(&str, &str)] = &[
+        ("Required value", "FieldValueRequired"),
+        ("Invalid value", "FieldValueInvalid"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Duplicate value", "FieldValueDuplicate"),
+        ("Not found", "FieldValueNotFound"),
+        ("Too long", "FieldValueTooLong"),
+        ("Too many", "FieldValueTooMany"),
+        ("Internal error", "InternalError"),
+    ];
+    TYPES
+        .iter()
+        .find(|(prefix, _)| message.starts_with(prefix))
+        .map_or("FieldValueInvalid", |(_, t)| t)
+}
+
 /// An error answered as a `Status` object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -133,16 +153,76 @@ impl ApiError {
     }
 
     /// 409 Conflict from server-side apply.
-    pub fn apply_conflict(def: &ResourceDef, name: &str, message: String) -> Self {
-        Self::new(409, "Conflict", message).with_details(def, name)
+    /// Each conflict is (manager, field): one `FieldManagerConflict`
+    /// cause each (ssa-conflict-m2).
+    pub fn apply_conflict(
+        def: &ResourceDef,
+        name: &str,
+        message: String,
+        conflicts: &[(String, String)],
+    ) -> Self {
+        let mut e = Self::new(409, "Conflict", message).with_details(def, name);
+        if let Some(d) = e.details.as_mut() {
+            d["causes"] = json!(conflicts
+                .iter()
+                .map(|(manager, field)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {manager:?}"), "field": field}))
+                .collect::<Vec<_>>());
+        }
+        e
     }
 
-    /// 422 Invalid.
+    /// 422 for request options (`CreateOptions`, `PatchOptions`, …):
+    /// one (field, message) cause.
+    pub fn invalid_options(options: &str, field: &str, message: &str) -> Self {
+        Self::invalid_kind(
+            &format!("{options}.meta.k8s.io"),
+            "meta.k8s.io",
+            "",
+            &[(field.to_owned(), message.to_owned())],
+        )
+    }
+
+    /// 415 for a body (POST, PUT) in a media type the kind does not take.
+    pub fn unsupported_body(custom: bool) -> Self {
+        let types = if custom {
+            "application/json, application/yaml"
+        } else {
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+        };
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {types}"
+            ),
+        )
+    }
+
+    /// 422 Invalid. Each cause is (field, message); the message starts
+    /// with the error type's text as apimachinery writes it ("Required
+    /// value", "Invalid value: …", "Unsupported value: …", "Forbidden: …"),
+    /// which gives the cause's type. The message lists the causes in order,
+    /// each text once (apimachinery's aggregate).
     pub fn invalid(def: &ResourceDef, name: &str, causes: &[(String, String)]) -> Self {
-        let text = causes
-            .iter()
-            .map(|(field, msg)| format!("{field}: {msg}"))
-            .collect::<Vec<_>>();
+        // events.k8s.io Events are validated as core Events: unqualified
+        // (event-create-missing-fields).
+        let kind = if def.group.is_empty() || def.group == "events.k8s.io" {
+            def.kind.clone()
+        } else {
+            format!("{}.{}", def.kind, def.group)
+        };
+        Self::invalid_kind(&kind, &def.group, name, causes)
+    }
+
+    /// 422 Invalid for `kind` (already qualified), as [`ApiError::invalid`].
+    pub fn invalid_kind(kind: &str, group: &str, name: &str, causes: &[(String, String)]) -> Self {
+        let mut text: Vec<String> = Vec::new();
+        for (field, msg) in causes {
+            let line = format!("{field}: {msg}");
+            if !text.contains(&line) {
+                text.push(line);
+            }
+        }
         let text = if text.len() == 1 {
             text[0].clone()
         } else {
@@ -151,11 +231,12 @@ impl ApiError {
         let mut e = Self::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {text}", def.kind),
+            format!("{kind} \"{name}\" is invalid: {text}"),
         );
+        let bare_kind = kind.split('.').next().unwrap_or(kind);
         e.details = Some(json!({
-            "name": name, "group": def.group, "kind": def.kind,
-            "causes": causes.iter().map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f})).collect::<Vec<_>>(),
+            "name": name, "group": group, "kind": bare_kind,
+            "causes": causes.iter().map(|(f, m)| json!({"reason": cause_type(m), "message": m, "field": f})).collect::<Vec<_>>(),
         }));
         e
     }
@@ -168,6 +249,24 @@ impl ApiError {
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
+    }
+
+    /// 403 for content created in a terminating namespace
+    /// (ns2-create-in-terminating).
+    pub fn namespace_terminating(def: &ResourceDef, name: &str, ns: &str) -> Self {
+        let mut e = Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                def.group_resource()
+            ),
+        );
+        e.details = Some(
+            json!({"name": name, "group": def.group, "kind": def.plural, "causes": [
+            {"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}),
+        );
+        e
     }
 
     /// 403 Forbidden.
@@ -189,15 +288,22 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
-    /// 415 UnsupportedMediaType.
+    /// 415 UnsupportedMediaType for a patch type the kind does not take
+    /// (cr-patch-strategic), or a content type that is no patch type at
+    /// all (cm-patch-unsupported-ctype).
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(
-            415,
-            "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
-            ),
-        )
+        let known = [
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+            "application/apply-patch+yaml",
+        ];
+        let message = if known.contains(&content_type) {
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".to_owned()
+        } else {
+            "415: Unsupported Media Type".to_owned()
+        };
+        Self::new(415, "UnsupportedMediaType", message)
     }
 
     /// 429 TooManyRequests.

@@ -3,6 +3,7 @@
 use super::errors::ApiError;
 use super::patch::{self, PatchError};
 use super::resources::ResourceDef;
+use super::scope;
 use super::selectors::{FieldSelector, LabelSelector, labels_of};
 use super::server::{KubeRequest, KubeState};
 use super::store::{CommitError, EventType, StoredEvent, Update, WriteOptions, name_of, rv_of};
@@ -125,7 +126,23 @@ fn verb(method: &str, t: &Target, query: &BTreeMap<String, String>) -> &'static 
 }
 
 /// The apiserver's request handler.
-pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Response {
+pub async fn handle(state: State<Arc<KubeState>>, request: Request) -> Response {
+    let field_validation = scope::FieldValidation::parse(
+        parse_query(request.uri().query().unwrap_or_default())
+            .get("fieldValidation")
+            .map(String::as_str),
+    );
+    let (mut response, warnings) =
+        scope::run(field_validation, handle_request(state, request)).await;
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(&scope::header_value(&w)) {
+            response.headers_mut().append("warning", v);
+        }
+    }
+    response
+}
+
+async fn handle_request(State(st): State<Arc<KubeState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     let query = parse_query(parts.uri.query().unwrap_or_default());
@@ -207,6 +224,23 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
             agent.to_owned()
         }
     });
+    // dryRun takes only "All" (cm-dry-run-bad-value), checked against the
+    // verb's options kind.
+    if let Some(d) = query.get("dryRun").filter(|d| *d != "All") {
+        let options = match method.as_str() {
+            "POST" => "CreateOptions",
+            "PUT" => "UpdateOptions",
+            "PATCH" => "PatchOptions",
+            _ => "DeleteOptions",
+        };
+        if method != "GET" {
+            return error(&ApiError::invalid_options(
+                options,
+                "dryRun",
+                &format!("Unsupported value: [{d:?}]: supported values: \"All\""),
+            ));
+        }
+    }
     let opts = WriteOptions {
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         manager,
@@ -219,12 +253,12 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
     let media = content_type.split(';').next().unwrap_or_default().trim();
     let body = if matches!(method.as_str(), "POST" | "PUT") && media == proto::MEDIA_TYPE {
         if target.def.custom {
-            return error(&ApiError::unsupported_media_type(media));
+            return error(&ApiError::unsupported_body(true));
         }
         match proto::decode(&body) {
             Ok(obj) => Bytes::from(obj.to_string()),
             Err(proto::ProtoError::UnknownKind(_)) => {
-                return error(&ApiError::unsupported_media_type(media));
+                return error(&ApiError::unsupported_body(false));
             }
             Err(e) => {
                 return error(&ApiError::bad_request(format!(
@@ -243,7 +277,7 @@ pub async fn handle(State(st): State<Arc<KubeState>>, request: Request) -> Respo
         && media != proto::MEDIA_TYPE
         && media != "*/*"
     {
-        return error(&ApiError::unsupported_media_type(media));
+        return error(&ApiError::unsupported_body(target.def.custom));
     }
     // Answers in protobuf when the client asks for it first (and the kind
     // has a protobuf form), as a real apiserver does.
@@ -385,7 +419,7 @@ fn discovery(st: &KubeState, path: &str, host: &str) -> Option<Response> {
     let store = st.lock_store();
     let reply = match path.trim_end_matches('/') {
         "/version" => {
-            json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-sandbox", "gitCommit": "", "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "n/a", "compiler": "rustc", "platform": "linux/amd64"})
+            json!({"major": "1", "minor": "36", "gitVersion": "v1.36.2", "gitCommit": "", "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "n/a", "compiler": "rustc", "platform": "linux/amd64"})
         }
         "/healthz" | "/readyz" | "/livez" => {
             let mut r = Response::new(Body::from("ok"));
@@ -504,8 +538,24 @@ fn list(
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
     let mut meta = json!({"resourceVersion": list_rv.to_string()});
+    // A page full of matches carries a continue token whenever objects
+    // follow its last one in the range, matching or not: the apiserver
+    // pages through storage keys and stops when the page is full
+    // (list-continue: the second page of two matches still continues).
     if let Some(limit) = limit
-        && items.len() > limit
+        && items.len() >= limit
+        && {
+            let last = items.get(limit - 1).map(|o| key_of(o)).unwrap_or_default();
+            store
+                .list(
+                    &t.def,
+                    t.namespace.as_deref(),
+                    &LabelSelector::default(),
+                    &FieldSelector::default(),
+                )
+                .iter()
+                .any(|o| key_of(o) > last)
+        }
     {
         items.truncate(limit);
         let start = items.last().map(|o| key_of(o)).unwrap_or_default();
@@ -750,10 +800,16 @@ fn watch(
 
 // === writes ===
 
-fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+/// A JSON body for an object of `kind`; a body that is not JSON gets the
+/// apiserver's answer, Go's own syntax error included
+/// (cm-create-malformed-json).
+fn parse_body(body: &Bytes, kind: &str) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
+        let go = super::gojson::syntax_error(body).unwrap_or_else(|| e.to_string());
+        let text = String::from_utf8_lossy(body);
+        let shown: String = text.chars().take(256).collect();
         ApiError::bad_request(format!(
-            "the request body could not be decoded as JSON: {e}"
+            "the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: {go} ({shown})"
         ))
     })
 }
@@ -804,7 +860,7 @@ fn keep_identity(mut mutated: Value, original: &Value) -> Value {
 /// token (JWT-shaped) that authenticates as the service account.
 fn token_request(st: &KubeState, t: &Target, body: &Bytes) -> Result<(u16, Value), ApiError> {
     use base64::Engine;
-    let request = parse_body(body)?;
+    let request = parse_body(body, "TokenRequest")?;
     let (ns, name) = (
         t.namespace.clone().unwrap_or_default(),
         t.name.clone().unwrap_or_default(),
@@ -857,7 +913,7 @@ async fn create(
     opts: &WriteOptions,
     identity: &str,
 ) -> Result<(u16, Value), ApiError> {
-    let obj = parse_body(body)?;
+    let obj = parse_body(body, &t.def.kind)?;
     let ns = t.namespace.clone().unwrap_or_default();
     if t.def.plural == "imagestreamimports" {
         return openshift::import(st, &t.def, &ns, obj, opts, identity).await;
@@ -895,7 +951,7 @@ async fn update(
     if t.def.create_only {
         return Err(ApiError::method_not_allowed());
     }
-    let body = parse_body(body)?;
+    let body = parse_body(body, &t.def.kind)?;
     let precondition = body
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
@@ -943,7 +999,7 @@ async fn update(
 }
 
 fn finalize_namespace(st: &KubeState, t: &Target, body: &Bytes) -> Result<(u16, Value), ApiError> {
-    let body = parse_body(body)?;
+    let body = parse_body(body, "Namespace")?;
     let name = t.name.clone().unwrap_or_default();
     let mut store = st.lock_store();
     let old = store.get_or_404(&t.def, "", &name)?;
@@ -989,13 +1045,17 @@ async fn patch_item(
     let force = query.get("force").is_some_and(|f| f == "true");
     let is_apply = media == "application/apply-patch+yaml";
     if force && !is_apply {
-        return Err(ApiError::bad_request(
-            "force is only supported for apply patches",
+        return Err(ApiError::invalid_options(
+            "PatchOptions",
+            "force",
+            "Forbidden: may not be specified for non-apply patch",
         ));
     }
     if is_apply && query.get("fieldManager").is_none_or(String::is_empty) {
-        return Err(ApiError::unprocessable(
-            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        return Err(ApiError::invalid_options(
+            "PatchOptions",
+            "fieldManager",
+            "Required value: is required for apply patch",
         ));
     }
     if media == "application/strategic-merge-patch+json" && t.def.custom {
@@ -1076,14 +1136,30 @@ async fn patch_item(
                             conflicts.len(),
                             if conflicts.len() == 1 { "" } else { "s" }
                         );
-                        return Err(ApiError::apply_conflict(&t.def, &name, msg));
+                        let fields: Vec<(String, String)> = conflicts
+                            .iter()
+                            .map(|c| (c.manager.clone(), c.field.clone()))
+                            .collect();
+                        return Err(ApiError::apply_conflict(&t.def, &name, msg, &fields));
                     }
                 }
             }
         };
         match patched {
             Ok(()) => {}
-            Err(PatchError::Malformed(m)) => return Err(ApiError::bad_request(m)),
+            // A JSON patch that fails (a `test`, an unknown op) is a 422
+            // with a generic message (cm-patch-json-test-fails,
+            // cm-patch-json-bad-op).
+            Err(PatchError::Failed(_) | PatchError::UnknownOp(_))
+                if media == "application/json-patch+json" =>
+            {
+                return Err(ApiError::unprocessable(
+                    "the server rejected our request due to an error in our request",
+                ));
+            }
+            Err(PatchError::Malformed(m) | PatchError::UnknownOp(m)) => {
+                return Err(ApiError::bad_request(m));
+            }
             Err(PatchError::Failed(m)) => return Err(ApiError::unprocessable(m)),
         }
         // A resourceVersion in the patched object is a precondition.
@@ -1141,7 +1217,7 @@ fn delete(
     let options: Value = if body.is_empty() {
         json!({})
     } else {
-        parse_body(body)?
+        parse_body(body, "DeleteOptions")?
     };
     let precondition = options
         .pointer("/preconditions/resourceVersion")

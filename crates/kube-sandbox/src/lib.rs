@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod errors;
+pub mod gojson;
 pub mod http;
 pub mod openshift;
 pub mod patch;
@@ -14,6 +15,7 @@ pub mod proto;
 pub mod registry_client;
 pub mod resources;
 pub mod schema;
+pub mod scope;
 pub mod selectors;
 pub mod server;
 pub mod smp;

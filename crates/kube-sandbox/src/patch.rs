@@ -11,6 +11,8 @@ pub enum PatchError {
     Malformed(String),
     /// The patch does not apply to the object (HTTP 422).
     Failed(String),
+    /// A JSON patch operation that does not exist.
+    UnknownOp(String),
 }
 
 // === JSON patch ===
@@ -142,11 +144,16 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
                 if toks.is_empty() {
                     work = v;
                 } else {
-                    remove(&mut work, &toks).map_err(|_| {
-                        PatchError::Failed(format!(
+                    // A missing key of an existing object is added
+                    // (cm-patch-json-replace-missing); a missing parent or
+                    // array index fails.
+                    let parent_is_object =
+                        get(&work, &toks[..toks.len() - 1]).is_some_and(Value::is_object);
+                    if remove(&mut work, &toks).is_err() && !parent_is_object {
+                        return Err(PatchError::Failed(format!(
                             "replace operation does not apply: doc is missing key: {path}"
-                        ))
-                    })?;
+                        )));
+                    }
                     add(&mut work, &toks, v)?;
                 }
             }
@@ -179,7 +186,7 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
                 }
             }
             other => {
-                return Err(PatchError::Malformed(format!(
+                return Err(PatchError::UnknownOp(format!(
                     "unexpected operation {other:?}"
                 )));
             }
@@ -533,10 +540,16 @@ mod tests {
             json_patch(&mut obj, &json!([{"op": "remove", "path": "/nope"}])),
             Err(PatchError::Failed(_))
         ));
+        json_patch(
+            &mut obj,
+            &json!([{"op": "replace", "path": "/nope", "value": 1}]),
+        )
+        .unwrap();
+        assert_eq!(obj["nope"], 1, "a missing key of an object is added");
         assert!(matches!(
             json_patch(
                 &mut obj,
-                &json!([{"op": "replace", "path": "/nope", "value": 1}])
+                &json!([{"op": "replace", "path": "/x/y", "value": 1}])
             ),
             Err(PatchError::Failed(_))
         ));
@@ -553,7 +566,7 @@ mod tests {
         ));
         assert!(matches!(
             json_patch(&mut obj, &json!([{"op": "frob", "path": "/a"}])),
-            Err(PatchError::Malformed(_))
+            Err(PatchError::UnknownOp(_))
         ));
     }
 

@@ -132,6 +132,29 @@ pub fn builtin() -> Vec<ResourceDef> {
             false,
         ),
         def("", "v1", "secrets", "Secret", true, &[], false, false),
+        // Served as a real cluster serves them (kubectl:api-resources-core-ns);
+        // nothing in the sandbox makes them.
+        def(
+            "",
+            "v1",
+            "componentstatuses",
+            "ComponentStatus",
+            false,
+            &["cs"],
+            false,
+            false,
+        ),
+        def("", "v1", "nodes", "Node", false, &["no"], true, false),
+        def(
+            "",
+            "v1",
+            "persistentvolumes",
+            "PersistentVolume",
+            false,
+            &["pv"],
+            true,
+            false,
+        ),
         def(
             "",
             "v1",
@@ -545,8 +568,28 @@ impl Registry {
             format!("/apis/{group}/{version}")
         };
         let mut paths = serde_json::Map::new();
+        let mut schemas = serde_json::Map::new();
         for d in defs {
             let gvk = json!({"group": d.group, "version": d.version, "kind": d.kind});
+            // A custom resource's schema, found by kubectl explain through
+            // its group-version-kind, as the apiserver publishes it.
+            if let Some(schema) = d.schema.as_ref().filter(|_| d.custom) {
+                let mut s = schema.clone();
+                if let Some(props) = s.get_mut("properties").and_then(Value::as_object_mut) {
+                    props.insert("apiVersion".into(), json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values."}));
+                    props.insert("kind".into(), json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase."}));
+                    props.insert(
+                        "metadata".into(),
+                        json!({"type": "object", "description": "Standard object's metadata."}),
+                    );
+                }
+                s["x-kubernetes-group-version-kind"] = json!([gvk]);
+                let reversed: Vec<&str> = d.group.split('.').rev().collect();
+                schemas.insert(
+                    format!("{}.{}.{}", reversed.join("."), d.version, d.kind),
+                    s,
+                );
+            }
             let params = json!([
                 {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
                 {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
@@ -566,7 +609,7 @@ impl Registry {
             paths.insert(format!("{base}/{{name}}"), json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
         }
         Some(
-            json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths, "components": {"schemas": {}}}),
+            json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.36.2"}, "paths": paths, "components": {"schemas": schemas}}),
         )
     }
 

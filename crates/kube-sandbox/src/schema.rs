@@ -35,10 +35,10 @@ fn show(v: &Value) -> String {
 }
 
 /// Defaults, prunes and validates `value` at `path` against `schema`.
-pub fn apply(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cause>) {
+pub fn apply(schema: &Value, value: &mut Value, path: &str, out: &mut Findings) {
     if !type_ok(schema, value) {
         let expected = schema.get("type").and_then(Value::as_str).unwrap_or("?");
-        causes.push((
+        out.causes.push((
             path.to_owned(),
             format!(
                 "Invalid value: {}: {path} in body must be of type {expected}",
@@ -51,7 +51,7 @@ pub fn apply(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cau
         && !allowed.contains(value)
     {
         let list = allowed.iter().map(show).collect::<Vec<_>>().join(", ");
-        causes.push((
+        out.causes.push((
             path.to_owned(),
             format!(
                 "Unsupported value: {}: supported values: {list}",
@@ -66,7 +66,7 @@ pub fn apply(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cau
             if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
                 && len < min
             {
-                causes.push((
+                out.causes.push((
                     path.to_owned(),
                     format!(
                         "Invalid value: {shown}: {path} in body should be at least {min} chars long"
@@ -76,7 +76,7 @@ pub fn apply(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cau
             if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
                 && len > max
             {
-                causes.push((
+                out.causes.push((
                     path.to_owned(),
                     format!("Too long: may not be more than {max} bytes"),
                 ));
@@ -84,7 +84,7 @@ pub fn apply(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cau
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
                 match regex::Regex::new(pattern) {
                     Ok(re) if !re.is_match(s) => {
-                        causes.push((
+                        out.causes.push((
                             path.to_owned(),
                             format!(
                                 "Invalid value: {shown}: {path} in body should match '{pattern}'"
@@ -92,7 +92,7 @@ pub fn apply(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cau
                         ));
                     }
                     Ok(_) => {}
-                    Err(e) => causes.push((
+                    Err(e) => out.causes.push((
                         path.to_owned(),
                         format!("the schema's pattern does not compile: {e}"),
                     )),
@@ -104,13 +104,13 @@ pub fn apply(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cau
                 (schema.get("minimum").and_then(Value::as_f64), n.as_f64())
                 && x < min
             {
-                causes.push((path.to_owned(), format!("Invalid value: {n}: {path} in body should be greater than or equal to {min}")));
+                out.causes.push((path.to_owned(), format!("Invalid value: {n}: {path} in body should be greater than or equal to {min}")));
             }
             if let (Some(max), Some(x)) =
                 (schema.get("maximum").and_then(Value::as_f64), n.as_f64())
                 && x > max
             {
-                causes.push((
+                out.causes.push((
                     path.to_owned(),
                     format!(
                         "Invalid value: {n}: {path} in body should be less than or equal to {max}"
@@ -122,7 +122,7 @@ pub fn apply(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cau
             if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
                 && (items.len() as u64) < min
             {
-                causes.push((
+                out.causes.push((
                     path.to_owned(),
                     format!(
                         "Invalid value: {}: {path} in body should have at least {min} items",
@@ -133,14 +133,14 @@ pub fn apply(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cau
             if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
                 && (items.len() as u64) > max
             {
-                causes.push((
+                out.causes.push((
                     path.to_owned(),
                     format!("Too many: {}: must have at most {max} items", items.len()),
                 ));
             }
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
-                    apply(item_schema, item, &format!("{path}[{i}]"), causes);
+                    apply(item_schema, item, &format!("{path}[{i}]"), out);
                 }
             }
             if schema.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map") {
@@ -153,7 +153,7 @@ pub fn apply(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cau
                 for (i, item) in items.iter().enumerate() {
                     let id: Vec<Option<&Value>> = keys.iter().map(|k| item.get(*k)).collect();
                     if seen.contains(&id) {
-                        causes.push((
+                        out.causes.push((
                             format!("{path}[{i}]"),
                             format!("Duplicate value: {}", show(item)),
                         ));
@@ -162,12 +162,12 @@ pub fn apply(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cau
                 }
             }
         }
-        Value::Object(obj) => apply_object(schema, obj, path, causes),
+        Value::Object(obj) => apply_object(schema, obj, path, out),
         _ => {}
     }
 }
 
-fn apply_object(schema: &Value, obj: &mut Map<String, Value>, path: &str, causes: &mut Vec<Cause>) {
+fn apply_object(schema: &Value, obj: &mut Map<String, Value>, path: &str, out: &mut Findings) {
     let preserve = schema
         .get("x-kubernetes-preserve-unknown-fields")
         .and_then(Value::as_bool)
@@ -182,7 +182,19 @@ fn apply_object(schema: &Value, obj: &mut Map<String, Value>, path: &str, causes
             }
         }
         if !preserve {
-            obj.retain(|k, _| props.contains_key(k));
+            let unknown: Vec<String> = obj
+                .keys()
+                .filter(|k| !props.contains_key(*k))
+                .cloned()
+                .collect();
+            for k in unknown {
+                obj.remove(&k);
+                out.pruned.push(if path.is_empty() {
+                    k
+                } else {
+                    format!("{path}.{k}")
+                });
+            }
         }
         for (k, v) in obj.iter_mut() {
             if let Some(sub) = props.get(k) {
@@ -191,12 +203,12 @@ fn apply_object(schema: &Value, obj: &mut Map<String, Value>, path: &str, causes
                 } else {
                     format!("{path}.{k}")
                 };
-                apply(sub, v, &p, causes);
+                apply(sub, v, &p, out);
             }
         }
     } else if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
         for (k, v) in obj.iter_mut() {
-            apply(additional, v, &format!("{path}[{k}]"), causes);
+            apply(additional, v, &format!("{path}[{k}]"), out);
         }
     }
     for req in schema
@@ -212,17 +224,18 @@ fn apply_object(schema: &Value, obj: &mut Map<String, Value>, path: &str, causes
             } else {
                 format!("{path}.{req}")
             };
-            causes.push((p, "Required value".into()));
+            out.causes.push((p, "Required value".into()));
         }
     }
 }
 
 /// Applies a CRD version's `openAPIV3Schema` to a whole custom resource;
 /// `metadata`, `apiVersion` and `kind` are the apiserver's own.
-pub fn apply_to_resource(schema: &Value, obj: &mut Value) -> Vec<Cause> {
-    let mut causes = Vec::new();
+pub fn apply_to_resource(schema: &Value, obj: &mut Value) -> Findings {
+    let mut out = Findings::default();
     let Some(map) = obj.as_object_mut() else {
-        return vec![(String::new(), "must be an object".into())];
+        out.causes.push((String::new(), "must be an object".into()));
+        return out;
     };
     let mut body: Map<String, Value> = map
         .iter()
@@ -238,10 +251,76 @@ pub fn apply_to_resource(schema: &Value, obj: &mut Value) -> Vec<Cause> {
             props.remove(k);
         }
     }
-    apply_object(&root_schema, &mut body, "", &mut causes);
+    apply_object(&root_schema, &mut body, "", &mut out);
     map.retain(|k, _| matches!(k.as_str(), "metadata" | "apiVersion" | "kind"));
     map.extend(body);
-    causes
+    out
+}
+
+/// The formats the apiserver validates (apiextensions-apiserver's
+/// supported formats); any other is accepted with a warning (crd-create).
+const KNOWN_FORMATS: &[&str] = &[
+    "bsonobjectid",
+    "uri",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "cidr",
+    "mac",
+    "uuid",
+    "uuid3",
+    "uuid4",
+    "uuid5",
+    "isbn",
+    "isbn10",
+    "isbn13",
+    "creditcard",
+    "ssn",
+    "hexcolor",
+    "rgbcolor",
+    "byte",
+    "password",
+    "date",
+    "duration",
+    "datetime",
+    "date-time",
+    "int32",
+    "int64",
+    "float",
+    "double",
+];
+
+/// The formats of a schema the apiserver does not know, in order met.
+pub fn unrecognized_formats(schema: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(f) = m.get("format").and_then(Value::as_str)
+                    && !KNOWN_FORMATS.contains(&f)
+                    && !out.iter().any(|o| o == f)
+                {
+                    out.push(f.to_owned());
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(schema, &mut out);
+    out
+}
+
+/// What applying a schema found: validation causes, and the unknown
+/// fields it pruned (paths as the apiserver names them, `spec.extra`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Findings {
+    /// (field, message) causes.
+    pub causes: Vec<Cause>,
+    /// Pruned unknown fields.
+    pub pruned: Vec<String>,
 }
 
 #[cfg(test)]
@@ -266,7 +345,7 @@ mod tests {
     #[test]
     fn defaults_and_pruning() {
         let mut obj = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"}, "spec": {"host": "https://q", "typo": 1, "free": {"anything": true}}, "extra": 1});
-        assert!(apply_to_resource(&schema(), &mut obj).is_empty());
+        assert!(apply_to_resource(&schema(), &mut obj).causes.is_empty());
         assert_eq!(obj["spec"]["id"], "openshift");
         assert!(obj["spec"].get("typo").is_none() && obj.get("extra").is_none());
         assert_eq!(obj["spec"]["free"]["anything"], true);
@@ -276,7 +355,7 @@ mod tests {
     #[test]
     fn every_rule_reports() {
         let mut obj = json!({"spec": {"host": "quay.example.com", "id": "far-too-long-id", "mode": "C", "n": 0, "list": [{"name": "x"}, {"name": "x"}]}, "status": {"ok": "yes"}});
-        let causes = apply_to_resource(&schema(), &mut obj);
+        let causes = apply_to_resource(&schema(), &mut obj).causes;
         let fields: Vec<&str> = causes.iter().map(|(f, _)| f.as_str()).collect();
         for f in [
             "spec.host",
@@ -290,12 +369,13 @@ mod tests {
         }
         let mut missing = json!({"spec": {}});
         assert_eq!(
-            apply_to_resource(&schema(), &mut missing),
+            apply_to_resource(&schema(), &mut missing).causes,
             vec![("spec.host".to_owned(), "Required value".to_owned())]
         );
         let mut no_spec = json!({});
         assert!(
             apply_to_resource(&schema(), &mut no_spec)
+                .causes
                 .iter()
                 .any(|(f, _)| f == "spec")
         );

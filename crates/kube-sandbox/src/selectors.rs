@@ -104,6 +104,19 @@ impl LabelSelector {
                 }
                 Requirement::Exists(k) | Requirement::DoesNotExist(k) => (k, vec![]),
             };
+            // `key in value` without parentheses: Go's parser names the
+            // token it found (list-label[app in web]).
+            for op in [" in ", " notin "] {
+                if let Some(idx) = part.find(op) {
+                    let rest = part[idx + op.len()..].trim();
+                    if !rest.starts_with('(') {
+                        let token = rest.split([' ', ',', ')']).next().unwrap_or_default();
+                        return Err(format!(
+                            "unable to parse requirement: found '{token}' expected: '('"
+                        ));
+                    }
+                }
+            }
             if !valid_key(key) || !values.iter().all(|v| valid_value(v)) {
                 return Err(format!(
                     "unable to parse requirement: invalid label selector {part:?}"
@@ -209,7 +222,15 @@ impl FieldSelector {
             if !matches!(field, "metadata.name" | "metadata.namespace")
                 && !supported.contains(&field)
             {
-                return Err(format!("field label not supported: {field}"));
+                let known = ["metadata.name", "metadata.namespace"]
+                    .iter()
+                    .chain(supported.iter())
+                    .map(|f| format!("{f:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(format!(
+                    "{field:?} is not a known field selector: only {known}"
+                ));
             }
             terms.push((field.to_owned(), equal, value.trim().to_owned()));
         }
@@ -311,7 +332,7 @@ mod tests {
         );
         assert_eq!(
             FieldSelector::parse("spec.x=1", &[]).unwrap_err(),
-            "field label not supported: spec.x"
+            "\"spec.x\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
         );
     }
 }

@@ -411,6 +411,11 @@ impl EmbeddedKube {
                     }
                 }
             }
+            // History starts when the server does: a watch from a
+            // resourceVersion before it (the objects it started with) is
+            // answered 410 Expired, as a real apiserver's watch cache
+            // answers one from before its start (watch-rv-1).
+            store.compact();
         }
         let (server, ca) = match listen {
             None => (None, None),

@@ -237,9 +237,17 @@ pub fn strategic_merge_patch(
     let table = table();
     let shape = Shape::of(table, table.kinds.get(kind).map(String::as_str));
     if let Value::Object(t) = target {
-        merge_object(table, t, p, shape)?;
+        merge_object(table, t, p, shape, "")?;
     }
     Ok(())
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn directive(v: &Value) -> Option<&str> {
@@ -250,7 +258,7 @@ fn strip_directives(table: &Table, v: &Value, shape: Shape<'_>) -> Result<Value,
     match v {
         Value::Object(m) => {
             let mut out = Map::new();
-            merge_object(table, &mut out, m, shape)?;
+            merge_object(table, &mut out, m, shape, "")?;
             Ok(Value::Object(out))
         }
         other => Ok(other.clone()),
@@ -262,13 +270,14 @@ fn merge_object(
     target: &mut Map<String, Value>,
     patch: &Map<String, Value>,
     shape: Shape<'_>,
+    path: &str,
 ) -> Result<(), PatchError> {
     match patch.get("$patch").and_then(Value::as_str) {
         Some("replace") => {
             let mut replaced = patch.clone();
             replaced.remove("$patch");
             let mut fresh = Map::new();
-            merge_object(table, &mut fresh, &replaced, shape)?;
+            merge_object(table, &mut fresh, &replaced, shape, path)?;
             *target = fresh;
             return Ok(());
         }
@@ -325,7 +334,7 @@ fn merge_object(
                     *entry = Value::Object(Map::new());
                 }
                 if let Value::Object(tm) = entry {
-                    merge_object(table, tm, pm, child)?;
+                    merge_object(table, tm, pm, child, &join(path, k))?;
                 }
             }
             Value::Array(items) => {
@@ -347,9 +356,28 @@ fn merge_object(
                         target.insert(k.clone(), Value::Array(merged));
                     }
                     // No merge strategy: the list is replaced whole, and
-                    // a `$patch` inside an element is no directive.
+                    // a `$patch` inside an element is no directive but an
+                    // unknown field, dropped with a warning
+                    // (sa-patch-strategic-delete-directive).
                     _ => {
-                        target.insert(k.clone(), v.clone());
+                        let mut list = items.clone();
+                        for (i, item) in list.iter_mut().enumerate() {
+                            if let Value::Object(m) = item {
+                                let unknown: Vec<String> = m
+                                    .keys()
+                                    .filter(|key| key.starts_with('$'))
+                                    .cloned()
+                                    .collect();
+                                for key in unknown {
+                                    m.remove(&key);
+                                    super::scope::warn(format!(
+                                        "unknown field \"{}[{i}].{key}\"",
+                                        join(path, k)
+                                    ));
+                                }
+                            }
+                        }
+                        target.insert(k.clone(), Value::Array(list));
                     }
                 }
             }
@@ -457,7 +485,7 @@ fn merge_keyed(
         match pos {
             Some(p) => {
                 if let Value::Object(existing) = &mut merged[p] {
-                    merge_object(table, existing, obj, shape)?;
+                    merge_object(table, existing, obj, shape, "")?;
                 }
             }
             None => merged.push(strip_directives(table, item, shape)?),
@@ -519,7 +547,8 @@ mod tests {
         .unwrap();
         assert_eq!(
             sa["imagePullSecrets"],
-            json!([{"name": "p1", "$patch": "delete"}])
+            json!([{"name": "p1"}]),
+            "the unknown field is dropped (with a warning in a request)"
         );
         assert!(matches!(
             strategic_merge_patch(&mut sa, &json!({"secrets": [{"nope": 1}]}), SA),

@@ -128,6 +128,34 @@ pub fn namespace_of(obj: &Value) -> &str {
     meta_str(obj, "namespace").unwrap_or_default()
 }
 
+/// events.k8s.io Event validation as recorded (event-create-missing-fields):
+/// the regarded object's namespace must be the Event's (or, for a
+/// cluster-scoped object, the Event lives in `default`), and `eventTime` is
+/// required.
+fn event_causes(obj: &Value) -> Vec<(String, String)> {
+    let mut causes = Vec::new();
+    let event_ns = namespace_of(obj);
+    let regarding_ns = obj
+        .pointer("/regarding/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let matches = if regarding_ns.is_empty() {
+        event_ns.is_empty() || event_ns == "default"
+    } else {
+        event_ns.is_empty() || regarding_ns == event_ns
+    };
+    if !matches {
+        causes.push((
+            "involvedObject.namespace".to_owned(),
+            format!("Invalid value: {regarding_ns:?}: does not match event.namespace"),
+        ));
+    }
+    if obj.get("eventTime").is_none_or(Value::is_null) {
+        causes.push(("eventTime".to_owned(), "Required value".to_owned()));
+    }
+    causes
+}
+
 fn finalizers_of(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -380,11 +408,34 @@ impl Store {
         let Some(schema) = def.schema.as_ref().filter(|_| def.custom) else {
             return Ok(());
         };
-        let causes = super::schema::apply_to_resource(schema, obj);
-        if causes.is_empty() {
+        let found = super::schema::apply_to_resource(schema, obj);
+        // Unknown fields are pruned; what that costs the request is its
+        // fieldValidation's call (cr-create-unknown-field-*).
+        if !found.pruned.is_empty() {
+            let fields = found
+                .pruned
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect::<Vec<_>>();
+            match super::scope::field_validation() {
+                super::scope::FieldValidation::Strict => {
+                    return Err(ApiError::bad_request(format!(
+                        "{kind} in version {:?} cannot be handled as a {kind}: strict decoding error: {}",
+                        def.version,
+                        fields.join(", "),
+                        kind = def.kind,
+                    )));
+                }
+                super::scope::FieldValidation::Warn => {
+                    fields.into_iter().for_each(super::scope::warn);
+                }
+                super::scope::FieldValidation::Ignore => {}
+            }
+        }
+        if found.causes.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::invalid(def, name_of(obj), &causes))
+            Err(ApiError::invalid(def, name_of(obj), &found.causes))
         }
     }
 
@@ -412,10 +463,10 @@ impl Store {
             for (k, v) in labels {
                 let value = v.as_str().unwrap_or_default();
                 if !is_label_key(k) {
-                    causes.push(("metadata.labels".into(), format!("Invalid value: {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.'")));
+                    causes.push(("metadata.labels".into(), format!("Invalid value: {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")));
                 }
                 if !v.is_string() || !is_label_value(value) {
-                    causes.push(("metadata.labels".into(), format!("Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")));
+                    causes.push(("metadata.labels".into(), format!("Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")));
                 }
             }
         }
@@ -423,6 +474,9 @@ impl Store {
             if def.plural == *plural && obj.get(*parent).and_then(|p| p.get(*field)).is_none() {
                 causes.push((format!("{parent}.{field}"), "Required value".into()));
             }
+        }
+        if def.group == "events.k8s.io" {
+            causes.extend(event_causes(obj));
         }
         if def.plural == "imagestreamimports" {
             for (i, img) in obj
@@ -549,11 +603,7 @@ impl Store {
             match self.namespace_phase(ns) {
                 None => return Err(ApiError::namespace_not_found(ns)),
                 Some("Terminating") => {
-                    return Err(ApiError::forbidden(format!(
-                        "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                        def.group_resource(),
-                        name_of(&obj)
-                    )));
+                    return Err(ApiError::namespace_terminating(def, name_of(&obj), ns));
                 }
                 _ => {}
             }
@@ -649,8 +699,25 @@ impl Store {
                 obj["status"] = json!({"lastVersion": 0});
             }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
-                super::resources::from_crd(obj)
-                    .map_err(|m| ApiError::invalid(def, name_of(obj), &[("spec".into(), m)]))?;
+                super::resources::from_crd(obj).map_err(|m| {
+                    // "field: message", as the CRD's own validation names it.
+                    let cause = match m.split_once(": ") {
+                        Some((field, rest)) if !field.contains(' ') => {
+                            (field.to_owned(), rest.to_owned())
+                        }
+                        _ => ("spec".to_owned(), m.clone()),
+                    };
+                    ApiError::invalid(def, name_of(obj), &[cause])
+                })?;
+                if let Some(versions) = obj.pointer("/spec/versions").and_then(Value::as_array) {
+                    for v in versions {
+                        if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
+                            for f in super::schema::unrecognized_formats(schema) {
+                                super::scope::warn(format!("unrecognized format {f:?}"));
+                            }
+                        }
+                    }
+                }
                 let names = obj.pointer("/spec/names").cloned().unwrap_or_default();
                 obj["status"] = json!({
                     "acceptedNames": names, "storedVersions": [obj.pointer("/spec/versions/0/name").cloned().unwrap_or_default()],
@@ -680,9 +747,7 @@ impl Store {
         if def.plural == "namespaces" || def.namespaced {
             // The namespace may have started terminating since prepare.
             if def.namespaced && self.namespace_phase(&ns) != Some("Active") {
-                return Err(ApiError::forbidden(format!(
-                    "unable to create new content in namespace {ns} because it is being terminated"
-                )));
+                return Err(ApiError::namespace_terminating(def, &name, &ns));
             }
         }
         let mut owners = Ownership::new();
@@ -810,17 +875,28 @@ impl Store {
         }
         if is_deleting(&old) {
             let before = finalizers_of(&old);
-            if finalizers_of(&new).iter().any(|f| !before.contains(f)) {
-                return Err(ApiError::invalid(
-                    def,
-                    name,
-                    &[(
-                        "metadata.finalizers".into(),
-                        "Forbidden: no new finalizers can be added if the object is being deleted"
-                            .into(),
-                    )],
-                )
-                .into());
+            let added: Vec<String> = finalizers_of(&new)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .map(|f| format!("{f:?}"))
+                .collect();
+            if !added.is_empty() {
+                let cause = (
+                    "metadata.finalizers".to_owned(),
+                    format!(
+                        "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                        added.join(", ")
+                    ),
+                );
+                // A Namespace's update is validated twice over (its own
+                // rules and the generic metadata rules): the cause comes
+                // twice (ns2-patch-ns-finalizer-add).
+                let causes = if def.group.is_empty() && def.plural == "namespaces" {
+                    vec![cause.clone(), cause]
+                } else {
+                    vec![cause]
+                };
+                return Err(ApiError::invalid(def, name, &causes).into());
             }
         }
         Self::apply_schema(def, &mut new)?;

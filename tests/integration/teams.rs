@@ -108,7 +108,7 @@ async fn a_bound_developer_joins_the_team_and_pushes_with_their_own_credentials(
             ("viewers".to_owned(), quay_sandbox::Role::Read)
         ]
     );
-    // The repository existed before the teams: granted explicitly.
+    // The repository has the teams' roles (from their default permissions).
     assert_eq!(
         o.repositories["app"].team_permissions.get("editors"),
         Some(&quay_sandbox::Role::Write)
@@ -302,6 +302,18 @@ async fn an_unchanged_namespace_costs_two_more_gets_at_resync() {
         })
     })
     .await;
+    // A new namespace's teams come before its repositories, which get the
+    // teams' roles from their default permissions: no explicit grant.
+    let grants = env
+        .quay
+        .requests()
+        .iter()
+        .filter(|r| r.template.contains("/permissions/team/"))
+        .count();
+    assert_eq!(
+        grants, 0,
+        "no explicit team grant for a repository the operator created"
+    );
     env.quay.clear_requests();
     let done = |env: &Env| {
         let r = env.quay.requests();

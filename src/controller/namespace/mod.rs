@@ -237,7 +237,41 @@ async fn converge(
     };
     let streams = image_streams(ctx, &name);
     let actions = plan_quay(cfg, org, &marker, &view, &streams);
-    let applied = apply_quay(ns, cfg, org, client, &actions, &mut view, ctx).await;
+    // With team sync, the teams and their default permissions come before
+    // the repositories this reconcile creates, which then get the teams'
+    // roles from Quay itself (no explicit grant).
+    let (first, last): (Vec<QuayAction>, Vec<QuayAction>) = if cfg.team_sync.is_some() {
+        actions.iter().cloned().partition(|a| {
+            !matches!(
+                a,
+                QuayAction::CreateRepository { .. }
+                    | QuayAction::GrantRepository { .. }
+                    | QuayAction::DeleteRepository { .. }
+            )
+        })
+    } else {
+        (actions.clone(), Vec::new())
+    };
+    let mut applied = apply_quay(ns, cfg, org, client, &first, &mut view, ctx).await;
+    let mut team_report = None;
+    if let (Ok(()), Some(ts)) = (&applied, &cfg.team_sync) {
+        // Repositories a push created get the teams' role explicitly, as
+        // the robots'.
+        let granted: BTreeSet<String> = last
+            .iter()
+            .filter_map(|a| match a {
+                QuayAction::GrantRepository { repo, .. } => Some(repo.clone()),
+                _ => None,
+            })
+            .collect();
+        match teams::sync(ns, ts, &marker, org, client, ctx, &mut view, &granted).await {
+            Ok(report) => {
+                team_report = Some(report);
+                applied = apply_quay(ns, cfg, org, client, &last, &mut view, ctx).await;
+            }
+            Err(e) => applied = Err(e),
+        }
+    }
     ctx.views
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -248,23 +282,10 @@ async fn converge(
                 view: view.clone(),
                 fetched,
                 generation: cfg.generation,
-                team_report: None,
+                team_report,
             },
         );
     applied?;
-    if let Some(ts) = &cfg.team_sync {
-        let granted: BTreeSet<String> = actions
-            .iter()
-            .filter_map(|a| match a {
-                QuayAction::GrantRepository { repo, .. } => Some(repo.clone()),
-                _ => None,
-            })
-            .collect();
-        let synced = teams::sync(ns, ts, &marker, org, client, ctx, &mut view, &granted).await;
-        remember(ctx, &name, org, cfg, &view);
-        let report = synced?;
-        teams::set_report(ctx, &name, report);
-    }
 
     let secrets = observed_secrets(ctx, cfg, &name);
     let accounts = observed_service_accounts(ctx, cfg, &name);

@@ -239,15 +239,3 @@ fn member<'t>(t: &'t mut crate::plan::teams::TeamView, team: &str) -> &'t mut BT
         })
         .members
 }
-
-/// Keeps the namespace's team sync counts for the integration's status.
-pub(super) fn set_report(ctx: &Context, ns: &str, report: TeamSyncStatus) {
-    if let Some(c) = ctx
-        .views
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get_mut(ns)
-    {
-        c.team_report = Some(report);
-    }
-}

@@ -39,3 +39,11 @@ pub fn client_with(quay: &EmbeddedQuay, token: SecretString, metrics: QuayMetric
 pub fn client(quay: &EmbeddedQuay) -> QuayClient {
     client_with(quay, quay.admin_token(), QuayMetrics::default())
 }
+
+/// A file of the shared reference (`../shared/reference/`), which a
+/// user's clone does not have: only ignored-tier tests read it.
+pub fn shared_reference(file: &str) -> String {
+    let path = format!("{}/../shared/reference/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the recorded answers are read from {path}: {e}"))
+}

@@ -485,12 +485,7 @@ fn output_matches(expected: &str, actual: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs ../shared/reference/kube-api-recorded.md (run by .ci/run)"]
 async fn embedded_apiserver_answers_like_the_recorded_real_one() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/kube-api-recorded.md"
-    );
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("the recorded answers are read from {path}: {e}"));
+    let text = common::shared_reference("kube-api-recorded.md");
     let cases = parse(&text);
     assert_eq!(cases.len(), 141, "all recorded cases parsed");
 

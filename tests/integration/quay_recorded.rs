@@ -143,12 +143,7 @@ pub(crate) fn assert_same_shape(title: &str, path: &str, expected: &Value, actua
 #[tokio::test]
 #[ignore = "needs ../shared/reference/quay-api-recorded.md (run by .ci/run)"]
 async fn embedded_quay_answers_like_the_recorded_real_quay() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/quay-api-recorded.md"
-    );
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("the recorded Quay answers are read from {path}: {e}"));
+    let text = common::shared_reference("quay-api-recorded.md");
     let cases = parse(&text);
     assert_eq!(cases.len(), 87, "all recorded cases parsed");
 

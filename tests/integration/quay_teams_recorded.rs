@@ -207,12 +207,7 @@ impl Replay {
 #[tokio::test]
 #[ignore = "needs ../shared/reference/quay-api-teams.md (run by .ci/run)"]
 async fn embedded_quay_teams_answer_like_the_recorded_real_quay() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/quay-api-teams.md"
-    );
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("the recorded Quay answers are read from {path}: {e}"));
+    let text = common::shared_reference("quay-api-teams.md");
     let cases = parse(&text);
     assert_eq!(cases.len(), 136, "all recorded cases parsed");
 

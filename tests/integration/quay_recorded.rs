@@ -21,7 +21,7 @@ fn expand(s: &str) -> String {
     s.replace("a{256}", &"a".repeat(256))
 }
 
-fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
+pub(crate) fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let start = s.find(open)? + open.len();
     let end = s[start..].find(close)? + start;
     Some(&s[start..end])

@@ -4,7 +4,7 @@
 //! against the embedded Quay, and checks status, content type and body.
 
 use crate::common;
-use crate::quay_recorded::assert_same_shape;
+use crate::quay_recorded::{assert_same_shape, between};
 use reqwest::Client;
 use serde_json::{Value, json};
 
@@ -29,12 +29,6 @@ enum Expect {
     ContentType(String),
     Csrf,
     SameAs(String),
-}
-
-fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let start = s.find(open)? + open.len();
-    let end = s[start..].find(close)? + start;
-    Some(&s[start..end])
 }
 
 /// `@name` avatars and `X{n}` repetitions, as the recording writes them.

@@ -3,9 +3,8 @@
 
 use super::context::Context;
 use super::error::Error;
-use crate::config::ApiGroup;
 use crate::openshift::Build;
-use crate::plan::selection::{self, Manager};
+use crate::plan::import::{BuildFacts, ImportDecision, import_request, imported_annotation};
 use kube::api::{Api, DynamicObject, Patch};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
@@ -15,78 +14,6 @@ use std::sync::Arc;
 
 const CONTROLLER: &str = "build";
 
-/// What a rewritten Build says about its destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    /// Annotation prefix of the integration group that rewrote it.
-    pub prefix: &'static str,
-    /// ImageStream namespace.
-    pub namespace: String,
-    /// ImageStream name.
-    pub stream: String,
-    /// Tag.
-    pub tag: String,
-    /// Already imported.
-    pub imported: bool,
-}
-
-/// Reads the webhook's annotations (either group's prefix).
-pub fn destination(
-    annotations: &std::collections::BTreeMap<String, String>,
-) -> Option<Result<Destination, String>> {
-    for group in [ApiGroup::Current, ApiGroup::Legacy] {
-        let prefix = group.annotation_prefix();
-        if annotations
-            .get(&format!("{prefix}/quay-registry-operator-managed"))
-            .map(String::as_str)
-            != Some("true")
-        {
-            continue;
-        }
-        let imported = annotations
-            .get(&format!("{prefix}/destination-imagestreamtag-imported"))
-            .map(String::as_str)
-            == Some("true");
-        let raw = annotations
-            .get(&format!("{prefix}/destination-imagestream"))
-            .cloned()
-            .unwrap_or_default();
-        let parsed = raw
-            .split_once('/')
-            .and_then(|(ns, rest)| rest.split_once(':').map(|(s, t)| (ns, s, t)));
-        return Some(match parsed {
-            Some((ns, s, t)) if !ns.is_empty() && !s.is_empty() && !t.is_empty() => {
-                Ok(Destination {
-                    prefix,
-                    namespace: ns.into(),
-                    stream: s.into(),
-                    tag: t.into(),
-                    imported,
-                })
-            }
-            _ => Err(format!(
-                "annotation {prefix}/destination-imagestream is {raw:?}, expected <namespace>/<imagestream>:<tag>"
-            )),
-        });
-    }
-    None
-}
-
-/// The ImageStreamImport that brings `image` into the destination tag
-/// (upstream's shape: DockerImage source, `referencePolicy: Source`).
-pub fn import_request(dest: &Destination, image: &str, insecure: bool, scheduled: bool) -> Value {
-    json!({
-        "apiVersion": "image.openshift.io/v1", "kind": "ImageStreamImport",
-        "metadata": {"name": dest.stream, "namespace": dest.namespace},
-        "spec": {"import": true, "images": [{
-            "from": {"kind": "DockerImage", "name": image},
-            "to": {"name": dest.tag},
-            "importPolicy": {"insecure": insecure, "scheduled": scheduled},
-            "referencePolicy": {"type": "Source"},
-        }]}
-    })
-}
-
 /// Imports the tag of a completed, rewritten Build.
 pub async fn reconcile(build: Arc<Build>, ctx: Arc<Context>) -> Result<Action, Error> {
     let result = reconcile_inner(&build, &ctx).await;
@@ -95,33 +22,28 @@ pub async fn reconcile(build: Arc<Build>, ctx: Arc<Context>) -> Result<Action, E
 }
 
 async fn reconcile_inner(build: &Build, ctx: &Arc<Context>) -> Result<Action, Error> {
-    let Some(dest) = destination(build.annotations()) else {
+    // The namespace comes from the apiserver's key for the object; the
+    // decision derives everything else from it and the integration.
+    let Some(ns) = build.namespace() else {
         return Ok(Action::await_change());
     };
-    let ns = build.namespace().unwrap_or_default();
-    let dest = match dest {
-        Ok(d) => d,
-        Err(msg) => {
-            ctx.build_event(build, true, "InvalidDestination", msg)
-                .await;
+    let output = build.spec.rest.get("output").and_then(|o| o.get("to"));
+    let facts = BuildFacts {
+        namespace: &ns,
+        annotations: build.annotations(),
+        output_kind: output.and_then(|t| t.get("kind")).and_then(Value::as_str),
+        output_name: output.and_then(|t| t.get("name")).and_then(Value::as_str),
+        phase: build.status.as_ref().and_then(|s| s.phase.as_deref()),
+    };
+    let dest = match crate::plan::import::plan_import(&facts, &ctx.integrations()) {
+        ImportDecision::Skip => return Ok(Action::await_change()),
+        ImportDecision::Refuse(msg) => {
+            ctx.build_event(build, true, "ImportRefused", msg).await;
             return Ok(Action::await_change());
         }
+        ImportDecision::Import(dest) => dest,
     };
-    if dest.imported || build.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Complete") {
-        return Ok(Action::await_change());
-    }
-    let integrations = ctx.integrations();
-    let Manager::One(cfg) = selection::manager(&integrations, &dest.namespace) else {
-        return Ok(Action::await_change());
-    };
-    let image = build
-        .spec
-        .rest
-        .get("output")
-        .and_then(|o| o.pointer("/to/name"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let image = dest.image.clone();
     let isi_api: Api<DynamicObject> = Api::namespaced_with(
         ctx.client.clone(),
         &dest.namespace,
@@ -130,13 +52,8 @@ async fn reconcile_inner(build: &Build, ctx: &Arc<Context>) -> Result<Action, Er
             "imagestreamimports",
         ),
     );
-    let isi: DynamicObject = serde_json::from_value(import_request(
-        &dest,
-        &image,
-        cfg.insecure_registry,
-        cfg.scheduled_import,
-    ))
-    .map_err(|e| Error::Internal(e.to_string()))?;
+    let isi: DynamicObject = serde_json::from_value(import_request(&dest))
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let answer = isi_api.create(&super::post_params(), &isi).await?;
     let status = answer
         .data
@@ -162,7 +79,7 @@ async fn reconcile_inner(build: &Build, ctx: &Arc<Context>) -> Result<Action, Er
         return Err(Error::Import(message));
     }
     let builds: Api<Build> = Api::namespaced(ctx.client.clone(), &ns);
-    let marked = json!({"metadata": {"annotations": {format!("{}/destination-imagestreamtag-imported", dest.prefix): "true"}}});
+    let marked = json!({"metadata": {"annotations": {imported_annotation(&dest): "true"}}});
     builds
         .patch(
             &build.name_any(),
@@ -199,75 +116,5 @@ impl Context {
     pub async fn build_event(&self, build: &Build, warning: bool, reason: &str, note: String) {
         self.publish(&build.object_ref(&()), warning, reason, "Import", note)
             .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn destinations_from_either_prefix() {
-        assert_eq!(destination(&ann(&[])), None);
-        let d = destination(&ann(&[
-            (
-                "quay-registry-operator.quay.redhat.com/quay-registry-operator-managed",
-                "true",
-            ),
-            (
-                "quay-registry-operator.quay.redhat.com/destination-imagestream",
-                "team/app:v1",
-            ),
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(
-            (
-                d.namespace.as_str(),
-                d.stream.as_str(),
-                d.tag.as_str(),
-                d.imported
-            ),
-            ("team", "app", "v1", false)
-        );
-        let legacy = destination(&ann(&[
-            (
-                "quay-registry-operator.redhatcop.redhat.io/quay-registry-operator-managed",
-                "true",
-            ),
-            (
-                "quay-registry-operator.redhatcop.redhat.io/destination-imagestream",
-                "team/app:latest",
-            ),
-            (
-                "quay-registry-operator.redhatcop.redhat.io/destination-imagestreamtag-imported",
-                "true",
-            ),
-        ]))
-        .unwrap()
-        .unwrap();
-        assert!(legacy.imported);
-        assert_eq!(legacy.prefix, "quay-registry-operator.redhatcop.redhat.io");
-        for bad in ["team/app", "app:v1", "/app:v1", "team/:v1", ""] {
-            let r = destination(&ann(&[
-                (
-                    "quay-registry-operator.quay.redhat.com/quay-registry-operator-managed",
-                    "true",
-                ),
-                (
-                    "quay-registry-operator.quay.redhat.com/destination-imagestream",
-                    bad,
-                ),
-            ]));
-            assert!(matches!(r, Some(Err(_))), "{bad}");
-        }
     }
 }

@@ -68,6 +68,59 @@ pub(crate) fn patch_params() -> kube::api::PatchParams {
     }
 }
 
+/// How many times a guarded patch is computed again after the object
+/// changed between the read and the patch.
+const GUARDED_ATTEMPTS: usize = 5;
+
+/// Applies the JSON patch `ops` computes from an object, guarded by what it
+/// read (see `plan::metadata`): first from `cached`, then, each time the
+/// apiserver refuses it because the object changed, from a fresh read.
+/// `Ok(false)`: the object is gone, or there was nothing to change.
+pub(crate) async fn patch_guarded<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    cached: Option<&K>,
+    ops: impl Fn(&K) -> Vec<serde_json::Value>,
+) -> Result<bool, error::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut read = cached.cloned();
+    for attempt in 1..=GUARDED_ATTEMPTS {
+        let obj = match read.take() {
+            Some(o) => o,
+            None => match api.get_opt(name).await? {
+                Some(o) => o,
+                None => return Ok(false),
+            },
+        };
+        let ops = ops(&obj);
+        if ops.is_empty() {
+            return Ok(false);
+        }
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
+            .map_err(|e| error::Error::Internal(format!("metadata patch: {e}")))?;
+        match api
+            .patch(name, &patch_params(), &kube::api::Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(false),
+            // Changed since it was read (a test failed): read it again.
+            Err(kube::Error::Api(s))
+                if (s.code == 422 || s.code == 409) && attempt < GUARDED_ATTEMPTS =>
+            {
+                tracing::debug!(
+                    name,
+                    "object changed while patching its metadata; reading it again"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(false)
+}
+
 /// Runs the operator until `shutdown` resolves: everything every replica
 /// runs (caches, the webhook), and the reconcilers while it leads.
 pub async fn run(

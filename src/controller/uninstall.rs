@@ -3,10 +3,10 @@
 
 use crate::config::{BRIDGED_LABEL, FINALIZER, INTEGRATION_FINALIZER, LEGACY_FINALIZER};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
+use crate::plan::metadata::release_ops;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 
 /// What was released.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -28,25 +28,7 @@ async fn release<K>(
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let current = obj.finalizers().to_vec();
-    let kept: Vec<String> = current
-        .iter()
-        .filter(|f| !names.contains(&f.as_str()))
-        .cloned()
-        .collect();
-    let mut ops = Vec::new();
-    if kept != current {
-        ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": current}));
-        ops.push(json!({"op": "replace", "path": "/metadata/finalizers", "value": kept}));
-    }
-    if let Some((key, value)) = label.and_then(|l| obj.labels().get_key_value(l)) {
-        let path = format!(
-            "/metadata/labels/{}",
-            key.replace('~', "~0").replace('/', "~1")
-        );
-        ops.push(json!({"op": "test", "path": path, "value": value}));
-        ops.push(json!({"op": "remove", "path": path}));
-    }
+    let ops = release_ops(obj.meta(), names, label);
     if ops.is_empty() {
         return Ok(false);
     }

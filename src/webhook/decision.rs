@@ -3,6 +3,7 @@
 //! snapshot of what the operator knows; it never panics on any input.
 
 use crate::config::{BRIDGED_LABEL, IntegrationConfig};
+use crate::plan::metadata::pointer_token;
 use crate::plan::names;
 use crate::plan::selection::{self, Manager};
 use crate::quay::names as quay_names;
@@ -26,10 +27,6 @@ pub enum Decision {
     Patch(Value),
     /// Refuse, with the reason shown to the user (a 403).
     Deny(String),
-}
-
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 /// The Build and its output of a request this webhook rewrites: a new
@@ -152,7 +149,7 @@ pub fn decide(request: &Value, facts: &dyn Facts) -> Decision {
     {
         ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
     }
-    ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", escape(&format!("{prefix}/quay-registry-operator-managed"))), "value": "true"}));
+    ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", pointer_token(&format!("{prefix}/quay-registry-operator-managed"))), "value": "true"}));
     // The label lets the import controller watch only rewritten Builds.
     if !build
         .pointer("/metadata/labels")
@@ -160,8 +157,8 @@ pub fn decide(request: &Value, facts: &dyn Facts) -> Decision {
     {
         ops.push(json!({"op": "add", "path": "/metadata/labels", "value": {}}));
     }
-    ops.push(json!({"op": "add", "path": format!("/metadata/labels/{}", escape(BRIDGED_LABEL)), "value": "true"}));
-    ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", escape(&format!("{prefix}/destination-imagestream"))), "value": format!("{destination}/{stream}:{tag}")}));
+    ops.push(json!({"op": "add", "path": format!("/metadata/labels/{}", pointer_token(BRIDGED_LABEL)), "value": "true"}));
+    ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", pointer_token(&format!("{prefix}/destination-imagestream"))), "value": format!("{destination}/{stream}:{tag}")}));
     Decision::Patch(Value::Array(ops))
 }
 

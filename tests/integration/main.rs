@@ -26,3 +26,4 @@ mod readme;
 mod safety;
 mod secret_hygiene;
 mod teams;
+mod trust;

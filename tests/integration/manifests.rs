@@ -387,18 +387,16 @@ fn what_the_operator_writes_to_openshift_matches_openshifts_openapi() {
     .unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     let defs = &doc["definitions"];
-    let dest = quay_bridge_operator::controller::build::Destination {
-        prefix: "x",
-        namespace: "team".into(),
-        stream: "app".into(),
-        tag: "v1".into(),
-        imported: false,
-    };
-    let isi = quay_bridge_operator::controller::build::import_request(
-        &dest,
-        "quay.example.com/openshift_team/app:v1",
-        true,
-        false,
+    let isi = quay_bridge_operator::plan::import::import_request(
+        &quay_bridge_operator::plan::import::Import {
+            prefix: "x",
+            namespace: "team".into(),
+            stream: "app".into(),
+            tag: "v1".into(),
+            image: "quay.example.com/openshift_team/app:v1".into(),
+            insecure: true,
+            scheduled: false,
+        },
     );
     let mut problems = Vec::new();
     openapi_problems(

@@ -1,89 +1,37 @@
 //! The namespace's own metadata (finalizer, organization annotation,
 //! bridged label), its release, and the organization's deletion with it.
 
-use crate::config::{
-    BRIDGED_LABEL, FINALIZER, IntegrationConfig, LEGACY_FINALIZER, ORGANIZATION_ANNOTATION,
-};
+use crate::config::{BRIDGED_LABEL, FINALIZER, IntegrationConfig, LEGACY_FINALIZER};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
+use crate::controller::patch_guarded;
 use crate::crd::NamespaceDeletionPolicy;
+use crate::plan::metadata::{claim_ops, release_ops};
 use crate::plan::names::{self};
 use crate::plan::namespace::{Ownership, QuayView, ownership};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch};
+use kube::api::Api;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use std::sync::Arc;
 
 use super::{has_finalizer, observe};
 
-/// Adds our finalizer (replacing the legacy one) and the organization
-/// annotation, when missing.
+/// Adds our finalizer (replacing the legacy one), the organization
+/// annotation and the bridged label, when missing, touching no other key.
 pub(super) async fn ensure_namespace_metadata(
     ns: &Namespace,
     org: &str,
     ctx: &Context,
 ) -> Result<(), Error> {
-    let current = ns.finalizers().to_vec();
-    let mut wanted: Vec<String> = current
-        .iter()
-        .filter(|f| *f != LEGACY_FINALIZER)
-        .cloned()
-        .collect();
-    if !wanted.iter().any(|f| f == FINALIZER) {
-        wanted.push(FINALIZER.into());
-    }
-    let annotated = ns
-        .annotations()
-        .get(ORGANIZATION_ANNOTATION)
-        .map(String::as_str)
-        == Some(org);
-    let labelled = ns.labels().get(BRIDGED_LABEL).map(String::as_str) == Some("true");
-    if wanted == current && annotated && labelled {
+    if claim_ops(ns.meta(), org).is_empty() {
         return Ok(());
     }
-    let mut ops = Vec::new();
-    if wanted != current {
-        if ns.meta().finalizers.is_none() {
-            ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": null}));
-            ops.push(json!({"op": "add", "path": "/metadata/finalizers", "value": wanted}));
-        } else {
-            ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": current}));
-            ops.push(json!({"op": "replace", "path": "/metadata/finalizers", "value": wanted}));
-        }
-    }
-    if !annotated {
-        if ns.meta().annotations.is_none() {
-            ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {ORGANIZATION_ANNOTATION: org}}));
-        } else {
-            ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", pointer_token(ORGANIZATION_ANNOTATION)), "value": org}));
-        }
-    }
-    // The webhook registration selects bridged namespaces by this label.
-    if !labelled {
-        if ns.meta().labels.is_none() {
-            ops.push(
-                json!({"op": "add", "path": "/metadata/labels", "value": {BRIDGED_LABEL: "true"}}),
-            );
-        } else {
-            ops.push(json!({"op": "add", "path": format!("/metadata/labels/{}", pointer_token(BRIDGED_LABEL)), "value": "true"}));
-        }
-    }
-    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    Api::<Namespace>::all(ctx.client.clone())
-        .patch(
-            &ns.name_any(),
-            &crate::controller::patch_params(),
-            &Patch::Json::<()>(patch),
-        )
-        .await?;
+    let api = Api::<Namespace>::all(ctx.client.clone());
+    patch_guarded(&api, &ns.name_any(), Some(ns), |live| {
+        claim_ops(live.meta(), org)
+    })
+    .await?;
     Ok(())
-}
-
-/// A JSON pointer token for a key (`/` and `~` escaped).
-fn pointer_token(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 /// Whether the namespace still carries anything of ours to release.
@@ -94,40 +42,19 @@ pub(super) fn bridged(ns: &Namespace) -> bool {
 /// Removes our finalizers (current and legacy) and the bridged label from
 /// the namespace.
 pub(super) async fn release(ns: &Namespace, ctx: &Context) -> Result<(), Error> {
-    let current = ns.finalizers().to_vec();
-    let wanted: Vec<String> = current
-        .iter()
-        .filter(|f| *f != FINALIZER && *f != LEGACY_FINALIZER)
-        .cloned()
-        .collect();
-    let label = ns.labels().get(BRIDGED_LABEL);
-    if wanted == current && label.is_none() {
+    let release = |n: &Namespace| {
+        release_ops(
+            n.meta(),
+            &[FINALIZER, LEGACY_FINALIZER],
+            Some(BRIDGED_LABEL),
+        )
+    };
+    if release(ns).is_empty() {
         return Ok(());
     }
-    let mut ops = Vec::new();
-    if wanted != current {
-        ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": current}));
-        ops.push(json!({"op": "replace", "path": "/metadata/finalizers", "value": wanted}));
-    }
-    if let Some(value) = label {
-        let path = format!("/metadata/labels/{}", pointer_token(BRIDGED_LABEL));
-        ops.push(json!({"op": "test", "path": path, "value": value}));
-        ops.push(json!({"op": "remove", "path": path}));
-    }
-    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    match Api::<Namespace>::all(ctx.client.clone())
-        .patch(
-            &ns.name_any(),
-            &crate::controller::patch_params(),
-            &Patch::Json::<()>(patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    let api = Api::<Namespace>::all(ctx.client.clone());
+    patch_guarded(&api, &ns.name_any(), Some(ns), release).await?;
+    Ok(())
 }
 
 /// On namespace deletion: delete the organization if the policy says so

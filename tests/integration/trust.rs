@@ -1,0 +1,180 @@
+//! Trust only what was verified: a tenant's labels and annotations, a
+//! cached view or a hung connection never make the operator act on what
+//! it does not own.
+
+use crate::builds::ar;
+use crate::harness::{Env, converged, env, image_stream, integration, namespace, wait_for};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DynamicObject, PostParams};
+use serde_json::json;
+
+/// The Events on object `kind/name` of namespace `ns` with this reason.
+pub async fn events_on(env: &Env, ns: &str, kind: &str, name: &str, reason: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(env.client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            let r = e.regarding.as_ref();
+            r.and_then(|r| r.kind.as_deref()) == Some(kind)
+                && r.and_then(|r| r.name.as_deref()) == Some(name)
+                && e.reason.as_deref() == Some(reason)
+        })
+        .collect()
+}
+
+/// A Build that claims to be rewritten by the webhook, as a tenant can
+/// write it in their own namespace (labels, annotations, output, phase).
+fn forged_build(name: &str, destination: &str, image: &str) -> DynamicObject {
+    let p = "quay-registry-operator.quay.redhat.com";
+    serde_json::from_value(json!({
+        "apiVersion": "build.openshift.io/v1", "kind": "Build",
+        "metadata": {"name": name,
+            "labels": {"quay.redhat.com/bridged": "true"},
+            "annotations": {
+                format!("{p}/quay-registry-operator-managed"): "true",
+                format!("{p}/destination-imagestream"): destination}},
+        "spec": {"strategy": {"type": "Docker", "dockerStrategy": {}},
+            "output": {"to": {"kind": "DockerImage", "name": image}}},
+        "status": {"phase": "Complete"}}))
+    .unwrap()
+}
+
+/// A user of an unbridged namespace, or of another bridged one, labels and
+/// annotates their own Build to name another team's ImageStream: nothing
+/// is imported there, and the Build gets a Warning saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_build_never_imports_into_another_namespace() {
+    let env = env().await;
+    integration(&env, "quay", json!({"denylistNamespaces": ["mallory"]})).await;
+    for ns in ["victim", "tenant", "mallory"] {
+        namespace(&env, ns).await;
+    }
+    image_stream(&env, "victim", "app").await;
+    wait_for("victim", || converged(&env, "victim", &["app"])).await;
+    wait_for("tenant", || converged(&env, "tenant", &[])).await;
+    let host = env.host();
+    env.kube.clear_requests();
+    let cases = [
+        // Unbridged namespace naming the victim's stream and image.
+        (
+            "mallory",
+            "victim/app:latest",
+            format!("{host}/openshift_victim/app:latest"),
+        ),
+        // Unbridged namespace naming its own stream.
+        (
+            "mallory",
+            "mallory/app:latest",
+            format!("{host}/openshift_mallory/app:latest"),
+        ),
+        // Bridged namespace naming the victim's stream.
+        (
+            "tenant",
+            "victim/app:latest",
+            format!("{host}/openshift_victim/app:latest"),
+        ),
+        // Bridged namespace naming its own stream, importing another
+        // organization's image.
+        (
+            "tenant",
+            "tenant/app:latest",
+            format!("{host}/openshift_victim/app:latest"),
+        ),
+    ];
+    for (i, (ns, dest, image)) in cases.iter().enumerate() {
+        let builds = Api::<DynamicObject>::namespaced_with(
+            env.client.clone(),
+            ns,
+            &ar("build.openshift.io", "Build", "builds"),
+        );
+        let name = format!("forged-{i}");
+        builds
+            .create(&PostParams::default(), &forged_build(&name, dest, image))
+            .await
+            .unwrap();
+        wait_for(&format!("a Warning on {ns}/{name}"), || async {
+            events_on(&env, ns, "Build", &name, "ImportRefused")
+                .await
+                .iter()
+                .any(|e| e.type_.as_deref() == Some("Warning"))
+        })
+        .await;
+    }
+    let imports: Vec<_> = env
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "imagestreamimports")
+        .collect();
+    assert!(imports.is_empty(), "no import was attempted: {imports:?}");
+    let builds = env
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "builds" && r.verb == "patch")
+        .count();
+    assert_eq!(builds, 0, "no forged Build is marked imported");
+    env.stop().await;
+}
+
+/// The operator's view of a namespace lags behind (a slow watch): an
+/// annotation a person added after the operator's read survives the
+/// operator's own metadata patch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claiming_a_namespace_keeps_an_annotation_added_since_the_read() {
+    use crate::harness::env_with_kube_faults;
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::ResourceExt;
+    use kube::api::{Patch, PatchParams};
+    use kube_sandbox::{KubeFaultConfig, LaggingWatch};
+    let env = env_with_kube_faults(
+        crate::harness::fast_options(),
+        KubeFaultConfig {
+            lagging_watch: Some(LaggingWatch {
+                resource: "namespaces".into(),
+                nth: 1,
+                delay_ms: 1000,
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    integration(&env, "quay", json!({})).await;
+    // The namespace is new to the operator's (lagging) watch.
+    wait_for("the operator's namespace watch", || async {
+        env.kube.requests().iter().any(|r| {
+            r.resource == "namespaces"
+                && r.verb == "watch"
+                && r.identity == crate::harness::OPERATOR
+        })
+    })
+    .await;
+    namespace(&env, "late").await;
+    let namespaces = Api::<Namespace>::all(env.client.clone());
+    namespaces
+        .patch(
+            "late",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"owner": "alice"}}})),
+        )
+        .await
+        .unwrap();
+    wait_for("late", || converged(&env, "late", &[])).await;
+    let ns = namespaces.get("late").await.unwrap();
+    assert_eq!(
+        ns.annotations().get("owner").map(String::as_str),
+        Some("alice"),
+        "{:?}",
+        ns.annotations()
+    );
+    assert_eq!(
+        ns.annotations()
+            .get(quay_bridge_operator::config::ORGANIZATION_ANNOTATION)
+            .map(String::as_str),
+        Some("openshift_late")
+    );
+    env.stop().await;
+}

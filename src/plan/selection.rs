@@ -56,12 +56,42 @@ pub fn manager<'a>(integrations: &'a [IntegrationConfig], namespace: &str) -> Ma
     }
 }
 
+/// Whether a namespace is held as it is: no valid integration manages it,
+/// it still carries our finalizer or label, and an integration fails
+/// validation (it may be the one that selected it). Nothing is released,
+/// cleaned up or written until that integration is valid again or deleted:
+/// an invalid edit must not orphan organizations.
+pub fn held(manager: &Manager<'_>, invalid: &[IntegrationId], bridged: bool) -> bool {
+    matches!(manager, Manager::None) && bridged && !invalid.is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn v(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn only_an_invalid_integration_holds_a_bridged_namespace_no_one_manages() {
+        let cfg = crate::config::test_config("openshift", "");
+        let id = cfg.id.clone();
+        let one = [cfg];
+        let invalid = [id];
+        for (manager, invalid, bridged, expected) in [
+            (Manager::None, &invalid[..], true, true),
+            (Manager::None, &invalid[..], false, false),
+            (Manager::None, &[][..], true, false),
+            (Manager::One(&one[0]), &invalid[..], true, false),
+            (Manager::Conflict(vec![]), &invalid[..], true, false),
+        ] {
+            assert_eq!(
+                held(&manager, invalid, bridged),
+                expected,
+                "{bridged} {invalid:?}"
+            );
+        }
     }
 
     #[test]

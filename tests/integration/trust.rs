@@ -5,6 +5,7 @@
 use crate::builds::ar;
 use crate::harness::{Env, converged, env, image_stream, integration, namespace, wait_for};
 use k8s_openapi::api::events::v1::Event;
+use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::json;
 
@@ -175,6 +176,81 @@ async fn claiming_a_namespace_keeps_an_annotation_added_since_the_read() {
             .get(quay_bridge_operator::config::ORGANIZATION_ANNOTATION)
             .map(String::as_str),
         Some("openshift_late")
+    );
+    env.stop().await;
+}
+
+/// An edit that makes the integration invalid holds its namespaces as
+/// they are: a namespace deleted meanwhile keeps its finalizer (nothing is
+/// released, so its organization is not orphaned) until the integration is
+/// valid again, and then its organization is deleted with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_edit_releases_nothing() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{DeleteParams, Patch, PatchParams};
+    use quay_bridge_operator::crd::QuayIntegration;
+    let env = env().await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "held").await;
+    wait_for("held", || converged(&env, "held", &[])).await;
+    let integrations = Api::<QuayIntegration>::all(env.client.clone());
+    let set_team_sync = |team_sync: serde_json::Value| {
+        let integrations = integrations.clone();
+        async move {
+            integrations
+                .patch(
+                    "quay",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"teamSync": team_sync}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // A team sync mapping onto Quay's own `owners` team fails validation.
+    set_team_sync(json!({"enabled": true, "roles": [
+        {"role": "admin", "roleKind": "ClusterRole", "team": "owners", "teamRole": "admin"}]}))
+    .await;
+    wait_for("the integration to be reported invalid", || async {
+        integrations
+            .get("quay")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.reason == "InvalidSpec")
+            })
+    })
+    .await;
+    let before = env.metrics.reconciles("namespace");
+    let namespaces = Api::<Namespace>::all(env.client.clone());
+    namespaces
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("a reconcile of the deleted namespace", || async {
+        env.metrics.reconciles("namespace") > before
+    })
+    .await;
+    let ns = namespaces.get_opt("held").await.unwrap();
+    assert!(
+        ns.is_some_and(|n| n
+            .finalizers()
+            .iter()
+            .any(|f| f == quay_bridge_operator::config::FINALIZER)),
+        "the namespace keeps its finalizer while the integration is invalid"
+    );
+    assert!(crate::harness::has_org(&env, "openshift_held"));
+    set_team_sync(serde_json::Value::Null).await;
+    wait_for("held to be gone", || async {
+        namespaces.get_opt("held").await.unwrap().is_none()
+    })
+    .await;
+    assert!(
+        !crate::harness::has_org(&env, "openshift_held"),
+        "the organization is deleted with its namespace once the integration is valid"
     );
     env.stop().await;
 }

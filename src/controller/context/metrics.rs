@@ -193,6 +193,18 @@ impl Metrics {
             .inc();
     }
 
+    /// Reconciles of `controller` counted so far, with either result.
+    pub fn reconciles(&self, controller: &'static str) -> u64 {
+        ["ok", "error"]
+            .into_iter()
+            .map(|result| {
+                self.reconciles
+                    .get_or_create(&ReconcileLabels { controller, result })
+                    .get()
+            })
+            .sum()
+    }
+
     /// Counts a failure by category.
     pub fn failed(&self, controller: &'static str, category: crate::controller::error::Category) {
         self.failures

@@ -16,14 +16,14 @@ pub use options::{CertSource, Options, WebhookOptions};
 use quay_access::Health;
 pub(crate) use quay_access::token_fingerprint;
 
-use crate::config::{IntegrationConfig, from_current, from_legacy};
+use crate::config::{ApiGroup, IntegrationConfig, IntegrationId, from_current, from_legacy};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
 use crate::plan::namespace::QuayView;
 use crate::quay::QuayClient;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -82,6 +82,8 @@ pub struct Context {
     queued: Mutex<HashSet<String>>,
     /// The valid integrations, parsed once per change of their caches.
     parsed: std::sync::RwLock<Arc<Vec<IntegrationConfig>>>,
+    /// The integrations that fail validation (not being deleted).
+    invalid: std::sync::RwLock<Arc<Vec<IntegrationId>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -158,6 +160,7 @@ impl Context {
             token_checks: Mutex::default(),
             trigger,
             parsed: std::sync::RwLock::default(),
+            invalid: std::sync::RwLock::default(),
             recorder,
             reporter,
             queued: Mutex::default(),
@@ -176,26 +179,62 @@ impl Context {
             .clone()
     }
 
+    /// The integrations that exist, are not being deleted, and fail
+    /// validation: their namespaces are held as they are.
+    pub fn invalid_integrations(&self) -> Arc<Vec<IntegrationId>> {
+        self.invalid
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Parses the QuayIntegration caches again; the feeds of both caches
     /// call it after every change they apply.
     pub fn refresh_integrations(&self) {
-        let mut out: Vec<IntegrationConfig> = self
+        let mut out: Vec<IntegrationConfig> = Vec::new();
+        let mut invalid: Vec<IntegrationId> = Vec::new();
+        let mut sort =
+            |id: IntegrationId, parsed: Result<IntegrationConfig, crate::config::ConfigError>| {
+                match parsed {
+                    Ok(cfg) => out.push(cfg),
+                    Err(_) => invalid.push(id),
+                }
+            };
+        for q in self
             .current
             .state()
             .iter()
             .filter(|q| q.meta().deletion_timestamp.is_none())
-            .filter_map(|q| from_current(q).ok())
-            .collect();
-        if let Some(legacy) = &self.legacy {
-            out.extend(
-                legacy
-                    .state()
-                    .iter()
-                    .filter(|q| q.meta().deletion_timestamp.is_none())
-                    .filter_map(|q| from_legacy(q).ok()),
+        {
+            sort(
+                IntegrationId {
+                    group: ApiGroup::Current,
+                    name: q.name_any(),
+                },
+                from_current(q),
             );
         }
+        if let Some(legacy) = &self.legacy {
+            for q in legacy
+                .state()
+                .iter()
+                .filter(|q| q.meta().deletion_timestamp.is_none())
+            {
+                sort(
+                    IntegrationId {
+                        group: ApiGroup::Legacy,
+                        name: q.name_any(),
+                    },
+                    from_legacy(q),
+                );
+            }
+        }
         out.sort_by(|a, b| a.id.cmp(&b.id));
+        invalid.sort();
+        *self
+            .invalid
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(invalid);
         *self
             .parsed
             .write()

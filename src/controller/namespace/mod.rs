@@ -84,6 +84,10 @@ async fn reconcile_inner(ns: &Namespace, ctx: &Arc<Context>) -> Result<Action, E
     let name = ns.name_any();
     let integrations = ctx.integrations();
     let manager = selection::manager(&integrations, &name);
+    if selection::held(&manager, &ctx.invalid_integrations(), bridged(ns)) {
+        tracing::info!(namespace = %name, "held as it is while a QuayIntegration is invalid");
+        return Ok(Action::await_change());
+    }
     if ns.meta().deletion_timestamp.is_some() {
         if !has_finalizer(ns) {
             ctx.forget(&name);

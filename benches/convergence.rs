@@ -213,7 +213,7 @@ async fn deletion(
     let go_wall =
         Duration::from_millis(latency_ms).mul_f64((2 * count) as f64 / f64::from(workers));
     println!(
-        "DELETION: {count} namespaces, {latency_ms} ms per request, {workers} Quay worker(s): {:.2} s until all are gone, {requests} Quay requests ({:.2} per namespace, target ≤ 2); Go operator model: 2 per namespace, ≥ {:.2} s",
+        "DELETION: {count} namespaces, {latency_ms} ms per request, {workers} Quay worker(s): {:.2} s until all are gone, {requests} Quay requests ({:.2} per namespace, target ≤ 4: robots, repositories and teams read together, then the DELETE); Go operator model: 2 per namespace, ≥ {:.2} s",
         wall.as_secs_f64(),
         requests as f64 / count as f64,
         go_wall.as_secs_f64()

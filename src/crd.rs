@@ -242,10 +242,11 @@ pub struct CommonSettings {
     /// Visibility of created repositories.
     #[serde(default)]
     pub repository_visibility: RepositoryVisibility,
-    /// Take over existing organizations that this operator did not create
-    /// (they are then managed, and deleted with their namespace under the
-    /// `Delete` policy). Off by default: a foreign organization is reported
-    /// and left untouched.
+    /// Take over existing organizations that this operator did not create:
+    /// its robots, Secrets and repositories are added to them. They are never
+    /// deleted with their namespace while they hold anything this operator
+    /// did not make (robots, repositories, teams). Off by default: a foreign
+    /// organization is reported and left untouched.
     #[serde(default)]
     pub adopt_existing_organizations: bool,
     /// Mirror who may do what in each bridged namespace (its RoleBindings,

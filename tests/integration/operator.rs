@@ -660,16 +660,23 @@ async fn namespace_deletion_follows_the_policy() {
             requests.len()
         );
         if policy == "Delete" {
-            // The ownership check reads the robots' descriptions only.
+            // What the organization holds is read at once (robots'
+            // descriptions, repositories, teams), then it is deleted.
+            let (reads, delete) = requests.split_at(3);
+            let mut reads = reads.to_vec();
+            reads.sort();
+            let get = |p: &str| ("GET".to_owned(), p.to_owned());
             assert_eq!(
-                requests,
+                reads,
                 [
-                    (
-                        "GET".to_owned(),
-                        "/api/v1/organization/{org}/robots".to_owned()
-                    ),
-                    ("DELETE".to_owned(), "/api/v1/organization/{org}".to_owned()),
+                    get("/api/v1/organization/{org}"),
+                    get("/api/v1/organization/{org}/robots"),
+                    get("/api/v1/repository"),
                 ]
+            );
+            assert_eq!(
+                delete,
+                [("DELETE".to_owned(), "/api/v1/organization/{org}".to_owned())]
             );
         } else {
             assert!(requests.is_empty(), "{requests:?}");

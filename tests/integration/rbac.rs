@@ -114,9 +114,11 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
         .await
         .unwrap();
     // The operator may restore the deleted Secret before ours is created:
-    // delete it again and retry until the Opaque one is in place.
+    // delete it again and retry until the Opaque one is in place. It
+    // carries the operator's label (a Secret of ours whose type changed):
+    // one without it would be a user's, which the operator leaves alone.
     let opaque: Secret = serde_json::from_value(
-        json!({"metadata": {"name": "deployer-quay-openshift"}, "stringData": {"x": "y"}}),
+        json!({"metadata": {"name": "deployer-quay-openshift", "labels": {"app.kubernetes.io/managed-by": "quay-bridge-operator"}}, "stringData": {"x": "y"}}),
     )
     .unwrap();
     let mut replaced = false;

@@ -254,3 +254,133 @@ async fn an_invalid_edit_releases_nothing() {
     );
     env.stop().await;
 }
+
+/// A Secret named like the operator's but without its label is a user's:
+/// never replaced, deleted or linked; reported, and the rest of the
+/// namespace is bridged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_secret_with_our_name_is_left_alone() {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    let env = env().await;
+    namespace(&env, "mine").await;
+    let secrets = Api::<Secret>::namespaced(env.client.clone(), "mine");
+    let users: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "builder-quay-openshift", "labels": {"team": "mine"}},
+        "type": "Opaque", "stringData": {"password": "users-own"}}))
+    .unwrap();
+    let created = secrets
+        .create(&PostParams::default(), &users)
+        .await
+        .unwrap();
+    integration(&env, "quay", json!({})).await;
+    wait_for("a SecretConflict Warning", || async {
+        events_on(&env, "default", "Namespace", "mine", "SecretConflict")
+            .await
+            .iter()
+            .any(|e| e.type_.as_deref() == Some("Warning"))
+    })
+    .await;
+    let sas = Api::<ServiceAccount>::namespaced(env.client.clone(), "mine");
+    wait_for("the other accounts linked", || async {
+        sas.get_opt("default").await.unwrap().is_some_and(|sa| {
+            sa.image_pull_secrets
+                .unwrap_or_default()
+                .iter()
+                .any(|r| r.name == "default-quay-openshift")
+        })
+    })
+    .await;
+    let now = secrets.get("builder-quay-openshift").await.unwrap();
+    assert_eq!(
+        now.metadata.uid, created.metadata.uid,
+        "not deleted and re-created"
+    );
+    assert_eq!(
+        now.metadata.resource_version, created.metadata.resource_version,
+        "not written"
+    );
+    let builder = sas.get("builder").await.unwrap();
+    let linked = builder
+        .image_pull_secrets
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.name == "builder-quay-openshift")
+        || builder
+            .secrets
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.name.as_deref() == Some("builder-quay-openshift"));
+    assert!(!linked, "a user's Secret is not linked for them");
+    env.stop().await;
+}
+
+/// An organization without robots, repositories or default permissions
+/// that holds a person's team is theirs: not adopted, not deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_organization_with_a_persons_team_is_not_taken() {
+    use quay_bridge_operator::quay::TeamRole;
+    let env = env().await;
+    let admin = crate::common::client(&env.quay);
+    admin
+        .create_organization("openshift_taken", None)
+        .await
+        .unwrap();
+    admin
+        .put_team("openshift_taken", "designers", TeamRole::Member, "")
+        .await
+        .unwrap();
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "taken").await;
+    wait_for("an OrganizationConflict Warning", || async {
+        !events_on(
+            &env,
+            "default",
+            "Namespace",
+            "taken",
+            "OrganizationConflict",
+        )
+        .await
+        .is_empty()
+    })
+    .await;
+    let org = &env.quay.snapshot().organizations["openshift_taken"];
+    assert!(
+        org.robots.is_empty(),
+        "nothing created in a person's organization"
+    );
+    crate::harness::delete_namespace(&env, "taken").await;
+    assert!(crate::harness::has_org(&env, "openshift_taken"));
+    env.stop().await;
+}
+
+/// An organization of ours that a person added a team to is kept when
+/// its namespace is deleted, with a Warning naming what it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_holding_a_persons_team_outlives_its_namespace() {
+    use quay_bridge_operator::quay::TeamRole;
+    let env = env().await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "shared").await;
+    wait_for("shared", || converged(&env, "shared", &[])).await;
+    crate::common::client(&env.quay)
+        .put_team("openshift_shared", "designers", TeamRole::Member, "")
+        .await
+        .unwrap();
+    let events = || {
+        events_on(
+            &env,
+            "default",
+            "Namespace",
+            "shared",
+            "OrganizationRetained",
+        )
+    };
+    crate::harness::delete_namespace(&env, "shared").await;
+    assert!(crate::harness::has_org(&env, "openshift_shared"));
+    let notes: Vec<String> = events().await.into_iter().filter_map(|e| e.note).collect();
+    assert!(
+        notes.iter().any(|n| n.contains("team designers")),
+        "{notes:?}"
+    );
+    env.stop().await;
+}

@@ -7,7 +7,7 @@ use crate::controller::error::Error;
 use crate::plan::names::{self, Marker, REPOSITORY_DESCRIPTION};
 use crate::plan::namespace::{
     KubeAction, ObservedRepository, ObservedRobot, QuayAction, QuayView, desired_secret, link_ops,
-    secret_payload, secret_up_to_date,
+    secret_is_ours, secret_payload, secret_up_to_date,
 };
 use crate::quay::QuayClient;
 use crate::quay::types::NewRobot;
@@ -142,6 +142,18 @@ pub(super) struct Applied {
     pub created: Vec<String>,
     /// Robot tokens read again from Quay, by service account.
     pub refreshed: Vec<(String, SecretString)>,
+    /// Secrets named like ours that are a user's: left alone, not linked.
+    pub foreign: Vec<String>,
+}
+
+/// What became of one of our Secrets.
+enum SecretOutcome {
+    /// Created.
+    Created,
+    /// Already right, or restored in place.
+    Kept,
+    /// A Secret of that name without our label: a user's, left alone.
+    Foreign,
 }
 
 /// Applies Kubernetes actions.
@@ -155,6 +167,7 @@ pub(super) async fn apply_kube(
     let mut applied = Applied {
         created: Vec::new(),
         refreshed: Vec::new(),
+        foreign: Vec::new(),
     };
     for action in actions {
         match action {
@@ -168,14 +181,18 @@ pub(super) async fn apply_kube(
                     service_account,
                     payload,
                 };
-                let (created, refreshed) = apply_secret(ns, &secret, tokens, ctx).await?;
-                if created {
-                    applied.created.push(secret_name.clone());
+                let (outcome, refreshed) = apply_secret(ns, &secret, tokens, ctx).await?;
+                match outcome {
+                    SecretOutcome::Created => applied.created.push(secret_name.clone()),
+                    SecretOutcome::Foreign => applied.foreign.push(secret_name.clone()),
+                    SecretOutcome::Kept => {}
                 }
                 if let Some(token) = refreshed {
                     applied.refreshed.push((service_account.clone(), token));
                 }
             }
+            // A user's Secret of our name is never linked for them.
+            KubeAction::LinkServiceAccount { secret, .. } if applied.foreign.contains(secret) => {}
             KubeAction::LinkServiceAccount {
                 service_account,
                 secret,
@@ -215,14 +232,14 @@ async fn current_payload(
     }
 }
 
-/// Creates or restores one of our Secrets: whether it created it, and the
+/// Creates or restores one of our Secrets: what became of it, and the
 /// token it read again from Quay.
 async fn apply_secret(
     ns: &Namespace,
     secret: &SecretToApply<'_>,
     tokens: &Tokens<'_>,
     ctx: &Context,
-) -> Result<(bool, Option<SecretString>), Error> {
+) -> Result<(SecretOutcome, Option<SecretString>), Error> {
     let name = ns.name_any();
     let (secret_name, service_account) = (secret.name, secret.service_account);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &name);
@@ -232,26 +249,29 @@ async fn apply_secret(
         None => secrets.get_opt(secret_name).await?,
     };
     let observed = existing.as_ref().map(observe_secret);
+    if observed.as_ref().is_some_and(|o| !secret_is_ours(o)) {
+        return Ok((SecretOutcome::Foreign, None));
+    }
     // The plan read the cache, which may not hold a Secret written a moment
     // ago: the plan's own rule decides whether this one is already right.
     if observed
         .as_ref()
         .is_some_and(|o| secret_up_to_date(o, service_account, secret.payload.expose()))
     {
-        return Ok((false, None));
+        return Ok((SecretOutcome::Kept, None));
     }
     let Some((payload, refreshed)) = current_payload(secret, tokens).await? else {
-        return Ok((false, None));
+        return Ok((SecretOutcome::Kept, None));
     };
     let Some((old, observed)) = existing.zip(observed) else {
         let desired = desired_secret(&name, secret_name, service_account, &payload, None);
         secrets
             .create(&crate::controller::post_params(), &desired)
             .await?;
-        return Ok((true, refreshed));
+        return Ok((SecretOutcome::Created, refreshed));
     };
     if secret_up_to_date(&observed, service_account, payload.expose()) {
-        return Ok((false, refreshed));
+        return Ok((SecretOutcome::Kept, refreshed));
     }
     let desired = desired_secret(
         &name,
@@ -281,7 +301,7 @@ async fn apply_secret(
         false,
     )
     .await;
-    Ok((false, refreshed))
+    Ok((SecretOutcome::Kept, refreshed))
 }
 
 /// Links `secret` to a service account as mountable and pull secret,

@@ -1,20 +1,22 @@
 //! The namespace's own metadata (finalizer, organization annotation,
 //! bridged label), its release, and the organization's deletion with it.
 
+use crate::config::ORGANIZATION_ANNOTATION;
 use crate::config::{BRIDGED_LABEL, FINALIZER, IntegrationConfig, LEGACY_FINALIZER};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::controller::patch_guarded;
 use crate::crd::NamespaceDeletionPolicy;
 use crate::plan::metadata::{claim_ops, release_ops};
-use crate::plan::names::{self};
-use crate::plan::namespace::{Ownership, QuayView, ownership};
+use crate::plan::names::{self, Marker};
+use crate::plan::namespace::{OnDeletion, QuayView, on_deletion, recorded_organization};
+use crate::plan::teams::ObservedTeam;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use std::sync::Arc;
 
-use super::{has_finalizer, observe};
+use super::has_finalizer;
 
 /// Adds our finalizer (replacing the legacy one), the organization
 /// annotation and the bridged label, when missing, touching no other key.
@@ -57,15 +59,20 @@ pub(super) async fn release(ns: &Namespace, ctx: &Context) -> Result<(), Error> 
     Ok(())
 }
 
-/// On namespace deletion: delete the organization if the policy says so
-/// and it is ours.
+/// On namespace deletion: delete the organization recorded on the
+/// namespace if the policy says so and `plan::namespace::on_deletion`
+/// finds it ours, for this namespace, holding nothing foreign.
 pub(super) async fn cleanup(
     ns: &Namespace,
     cfg: &IntegrationConfig,
     ctx: &Arc<Context>,
 ) -> Result<(), Error> {
     let name = ns.name_any();
-    let Ok(org) = names::organization(cfg, &name) else {
+    let recorded = ns
+        .annotations()
+        .get(ORGANIZATION_ANNOTATION)
+        .map(String::as_str);
+    let Some(org) = recorded_organization(recorded, names::organization(cfg, &name).ok()) else {
         return Ok(());
     };
     if cfg.namespace_deletion == NamespaceDeletionPolicy::Retain {
@@ -80,23 +87,43 @@ pub(super) async fn cleanup(
         return Ok(());
     }
     let client = ctx.quay(cfg).await?;
+    let marker = Marker {
+        cluster_id: cfg.cluster_id.clone(),
+        cluster_uid: ctx.cluster_uid.clone(),
+        namespace: name.clone(),
+    };
     let result = async {
-        // Ownership needs only the robots' descriptions (one GET without
-        // tokens or permissions); the whole organization is read only when
-        // no robot carries our marker (empty, foreign, another cluster's).
-        let robots = match client.list_robots_with(&org, false, false).await {
+        // What it holds: robots' descriptions (no tokens or permissions),
+        // repositories and teams, read together.
+        let (robots, repositories, organization) = tokio::join!(
+            client.list_robots_with(&org, false, false),
+            client.list_repositories(&org),
+            client.get_organization(&org)
+        );
+        let robots = match robots {
             Ok(r) => r,
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(Error::from(e)),
         };
-        let marked = QuayView::from_answers(robots, Vec::new(), Vec::new());
-        let view = match ownership(&marked, &cfg.cluster_id, &ctx.cluster_uid) {
-            Ownership::Ours => marked,
-            _ => observe(&client, &org, false).await?,
-        };
-        match ownership(&view, &cfg.cluster_id, &ctx.cluster_uid) {
-            Ownership::Absent => Ok(()),
-            Ownership::Ours | Ownership::Empty => match client.delete_organization(&org).await {
+        let mut view = QuayView::from_answers(robots, Vec::new(), repositories?);
+        view.teams.teams = organization?
+            .map(|o| o.teams)
+            .unwrap_or_default()
+            .into_values()
+            .map(|t| {
+                (
+                    t.name,
+                    ObservedTeam {
+                        description: t.description,
+                        role: t.role,
+                        members: Default::default(),
+                    },
+                )
+            })
+            .collect();
+        match on_deletion(&view, &marker, &org) {
+            OnDeletion::Gone => Ok(()),
+            OnDeletion::Delete => match client.delete_organization(&org).await {
                 Ok(()) => {
                     ctx.event(
                         ns,
@@ -111,20 +138,9 @@ pub(super) async fn cleanup(
                 Err(e) if e.is_not_found() => Ok(()),
                 Err(e) => Err(Error::from(e)),
             },
-            Ownership::Foreign if cfg.adopt => client
-                .delete_organization(&org)
-                .await
-                .or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) })
-                .map_err(Error::from),
-            Ownership::Foreign | Ownership::OtherCluster { .. } => {
-                ctx.event(
-                    ns,
-                    true,
-                    "OrganizationRetained",
-                    format!("Quay organization {org} is not this operator's; it is not deleted"),
-                    false,
-                )
-                .await;
+            OnDeletion::Keep(why) => {
+                ctx.event(ns, true, "OrganizationRetained", why, false)
+                    .await;
                 Ok(())
             }
         }

@@ -15,7 +15,7 @@ use crate::config::{FINALIZER, IntegrationConfig, LEGACY_FINALIZER};
 use crate::plan::names::{self, Marker};
 use crate::plan::namespace::{
     ObservedSecret, ObservedServiceAccount, Ownership, QuayAction, QuayView, ownership, plan_kube,
-    plan_quay,
+    plan_quay, unclaimed,
 };
 use crate::plan::selection::{self, Manager};
 use crate::quay::QuayClient;
@@ -229,7 +229,11 @@ async fn converge(
             (view, Instant::now())
         }
     };
-    if let Some(msg) = not_ours(&view, cfg, org, &ctx.cluster_uid) {
+    let mut owner = ownership(&view, &cfg.cluster_id, &ctx.cluster_uid, &name);
+    if owner == Ownership::Empty && !unclaimed_by_anyone(client, org).await? {
+        owner = Ownership::Foreign;
+    }
+    if let Some(msg) = not_ours(&owner, cfg, org) {
         conflict(ctx, &name, cfg, msg.0.clone());
         ctx.event(ns, true, msg.1, msg.0, true).await;
         return Ok(Action::requeue(ctx.options.resync));
@@ -317,6 +321,17 @@ async fn converge(
     if let Some(note) = bridged_note(org, &actions, &created_secrets) {
         ctx.event(ns, false, "Bridged", note, false).await;
     }
+    if !applied.foreign.is_empty() {
+        let msg = format!(
+            "Secret(s) {} exist without the label {}={}: they are not this operator's and are left as they are, unlinked; rename or delete them to let the operator create its own",
+            applied.foreign.join(", "),
+            crate::config::MANAGED_BY_LABEL,
+            crate::config::MANAGED_BY
+        );
+        conflict(ctx, &name, cfg, msg.clone());
+        ctx.event(ns, true, "SecretConflict", msg, true).await;
+        return Ok(Action::requeue(ctx.options.resync));
+    }
     ctx.set_outcome(
         &name,
         Some(NsOutcome {
@@ -352,15 +367,23 @@ fn cached_view(
         .map(|c| (c.view.clone(), c.fetched))
 }
 
+/// Whether an organization without robots, repositories or default
+/// permissions has no team but `owners` and no member but the token's own
+/// user (see `plan::namespace::unclaimed`): three reads, made only for an
+/// organization that carries no marker.
+async fn unclaimed_by_anyone(client: &QuayClient, org: &str) -> Result<bool, Error> {
+    let (teams, me) = tokio::join!(teams::observe(client, org), client.current_user());
+    Ok(unclaimed(&teams?, &me?.username))
+}
+
 /// Why an organization is left alone (message, Event reason), or `None`
 /// when it is this operator's to manage.
 fn not_ours(
-    view: &QuayView,
+    owner: &Ownership,
     cfg: &IntegrationConfig,
     org: &str,
-    cluster_uid: &str,
 ) -> Option<(String, &'static str)> {
-    match ownership(view, &cfg.cluster_id, cluster_uid) {
+    match owner {
         Ownership::Absent | Ownership::Ours | Ownership::Empty => None,
         Ownership::Foreign if cfg.adopt => None,
         Ownership::Foreign => Some((
@@ -375,6 +398,12 @@ fn not_ours(
                 cfg.cluster_id
             ),
             "DuplicateClusterID",
+        )),
+        Ownership::OtherNamespace { namespace } => Some((
+            format!(
+                "Quay organization {org} was created by this operator for namespace {namespace}; it is left untouched"
+            ),
+            "OrganizationConflict",
         )),
     }
 }

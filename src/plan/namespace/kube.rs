@@ -22,11 +22,17 @@ pub struct ObservedSecret {
 /// The annotation naming the service account a Secret belongs to.
 pub const SERVICE_ACCOUNT_ANNOTATION: &str = "kubernetes.io/service-account.name";
 
+/// Whether a Secret is the operator's: it carries our label. A Secret
+/// named like ours without it is a user's, never replaced or deleted.
+pub fn secret_is_ours(current: &ObservedSecret) -> bool {
+    current.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+}
+
 /// The one rule for "this Secret is as the operator wants it": its type,
 /// our label, the service-account annotation and the registry credentials.
 pub fn secret_up_to_date(current: &ObservedSecret, service_account: &str, payload: &str) -> bool {
     current.type_ == "kubernetes.io/dockerconfigjson"
-        && current.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        && secret_is_ours(current)
         && current
             .annotations
             .get(SERVICE_ACCOUNT_ANNOTATION)
@@ -235,6 +241,20 @@ mod tests {
             .iter()
             .map(|s| ((*s).to_owned(), SecretString::new(format!("tok-{s}"))))
             .collect()
+    }
+
+    #[test]
+    fn only_a_labelled_secret_is_ours() {
+        let mut s = ObservedSecret {
+            type_: "kubernetes.io/dockerconfigjson".into(),
+            ..Default::default()
+        };
+        assert!(!secret_is_ours(&s));
+        s.labels
+            .insert(MANAGED_BY_LABEL.into(), "someone-else".into());
+        assert!(!secret_is_ours(&s));
+        s.labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+        assert!(secret_is_ours(&s));
     }
 
     #[test]

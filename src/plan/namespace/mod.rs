@@ -3,15 +3,16 @@
 use super::names::{self, Marker, REPOSITORY_DESCRIPTION};
 use crate::config::IntegrationConfig;
 use crate::crd::ImageStreamDeletionPolicy;
+use crate::plan::teams::ObservedTeam;
 use crate::quay::types::{Prototype, Repository, Robot};
 use crate::quay::{Role, names as quay_names};
 use crate::secret::SecretString;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 mod kube;
 pub use kube::{
     KubeAction, KubePlan, ObservedSecret, ObservedServiceAccount, SERVICE_ACCOUNT_ANNOTATION,
-    desired_secret, link_ops, plan_kube, secret_payload, secret_up_to_date,
+    desired_secret, link_ops, plan_kube, secret_is_ours, secret_payload, secret_up_to_date,
 };
 
 /// A robot as observed.
@@ -99,10 +100,12 @@ impl QuayView {
 pub enum Ownership {
     /// It does not exist.
     Absent,
-    /// This cluster's operator created it.
+    /// This cluster's operator created it for this namespace.
     Ours,
-    /// It exists but holds nothing (no robots, repositories or default
-    /// permissions): safe to take.
+    /// It exists but holds no robots, repositories or default permissions:
+    /// taken only when it also has no team but `owners` and no member but
+    /// the operator's own user ([`unclaimed`]), as after a crash between
+    /// the organization's creation and its first robot.
     Empty,
     /// Someone else's.
     Foreign,
@@ -111,10 +114,21 @@ pub enum Ownership {
         /// That cluster's UID.
         cluster_uid: String,
     },
+    /// This operator made it for another namespace.
+    OtherNamespace {
+        /// That namespace.
+        namespace: String,
+    },
 }
 
-/// Decides ownership from the robots' markers.
-pub fn ownership(view: &QuayView, cluster_id: &str, cluster_uid: &str) -> Ownership {
+/// Decides ownership from the robots' markers: ours only when a robot
+/// carries this cluster's marker for this very namespace.
+pub fn ownership(
+    view: &QuayView,
+    cluster_id: &str,
+    cluster_uid: &str,
+    namespace: &str,
+) -> Ownership {
     if !view.exists {
         return Ownership::Absent;
     }
@@ -124,8 +138,14 @@ pub fn ownership(view: &QuayView, cluster_id: &str, cluster_uid: &str) -> Owners
         .filter_map(|r| r.marker.as_ref())
         .filter(|m| m.cluster_id == cluster_id)
         .collect();
-    if markers.iter().any(|m| m.cluster_uid == cluster_uid) {
+    let this_cluster = || markers.iter().filter(|m| m.cluster_uid == cluster_uid);
+    if this_cluster().any(|m| m.namespace == namespace) {
         return Ownership::Ours;
+    }
+    if let Some(other) = this_cluster().next() {
+        return Ownership::OtherNamespace {
+            namespace: other.namespace.clone(),
+        };
     }
     if let Some(other) = markers.first() {
         return Ownership::OtherCluster {
@@ -136,6 +156,93 @@ pub fn ownership(view: &QuayView, cluster_id: &str, cluster_uid: &str) -> Owners
         return Ownership::Empty;
     }
     Ownership::Foreign
+}
+
+/// Whether an organization without robots, repositories or default
+/// permissions is one nobody else has claimed: its only team is Quay's
+/// `owners`, holding no user but `operator` (the token's own user, which
+/// created it). An organization with any other team or member is a
+/// person's, even when empty.
+pub fn unclaimed(teams: &BTreeMap<String, ObservedTeam>, operator: &str) -> bool {
+    teams
+        .iter()
+        .all(|(name, team)| name == "owners" && team.members.iter().all(|m| m == operator))
+}
+
+/// What an organization of ours holds that this operator did not make:
+/// robots without its marker, repositories without its description,
+/// teams other than Quay's `owners` without its marker. An organization
+/// holding any of these is never deleted.
+pub fn foreign_contents(view: &QuayView, marker: &Marker) -> Vec<String> {
+    let mine = |m: Option<&Marker>| m == Some(marker);
+    let robots = view
+        .robots
+        .iter()
+        .filter(|r| !mine(r.marker.as_ref()))
+        .map(|r| format!("robot {}", r.short));
+    let repositories = view
+        .repositories
+        .iter()
+        .filter(|r| !r.managed)
+        .map(|r| format!("repository {}", r.name));
+    let teams = view
+        .teams
+        .teams
+        .iter()
+        .filter(|(name, t)| *name != "owners" && !mine(Marker::parse(&t.description).as_ref()))
+        .map(|(name, _)| format!("team {name}"));
+    robots.chain(repositories).chain(teams).collect()
+}
+
+/// What becomes of a namespace's organization when the namespace is
+/// deleted (under the Delete policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnDeletion {
+    /// Nothing to do: it does not exist.
+    Gone,
+    /// Delete it: ours, for this namespace, holding nothing foreign.
+    Delete,
+    /// Keep it, for this reason (a Warning Event says it).
+    Keep(String),
+}
+
+/// Only an organization carrying this cluster's marker for this namespace,
+/// holding nothing the operator did not make, is deleted.
+pub fn on_deletion(view: &QuayView, marker: &Marker, org: &str) -> OnDeletion {
+    match ownership(
+        view,
+        &marker.cluster_id,
+        &marker.cluster_uid,
+        &marker.namespace,
+    ) {
+        Ownership::Absent => OnDeletion::Gone,
+        Ownership::Ours => {
+            let foreign = foreign_contents(view, marker);
+            if foreign.is_empty() {
+                OnDeletion::Delete
+            } else {
+                OnDeletion::Keep(format!(
+                    "Quay organization {org} holds what this operator did not make ({}); it is not deleted",
+                    foreign.join(", ")
+                ))
+            }
+        }
+        _ => OnDeletion::Keep(format!(
+            "Quay organization {org} does not carry this operator's marker for namespace {}; it is not deleted",
+            marker.namespace
+        )),
+    }
+}
+
+/// The organization a namespace was bridged to: the one recorded on it
+/// when that is a valid organization name, else the one its integration
+/// names today. Deletion is decided by the organization's own marker, so
+/// a recorded name is never trusted alone.
+pub fn recorded_organization(recorded: Option<&str>, computed: Option<String>) -> Option<String> {
+    recorded
+        .filter(|o| quay_names::validate(quay_names::NameKind::Organization, o).is_ok())
+        .map(str::to_owned)
+        .or(computed)
 }
 
 /// A change in Quay.
@@ -474,15 +581,15 @@ mod tests {
     #[test]
     fn ownership_decisions() {
         assert_eq!(
-            ownership(&QuayView::default(), "openshift", "uid-1"),
+            ownership(&QuayView::default(), "openshift", "uid-1", "demo"),
             Ownership::Absent
         );
         assert_eq!(
-            ownership(&converged(&[]), "openshift", "uid-1"),
+            ownership(&converged(&[]), "openshift", "uid-1", "demo"),
             Ownership::Ours
         );
         assert_eq!(
-            ownership(&converged(&[]), "openshift", "uid-2"),
+            ownership(&converged(&[]), "openshift", "uid-2", "demo"),
             Ownership::OtherCluster {
                 cluster_uid: "uid-1".into()
             }
@@ -491,19 +598,146 @@ mod tests {
             exists: true,
             ..Default::default()
         };
-        assert_eq!(ownership(&empty, "openshift", "uid-1"), Ownership::Empty);
+        assert_eq!(
+            ownership(&empty, "openshift", "uid-1", "demo"),
+            Ownership::Empty
+        );
         let mut foreign = converged(&[]);
         for r in &mut foreign.robots {
             r.marker = None;
         }
         assert_eq!(
-            ownership(&foreign, "openshift", "uid-1"),
+            ownership(&foreign, "openshift", "uid-1", "demo"),
             Ownership::Foreign
         );
         // A marker of another clusterID (same Quay, other cluster) is not ours either.
         assert_eq!(
-            ownership(&converged(&[]), "prod", "uid-1"),
+            ownership(&converged(&[]), "prod", "uid-1", "demo"),
             Ownership::Foreign
+        );
+        // Ours, but made for another namespace: not this namespace's.
+        assert_eq!(
+            ownership(&converged(&[]), "openshift", "uid-1", "other"),
+            Ownership::OtherNamespace {
+                namespace: "demo".into()
+            }
+        );
+    }
+
+    fn team(description: &str, members: &[&str]) -> ObservedTeam {
+        ObservedTeam {
+            description: description.into(),
+            role: crate::quay::TeamRole::Member,
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn only_our_organization_holding_nothing_foreign_is_deleted() {
+        let org = "openshift_demo";
+        assert_eq!(
+            on_deletion(&QuayView::default(), &marker(), org),
+            OnDeletion::Gone
+        );
+        assert_eq!(
+            on_deletion(&converged(&["app"]), &marker(), org),
+            OnDeletion::Delete
+        );
+        let empty = QuayView {
+            exists: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            on_deletion(&empty, &marker(), org),
+            OnDeletion::Keep(_)
+        ));
+        let mut foreign = converged(&[]);
+        for r in &mut foreign.robots {
+            r.marker = None;
+        }
+        assert!(matches!(
+            on_deletion(&foreign, &marker(), org),
+            OnDeletion::Keep(_)
+        ));
+        let mut elsewhere = marker();
+        elsewhere.namespace = "other".into();
+        assert!(matches!(
+            on_deletion(&converged(&[]), &elsewhere, org),
+            OnDeletion::Keep(_)
+        ));
+        let mut with_team = converged(&[]);
+        with_team
+            .teams
+            .teams
+            .insert("designers".into(), team("", &["bob"]));
+        let OnDeletion::Keep(why) = on_deletion(&with_team, &marker(), org) else {
+            panic!("kept")
+        };
+        assert!(why.contains("team designers"), "{why}");
+    }
+
+    #[test]
+    fn the_recorded_organization_wins_when_it_is_a_valid_name() {
+        let computed = Some("p_demo".to_owned());
+        assert_eq!(
+            recorded_organization(Some("openshift_demo"), computed.clone()).as_deref(),
+            Some("openshift_demo")
+        );
+        assert_eq!(
+            recorded_organization(Some("Not Valid!"), computed.clone()).as_deref(),
+            Some("p_demo")
+        );
+        assert_eq!(
+            recorded_organization(None, computed).as_deref(),
+            Some("p_demo")
+        );
+        assert_eq!(recorded_organization(None, None), None);
+    }
+
+    #[test]
+    fn an_empty_organization_is_unclaimed_only_with_nothing_but_our_owner() {
+        let owners = |m: &[&str]| BTreeMap::from([("owners".to_owned(), team("", m))]);
+        assert!(unclaimed(&BTreeMap::new(), "op"));
+        assert!(unclaimed(&owners(&["op"]), "op"));
+        assert!(unclaimed(&owners(&[]), "op"));
+        assert!(!unclaimed(&owners(&["admin"]), "op"));
+        assert!(!unclaimed(&owners(&["op", "admin"]), "op"));
+        let mut more = owners(&["op"]);
+        more.insert("designers".into(), team("", &[]));
+        assert!(!unclaimed(&more, "op"), "a person's team makes it theirs");
+    }
+
+    #[test]
+    fn foreign_contents_name_everything_the_operator_did_not_make() {
+        let mut view = converged(&["app"]);
+        assert!(foreign_contents(&view, &marker()).is_empty());
+        view.teams.teams.insert("owners".into(), team("", &["op"]));
+        view.teams
+            .teams
+            .insert("editors".into(), team(&marker().description(), &["alice"]));
+        assert!(
+            foreign_contents(&view, &marker()).is_empty(),
+            "owners and our teams"
+        );
+        view.robots.push(robot("ci", None, &[]));
+        view.repositories.push(ObservedRepository {
+            name: "handmade".into(),
+            managed: false,
+        });
+        view.teams
+            .teams
+            .insert("designers".into(), team("ours", &[]));
+        let mut other = marker();
+        other.namespace = "elsewhere".into();
+        view.robots.push(robot("stray", Some(other), &[]));
+        assert_eq!(
+            foreign_contents(&view, &marker()),
+            [
+                "robot ci",
+                "robot stray",
+                "repository handmade",
+                "team designers"
+            ]
         );
     }
 }

@@ -23,6 +23,10 @@ pub enum Error {
     /// An ImageStream import did not succeed.
     #[error("image import failed: {0}")]
     Import(String),
+    /// Quay no longer holds what the cached view of it did (an admin
+    /// deleted it): the view is dropped and Quay read again.
+    #[error("Quay changed behind the operator's view: {0}")]
+    Stale(String),
     /// The operator could not build its own request (a bug, not bad input).
     #[error("internal error: {0}")]
     Internal(String),
@@ -102,7 +106,25 @@ impl Error {
             Error::Credentials(_) => Category::Credentials,
             Error::Config(_) => Category::Config,
             Error::Import(_) => Category::Import,
+            Error::Stale(_) => Category::QuayRejected,
             Error::Internal(_) => Category::Internal,
+        }
+    }
+
+    /// Whether Quay's answer contradicts what the operator believed of it:
+    /// something it held is missing (404), or something it meant to create
+    /// is there already (409, 400). The cached view is dropped, so the
+    /// retry reads Quay again instead of repeating the same mistake.
+    pub fn contradicts_view(&self) -> bool {
+        match self {
+            Error::Stale(_) => true,
+            Error::Quay(q) => matches!(
+                q.category(),
+                crate::quay::Category::NotFound
+                    | crate::quay::Category::AlreadyExists
+                    | crate::quay::Category::InvalidRequest
+            ),
+            _ => false,
         }
     }
 

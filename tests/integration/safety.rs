@@ -69,7 +69,7 @@ async fn linking_keeps_every_pull_secret_the_account_already_had() {
     env.stop().await;
 }
 
-fn holds_token(secret: &Secret, robot: &str, token: &str) -> bool {
+pub fn holds_token(secret: &Secret, robot: &str, token: &str) -> bool {
     use base64::Engine;
     secret.data.as_ref().is_some_and(|d| {
         String::from_utf8_lossy(&d[".dockerconfigjson"].0)

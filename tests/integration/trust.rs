@@ -384,3 +384,80 @@ async fn an_organization_holding_a_persons_team_outlives_its_namespace() {
     );
     env.stop().await;
 }
+
+/// An admin deletes a bridged namespace's organization in Quay; the next
+/// change (a new ImageStream) meets Quay's answer for a repository in a
+/// missing organization (a 500, as recorded): the view is dropped and the
+/// retry rebuilds everything, long before the resync (600 s) would have
+/// read Quay again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_deleted_behind_the_operators_back_is_rebuilt_on_the_retry() {
+    use k8s_openapi::api::core::v1::Secret;
+    let env = env().await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "heal").await;
+    wait_for("heal", || converged(&env, "heal", &[])).await;
+    let admin = crate::common::client(&env.quay);
+    admin.delete_organization("openshift_heal").await.unwrap();
+    image_stream(&env, "heal", "app").await;
+    wait_for("the organization rebuilt with the repository", || {
+        converged(&env, "heal", &["app"])
+    })
+    .await;
+    let secrets = Api::<Secret>::namespaced(env.client.clone(), "heal");
+    wait_for("the Secret to hold the new robot's token", || async {
+        let token = admin
+            .get_robot("openshift_heal", "builder")
+            .await
+            .unwrap()
+            .and_then(|r| r.token)
+            .unwrap();
+        let secret = secrets.get("builder-quay-openshift").await.unwrap();
+        crate::safety::holds_token(&secret, "openshift_heal+builder", token.expose())
+    })
+    .await;
+    env.stop().await;
+}
+
+/// An admin deletes a robot in Quay, then its Secret is deleted: the
+/// cached view still holds the robot, Quay answers 404 for it, the view is
+/// dropped and the retry recreates the robot and restores the Secret with
+/// its token (before, nothing was written until the resync, 600 s later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robot_deleted_behind_the_operators_back_is_recreated_on_the_retry() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::DeleteParams;
+    let env = env().await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "robotless").await;
+    wait_for("robotless", || converged(&env, "robotless", &[])).await;
+    let admin = crate::common::client(&env.quay);
+    admin
+        .delete_robot("openshift_robotless", "builder")
+        .await
+        .unwrap();
+    let secrets = Api::<Secret>::namespaced(env.client.clone(), "robotless");
+    secrets
+        .delete("builder-quay-openshift", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the robot recreated and its Secret restored", || async {
+        let Some(token) = admin
+            .get_robot("openshift_robotless", "builder")
+            .await
+            .unwrap()
+            .and_then(|r| r.token)
+        else {
+            return false;
+        };
+        secrets
+            .get_opt("builder-quay-openshift")
+            .await
+            .unwrap()
+            .is_some_and(|s| {
+                crate::safety::holds_token(&s, "openshift_robotless+builder", token.expose())
+            })
+    })
+    .await;
+    env.stop().await;
+}

@@ -210,8 +210,8 @@ struct SecretToApply<'a> {
 }
 
 /// The payload to write: the planned one, or, from a cached view, one with
-/// the robot's current token read from Quay (`None`: the robot is gone,
-/// nothing to write until the next resync recreates it).
+/// the robot's current token read from Quay (a robot gone is `Stale`: the
+/// view is dropped and the retry recreates it).
 async fn current_payload(
     secret: &SecretToApply<'_>,
     tokens: &Tokens<'_>,
@@ -219,12 +219,16 @@ async fn current_payload(
     match tokens {
         Tokens::Fresh => Ok(Some((secret.payload.clone(), None))),
         Tokens::Reread { client, cfg, org } => {
+            // The view held this robot: its absence contradicts it.
             let Some(token) = client
                 .get_robot(org, secret.service_account)
                 .await?
                 .and_then(|r| r.token)
             else {
-                return Ok(None);
+                return Err(Error::Stale(format!(
+                    "robot {} is gone",
+                    names::robot_account(org, secret.service_account)
+                )));
             };
             let payload = secret_payload(cfg, org, secret.service_account, &token);
             Ok(Some((SecretString::new(payload), Some(token))))

@@ -168,14 +168,17 @@ async fn manage(
     ensure_namespace_metadata(ns, &org, ctx).await?;
     let client = ctx.quay(cfg).await?;
     let result = converge(ns, cfg, &org, &client, ctx).await;
-    if let Err(e) = &result
-        && e.quay_unavailable()
-    {
-        ctx.quay_failed(cfg, &client);
-        ctx.views
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&name);
+    if let Err(e) = &result {
+        if e.quay_unavailable() {
+            ctx.quay_failed(cfg, &client);
+        }
+        // A cached view is a hint: an answer that contradicts it drops it.
+        if e.quay_unavailable() || e.contradicts_view() {
+            ctx.views
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&name);
+        }
     }
     result
 }

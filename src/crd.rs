@@ -397,6 +397,13 @@ pub struct TeamSyncStatus {
     #[serde(default)]
     #[schemars(extend("format" = "int32"))]
     pub pending_invitations: u32,
+    /// Users bound in a namespace whose names Quay cannot hold (Quay user
+    /// names are lower-case letters, digits and single '.', '_' or '-';
+    /// upper-case letters are read as lower case). Each is reported once by
+    /// an Event on its namespace.
+    #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
+    pub invalid_user_names: u32,
     /// Teams left alone because someone else made a team of that name.
     #[serde(default)]
     #[schemars(extend("format" = "int32"))]

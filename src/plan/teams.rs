@@ -72,15 +72,27 @@ pub fn desired_members(
                 if user.contains(':') {
                     continue;
                 }
-                if check_namespace_name(&user).is_err() {
+                // Quay's user names are lower case: `Alice` is `alice`.
+                let quay_name = user.to_lowercase();
+                if check_namespace_name(&quay_name).is_err() {
                     out.unusable.insert(user);
                     continue;
                 }
-                out.members.entry(m.team.clone()).or_default().insert(user);
+                out.members
+                    .entry(m.team.clone())
+                    .or_default()
+                    .insert(quay_name);
             }
         }
     }
     out
+}
+
+/// Whether a cached view misses a managed team: creating it from that
+/// view could overwrite a same-named team a person made since, so Quay is
+/// read again first.
+pub fn needs_fresh_read(cfg: &TeamSyncConfig, view: &TeamView) -> bool {
+    cfg.teams.keys().any(|t| !view.teams.contains_key(t))
 }
 
 /// A team as observed in Quay.
@@ -367,6 +379,43 @@ mod tests {
         assert_eq!(d.members["editors"], set(&["alice", "carol", "dave"]));
         assert!(d.members["viewers"].is_empty() && d.members["admins"].is_empty());
         assert_eq!(d.unusable, set(&["Bob@Example.com"]));
+    }
+
+    /// Quay's user names are lower case: a name differing only in case is
+    /// Quay's lower-case user; one Quay cannot hold even then is unusable.
+    #[test]
+    fn user_names_map_to_quays_lower_case_names() {
+        let bindings = vec![binding(
+            "ClusterRole",
+            "edit",
+            &[
+                ("User", "Alice"),
+                ("User", "BOB"),
+                ("User", "a"),
+                ("User", "x y"),
+            ],
+        )];
+        let d = desired_members(&cfg(), &bindings, &BTreeMap::new());
+        assert_eq!(d.members["editors"], set(&["alice", "bob"]));
+        assert_eq!(d.unusable, set(&["a", "x y"]));
+    }
+
+    #[test]
+    fn a_view_missing_a_managed_team_is_read_again() {
+        assert!(!needs_fresh_read(&cfg(), &converged(&[])));
+        let mut partial = converged(&[]);
+        partial.teams.remove("viewers");
+        assert!(needs_fresh_read(&cfg(), &partial));
+        // A person's team of that name is in the view: no read needed.
+        partial.teams.insert(
+            "viewers".into(),
+            ObservedTeam {
+                description: "our viewers".into(),
+                role: TeamRole::Member,
+                members: BTreeSet::new(),
+            },
+        );
+        assert!(!needs_fresh_read(&cfg(), &partial));
     }
 
     #[test]

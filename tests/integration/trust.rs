@@ -461,3 +461,68 @@ async fn a_robot_deleted_behind_the_operators_back_is_recreated_on_the_retry() {
     .await;
     env.stop().await;
 }
+
+/// Team sync creates a team only after a fresh read shows it absent: a
+/// person who made a team of that name while the operator's view missed
+/// it keeps their team (description and role), reported as a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_made_by_a_person_since_the_view_is_never_overwritten() {
+    use quay_bridge_operator::quay::TeamRole;
+    use quay_sandbox::FaultConfig;
+    let env = env().await;
+    namespace(&env, "teamed").await;
+    // The accounts exist first, so nothing but the backoff retries the
+    // namespace after the failed team creation below.
+    wait_for("the service accounts", || async {
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(env.client.clone(), "teamed")
+            .get_opt("deployer")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let viewers = "/api/v1/organization/openshift_teamed/team/viewers";
+    // Quay refuses the operator's creation of `viewers` (a 403 neither
+    // contradicts the view nor means Quay is down): the reconcile fails
+    // with a view holding the other teams.
+    env.quay.set_faults(
+        FaultConfig {
+            error_rate: 1.0,
+            error_status: Some(403),
+            path_prefix: Some(viewers.into()),
+            method: Some("PUT".into()),
+            ..Default::default()
+        },
+        None,
+    );
+    integration(&env, "quay", json!({"teamSync": {"enabled": true}})).await;
+    wait_for("the refused team creation", || async {
+        env.quay
+            .requests()
+            .iter()
+            .any(|r| r.path == viewers && r.status == 403)
+    })
+    .await;
+    // Meanwhile a person makes their own `viewers` (before the retry,
+    // which waits at least 200 ms).
+    env.quay.clear_faults();
+    crate::common::client(&env.quay)
+        .put_team(
+            "openshift_teamed",
+            "viewers",
+            TeamRole::Creator,
+            "our viewers",
+        )
+        .await
+        .unwrap();
+    wait_for("a TeamConflict Warning", || async {
+        !events_on(&env, "default", "Namespace", "teamed", "TeamConflict")
+            .await
+            .is_empty()
+    })
+    .await;
+    let org = &env.quay.snapshot().organizations["openshift_teamed"];
+    let team = &org.teams["viewers"];
+    assert_eq!(team.description, "our viewers", "{team:?}");
+    env.stop().await;
+}

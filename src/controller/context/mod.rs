@@ -285,6 +285,7 @@ impl Context {
             if let (true, Some(r)) = (managed.contains(ns), &v.team_report) {
                 sum.members += r.members;
                 sum.unknown_users += r.unknown_users;
+                sum.invalid_user_names += r.invalid_user_names;
                 sum.pending_invitations += r.pending_invitations;
                 sum.conflicts += r.conflicts;
             }

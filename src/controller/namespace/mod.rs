@@ -18,6 +18,7 @@ use crate::plan::namespace::{
     plan_quay, unclaimed,
 };
 use crate::plan::selection::{self, Manager};
+use crate::plan::teams::needs_fresh_read;
 use crate::quay::QuayClient;
 use crate::secret::SecretString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -222,7 +223,12 @@ async fn converge(
     ctx: &Arc<Context>,
 ) -> Result<Action, Error> {
     let name = ns.name_any();
-    let cached = cached_view(ctx, &name, org, cfg);
+    // A team is created only after a fresh read shows it absent.
+    let cached = cached_view(ctx, &name, org, cfg).filter(|(view, _)| {
+        !cfg.team_sync
+            .as_ref()
+            .is_some_and(|ts| needs_fresh_read(ts, &view.teams))
+    });
     let from_cache = cached.is_some();
     let (mut view, fetched) = match cached {
         Some(v) => v,

@@ -129,24 +129,38 @@ pub(super) async fn sync(
         apply(client, org, action, view).await?;
     }
     let t = &mut view.teams;
-    let unknown: BTreeSet<String> = t.unknown.union(&desired.unusable).cloned().collect();
-    let news: Vec<&String> = unknown.difference(&t.reported).collect();
+    let unknown = t.unknown.clone();
+    let news: Vec<&str> = unknown
+        .difference(&t.reported)
+        .map(String::as_str)
+        .collect();
     if !news.is_empty() {
-        let list = news
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
         ctx.event(
             ns,
             true,
             "UnknownQuayUser",
-            format!("Quay has no user {list}; they join the organization's teams once they exist in Quay (team sync asks again at each resync)"),
+            format!("Quay has no user {}; they join the organization's teams once they exist in Quay (team sync asks again at each resync)", news.join(", ")),
             false,
         )
         .await;
-        t.reported.extend(unknown.iter().cloned());
     }
+    let invalid: Vec<&str> = desired
+        .unusable
+        .difference(&t.reported)
+        .map(String::as_str)
+        .collect();
+    if !invalid.is_empty() {
+        ctx.event(
+            ns,
+            true,
+            "InvalidQuayUserName",
+            format!("RoleBinding users {} have names Quay cannot hold (lower-case letters, digits and single '.', '_' or '-', 2 to 255 characters); they are not added to any team", invalid.join(", ")),
+            false,
+        )
+        .await;
+    }
+    t.reported.extend(unknown.iter().cloned());
+    t.reported.extend(desired.unusable.iter().cloned());
     if !plan.conflicts.is_empty() {
         ctx.event(
             ns,
@@ -164,6 +178,7 @@ pub(super) async fn sync(
     Ok(TeamSyncStatus {
         members: count(member_count(t, cfg)),
         unknown_users: count(unknown.len()),
+        invalid_user_names: count(desired.unusable.len()),
         pending_invitations: count(t.invited.len()),
         conflicts: count(plan.conflicts.len()),
     })

@@ -41,12 +41,20 @@ pub fn cert_files(dir: &Path) -> (PathBuf, PathBuf) {
     }
 }
 
-/// A certificate resolver that a polling task keeps current.
-#[derive(Debug)]
+/// A certificate resolver that a polling task keeps current. Its Debug
+/// output names the files, never the key.
 pub struct Reloading {
     current: RwLock<Arc<CertifiedKey>>,
     files: Option<(PathBuf, PathBuf)>,
     loaded: RwLock<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Reloading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloading")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ResolvesServerCert for Reloading {

@@ -291,3 +291,68 @@ async fn the_end_to_end_flow_leaks_no_token_into_logs_events_status_or_metrics()
     }
     env.stop().await;
 }
+
+/// A Quay answer the client cannot decode names no value it met (a token
+/// may be one), and what holds a private key or registry credentials
+/// shows neither in its Debug output.
+#[tokio::test]
+async fn decode_errors_and_debug_output_quote_no_secret() {
+    use quay_bridge_operator::net::tls::CertificateAuthority;
+    use quay_bridge_operator::plan::namespace::ObservedSecret;
+    use quay_bridge_operator::quay::{QuayClient, QuayClientConfig};
+    use quay_bridge_operator::secret::SecretString;
+    common::init();
+    const TOKEN: &str = "robot-token-0123456789abcdef";
+    // A Quay-like server whose robot answer has the token where a list
+    // belongs: the decode fails on it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let app = axum::Router::new().fallback(|| async {
+            axum::Json(
+                serde_json::json!({"name": "org+builder", "token": TOKEN, "repositories": TOKEN}),
+            )
+        });
+        let _ = axum::serve(listener, app).await;
+    });
+    let mut config = QuayClientConfig::new(url, SecretString::new("admin-token-value".to_owned()));
+    config.retry = common::fast_retry();
+    let client = QuayClient::new(config, QuayMetrics::default()).unwrap();
+    let err = client.get_robot("org", "builder").await.unwrap_err();
+    let texts = [err.to_string(), format!("{err:?}")];
+    for text in &texts {
+        assert!(!text.contains(TOKEN), "a token leaked into: {text}");
+    }
+    assert!(texts[0].contains("unexpected answer"), "{}", texts[0]);
+    server.abort();
+
+    let ca = CertificateAuthority::new("hygiene CA").unwrap();
+    let pair = ca.issue_server(&["webhook.example"]).unwrap();
+    let reloading = quay_bridge_operator::webhook::tls::Reloading::from_pem(
+        pair.cert_pem.as_bytes(),
+        pair.key_pem.expose().as_bytes(),
+    )
+    .unwrap();
+    let debug = format!("{reloading:?}");
+    for line in pair
+        .key_pem
+        .expose()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+    {
+        assert!(!debug.contains(line), "the key leaked into: {debug}");
+    }
+    let observed = ObservedSecret {
+        type_: "kubernetes.io/dockerconfigjson".into(),
+        dockerconfigjson: Some(quay_bridge_operator::plan::names::dockerconfigjson(
+            "quay.example.com",
+            "o+builder",
+            TOKEN,
+        )),
+        ..Default::default()
+    };
+    let debug = format!("{observed:?}");
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("o+builder:{TOKEN}"));
+    assert!(!debug.contains(&auth) && !debug.contains(TOKEN), "{debug}");
+}

@@ -6,8 +6,9 @@ use crate::config::{IntegrationConfig, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::secret::SecretString;
 use std::collections::BTreeMap;
 
-/// A Secret as observed.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// A Secret as observed. Its Debug output never shows the registry
+/// credentials (base64 of `robot:token`).
+#[derive(Clone, PartialEq, Default)]
 pub struct ObservedSecret {
     /// `type`.
     pub type_: String,
@@ -17,6 +18,20 @@ pub struct ObservedSecret {
     pub labels: BTreeMap<String, String>,
     /// Annotations.
     pub annotations: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for ObservedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObservedSecret")
+            .field("type_", &self.type_)
+            .field(
+                "dockerconfigjson",
+                &self.dockerconfigjson.as_ref().map(|_| "<redacted>"),
+            )
+            .field("labels", &self.labels)
+            .field("annotations", &self.annotations)
+            .finish()
+    }
 }
 
 /// The annotation naming the service account a Secret belongs to.
@@ -241,6 +256,20 @@ mod tests {
             .iter()
             .map(|s| ((*s).to_owned(), SecretString::new(format!("tok-{s}"))))
             .collect()
+    }
+
+    #[test]
+    fn an_observed_secrets_debug_output_hides_the_credentials() {
+        let s = ObservedSecret {
+            type_: "kubernetes.io/dockerconfigjson".into(),
+            dockerconfigjson: Some(names::dockerconfigjson("q", "o+b", "tok-987654")),
+            ..Default::default()
+        };
+        let text = format!("{s:?}");
+        assert!(
+            !text.contains("auths") && text.contains("<redacted>"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -389,8 +389,25 @@ fn decode<T: DeserializeOwned>(
     serde_json::from_slice(bytes).map_err(|e| QuayError::Decode {
         endpoint,
         status,
-        message: e.to_string(),
+        message: decode_message(&e),
     })
+}
+
+/// A decoding error without the value it met: serde_json quotes the
+/// offending value (`invalid type: string "…"`, ``unknown variant `…` ``),
+/// which in a Quay answer may be a token. Field names are kept.
+fn decode_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("missing field") || text.starts_with("duplicate field") {
+        return text;
+    }
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "unreadable body",
+        serde_json::error::Category::Syntax => "malformed JSON",
+        serde_json::error::Category::Data => "a value of the wrong type or shape",
+        serde_json::error::Category::Eof => "truncated JSON",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
 }
 
 /// Retry-After as delta-seconds or an HTTP date.
@@ -402,6 +419,28 @@ fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
     let when = jiff::fmt::rfc2822::parse(text).ok()?.timestamp();
     let delta = when.duration_since(jiff::Timestamp::now());
     Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    #[test]
+    fn a_decode_error_never_quotes_the_value() {
+        let body = br#"{"name": "o+b", "token": "tok-123456", "repositories": "tok-123456"}"#;
+        let err = decode::<crate::quay::types::Robot>(crate::quay::endpoint::ROBOT_GET, 200, body)
+            .unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("tok-123456"), "{text}");
+        assert!(text.contains("wrong type"), "{text}");
+        let missing =
+            decode::<crate::quay::types::Robot>(crate::quay::endpoint::ROBOT_GET, 200, b"{}")
+                .unwrap_err();
+        assert!(
+            missing.to_string().contains("missing field `name`"),
+            "{missing}"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -467,7 +467,6 @@ async fn a_robot_deleted_behind_the_operators_back_is_recreated_on_the_retry() {
 /// it keeps their team (description and role), reported as a conflict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_team_made_by_a_person_since_the_view_is_never_overwritten() {
-    use quay_bridge_operator::quay::TeamRole;
     use quay_sandbox::FaultConfig;
     let env = env().await;
     namespace(&env, "teamed").await;
@@ -503,18 +502,21 @@ async fn a_team_made_by_a_person_since_the_view_is_never_overwritten() {
             .any(|r| r.path == viewers && r.status == 403)
     })
     .await;
-    // Meanwhile a person makes their own `viewers` (before the retry,
-    // which waits at least 200 ms).
-    env.quay.clear_faults();
-    crate::common::client(&env.quay)
-        .put_team(
-            "openshift_teamed",
-            "viewers",
-            TeamRole::Creator,
-            "our viewers",
-        )
+    // Meanwhile a person makes their own `viewers`. The fault keeps
+    // refusing the operator's spelling of the path; the person's request
+    // escapes a letter of it, which Quay decodes to the same team, so no
+    // retry of the operator can slip in before it.
+    let person = reqwest::Client::new()
+        .put(format!(
+            "{}/api/v1/organization/openshift_teamed/team/%76iewers",
+            env.quay.url()
+        ))
+        .bearer_auth(env.quay.admin_token().expose())
+        .json(&json!({"role": "creator", "description": "our viewers"}))
+        .send()
         .await
         .unwrap();
+    assert!(person.status().is_success(), "{}", person.status());
     wait_for("a TeamConflict Warning", || async {
         !events_on(&env, "default", "Namespace", "teamed", "TeamConflict")
             .await

@@ -115,9 +115,10 @@ pub struct RunArgs {
         default_value = "quay-bridge-operator"
     )]
     pub webhook_configuration: String,
-    /// This replica's name, for Events and the leader Lease.
-    #[arg(long, env = "POD_NAME", default_value = "quay-bridge-operator")]
-    pub instance: String,
+    /// This replica's name, for Events and the leader Lease. Without it,
+    /// the host name with a random suffix: two replicas never share one.
+    #[arg(long, env = "POD_NAME")]
+    pub instance: Option<String>,
     /// Elect a leader among replicas on a Lease in the operator's namespace
     /// (every replica serves the webhook; only the leader reconciles).
     #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]

@@ -29,7 +29,48 @@ pub struct LeaseSettings {
     pub retry_period: Duration,
 }
 
+/// Why election settings cannot work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingsError {
+    /// A duration is zero.
+    #[error("{0} must be greater than 0")]
+    Zero(&'static str),
+    /// The durations are out of order.
+    #[error(
+        "leader election needs --retry-period-seconds ({retry}) < --renew-deadline-seconds ({renew}) < --lease-duration-seconds ({lease}): a leader must give up before another replica may take the lease"
+    )]
+    Order {
+        /// Retry period, seconds.
+        retry: f64,
+        /// Renew deadline, seconds.
+        renew: f64,
+        /// Lease duration, seconds.
+        lease: f64,
+    },
+}
+
 impl LeaseSettings {
+    /// Checks the durations: all > 0, retry < renew deadline < lease.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        for (flag, d) in [
+            ("--lease-duration-seconds", self.lease_duration),
+            ("--renew-deadline-seconds", self.renew_deadline),
+            ("--retry-period-seconds", self.retry_period),
+        ] {
+            if d.is_zero() {
+                return Err(SettingsError::Zero(flag));
+            }
+        }
+        if !(self.retry_period < self.renew_deadline && self.renew_deadline < self.lease_duration) {
+            return Err(SettingsError::Order {
+                retry: self.retry_period.as_secs_f64(),
+                renew: self.renew_deadline.as_secs_f64(),
+                lease: self.lease_duration.as_secs_f64(),
+            });
+        }
+        Ok(())
+    }
+
     /// client-go's defaults: 15 s lease, 10 s renew deadline, 2 s retry.
     pub fn new(namespace: &str, identity: &str) -> Self {
         Self {
@@ -166,6 +207,30 @@ async fn try_acquire_or_renew(
     }
 }
 
+/// Why an attempt failed.
+enum AttemptError {
+    /// The apiserver answered with an error, or the connection failed.
+    Kube(kube::Error),
+    /// No answer within what was left of the renew deadline (a hung
+    /// connection).
+    Deadline,
+}
+
+/// The unique identity of a replica without a pod name: its host name and
+/// a random suffix, so two such replicas never share one.
+pub fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "quay-bridge-operator".into());
+    format!(
+        "{host}-{}",
+        bridge_common::random::random_token(8).to_ascii_lowercase()
+    )
+}
+
 /// Gives the Lease up (if still ours) so a successor need not wait.
 async fn release(api: &Api<Lease>, s: &LeaseSettings) {
     let Ok(Some(mut lease)) = api.get_opt(&s.name).await else {
@@ -226,8 +291,21 @@ pub async fn campaign(
         if *shutdown.borrow() {
             break;
         }
-        let attempt = try_acquire_or_renew(&api, &s, &mut observed).await;
-        let problem = attempt.as_ref().err().and_then(|e| blocking(e, &s));
+        // Every Lease call is bounded by what is left of the renew
+        // deadline: a hung connection never keeps a leader leading.
+        let budget = last_renewal.map_or(s.renew_deadline, |t| {
+            s.renew_deadline.saturating_sub(t.elapsed())
+        });
+        let attempt =
+            match tokio::time::timeout(budget, try_acquire_or_renew(&api, &s, &mut observed)).await
+            {
+                Ok(result) => result.map_err(AttemptError::Kube),
+                Err(_) => Err(AttemptError::Deadline),
+            };
+        let problem = match &attempt {
+            Err(AttemptError::Kube(e)) => blocking(e, &s),
+            _ => None,
+        };
         if problem != blocked {
             match &problem {
                 Some(reason) => {
@@ -254,8 +332,13 @@ pub async fn campaign(
                 leading.send_replace(false);
             }
             Err(e) => {
-                tracing::debug!(error = %e, "lease attempt failed");
-                if last_renewal.is_some_and(|t| t.elapsed() > s.renew_deadline) {
+                match e {
+                    AttemptError::Kube(e) => tracing::debug!(error = %e, "lease attempt failed"),
+                    AttemptError::Deadline => {
+                        tracing::warn!(identity = %s.identity, "the lease request got no answer in time");
+                    }
+                }
+                if last_renewal.is_some_and(|t| t.elapsed() >= s.renew_deadline) {
                     tracing::warn!(identity = %s.identity, "could not renew the lease in time; stepping down");
                     last_renewal = None;
                     leading.send_replace(false);
@@ -269,14 +352,55 @@ pub async fn campaign(
     }
     let was_leading = *leading.borrow();
     leading.send_replace(false);
-    if was_leading {
-        release(&api, &s).await;
+    if was_leading
+        && tokio::time::timeout(s.retry_period, release(&api, &s))
+            .await
+            .is_err()
+    {
+        tracing::warn!("could not release the lease in time; it expires by itself");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_are_checked_and_the_error_names_the_flag() {
+        let ok = LeaseSettings::new("ns", "me");
+        assert_eq!(ok.validate(), Ok(()));
+        let zero = LeaseSettings {
+            renew_deadline: Duration::ZERO,
+            ..ok.clone()
+        };
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--renew-deadline-seconds")
+        );
+        for (lease, renew, retry) in [(10, 10, 2), (15, 20, 2), (15, 10, 10), (15, 10, 12)] {
+            let bad = LeaseSettings {
+                lease_duration: Duration::from_secs(lease),
+                renew_deadline: Duration::from_secs(renew),
+                retry_period: Duration::from_secs(retry),
+                ..ok.clone()
+            };
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("--retry-period-seconds") && e.contains("< --lease-duration-seconds"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn identities_without_a_pod_name_are_unique() {
+        let a = default_identity();
+        let b = default_identity();
+        assert_ne!(a, b);
+        assert!(!a.is_empty());
+    }
 
     fn spec(holder: &str, renewed: &str) -> LeaseSpec {
         LeaseSpec {

@@ -24,6 +24,21 @@ async fn run(args: quay_bridge_operator::cli::RunArgs) -> Result<(), String> {
     use quay_bridge_operator::cli::WebhookCerts;
     use quay_bridge_operator::controller::context::{CertSource, Metrics, Options, WebhookOptions};
     use std::time::Duration;
+    let instance = args
+        .instance
+        .clone()
+        .unwrap_or_else(quay_bridge_operator::leader::default_identity);
+    let leader_election = args
+        .leader_elect
+        .then(|| quay_bridge_operator::leader::LeaseSettings {
+            lease_duration: Duration::from_secs(args.lease_duration_seconds),
+            renew_deadline: Duration::from_secs(args.renew_deadline_seconds),
+            retry_period: Duration::from_secs(args.retry_period_seconds),
+            ..quay_bridge_operator::leader::LeaseSettings::new(&args.operator_namespace, &instance)
+        });
+    if let Some(settings) = &leader_election {
+        settings.validate().map_err(|e| e.to_string())?;
+    }
     let client = client(args.kubeconfig.clone()).await?;
     let mut registry = prometheus_client::registry::Registry::with_prefix("quay_bridge_operator");
     let metrics = Metrics::register(&mut registry);
@@ -55,22 +70,12 @@ async fn run(args: quay_bridge_operator::cli::RunArgs) -> Result<(), String> {
     let options = Options {
         concurrency: args.concurrency,
         resync: Duration::from_secs(args.resync_seconds),
-        instance: args.instance.clone(),
+        instance,
         webhook: certificates
             .map(|certificates| WebhookOptions::new(args.webhook_listen.clone(), certificates)),
         ready,
         campaign_problem,
-        leader_election: args
-            .leader_elect
-            .then(|| quay_bridge_operator::leader::LeaseSettings {
-                lease_duration: Duration::from_secs(args.lease_duration_seconds),
-                renew_deadline: Duration::from_secs(args.renew_deadline_seconds),
-                retry_period: Duration::from_secs(args.retry_period_seconds),
-                ..quay_bridge_operator::leader::LeaseSettings::new(
-                    &args.operator_namespace,
-                    &args.instance,
-                )
-            }),
+        leader_election,
         ..Options::default()
     };
     let result = quay_bridge_operator::controller::run(

@@ -130,7 +130,7 @@ fn watch_credentials(ctx: &Arc<Context>, namespace: &str, name: &str) {
     .default_backoff()
     .touched_objects();
     let ctx2 = Arc::downgrade(ctx);
-    tokio::spawn(async move {
+    ctx.spawn_in_term(async move {
         let mut stream = std::pin::pin!(stream);
         let mut first = true;
         while let Some(event) = stream.next().await {

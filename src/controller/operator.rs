@@ -118,6 +118,7 @@ impl Operator {
                     // then everything is aborted, not detached.
                     tracing::warn!("not leading any more: stopping the controllers");
                     r.stop_within(LOSS_DRAIN).await;
+                    ctx.end_term();
                     ctx.metrics.set_leader(false);
                 }
                 (lead, r) => {
@@ -132,6 +133,7 @@ impl Operator {
         }
         if let Some(r) = running.take() {
             r.stop_within(Duration::from_secs(10)).await;
+            ctx.end_term();
         }
         let _ = stop_campaign.send(true);
         if let Some(c) = campaign {
@@ -140,6 +142,7 @@ impl Operator {
     }
 
     fn start_reconcilers(&mut self) -> Running {
+        self.ctx.begin_term();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let subscriptions = Subscriptions {
             current: self.feeds.current.subscribe(),

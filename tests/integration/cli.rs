@@ -143,6 +143,32 @@ fn the_operator_component_needs_kube_and_quay() {
     assert!(err.contains("needs kube and quay"), "{err}");
 }
 
+/// Election settings that cannot work are refused at start, naming the
+/// flag, before anything connects.
+#[test]
+fn impossible_leader_election_settings_are_refused_at_start() {
+    for (args, flag) in [
+        (
+            ["--renew-deadline-seconds", "20"],
+            "--renew-deadline-seconds (20)",
+        ),
+        (
+            ["--retry-period-seconds", "0"],
+            "--retry-period-seconds must be greater than 0",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
+            .arg("run")
+            .args(args)
+            .env("KUBECONFIG", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag), "{flag}: {err}");
+    }
+}
+
 #[test]
 fn unknown_components_are_rejected_by_the_parser() {
     let out = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))

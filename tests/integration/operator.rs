@@ -1152,3 +1152,63 @@ async fn a_replica_that_cannot_campaign_says_why() {
     assert_eq!(String::from_utf8_lossy(&body), reason);
     env.stop().await;
 }
+
+/// The leader's Lease requests hang (a half-open connection): it steps
+/// down within its renew deadline, before the follower may take the
+/// expired Lease, so the two never lead together, and it writes nothing
+/// once the follower leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_requests_hang_steps_down_before_a_successor_leads() {
+    const B: &str = "system:serviceaccount:openshift-operators:replica-b";
+    let metrics_a = Metrics::default();
+    let env = env_with_metrics(
+        elected("replica-a"),
+        Duration::from_millis(50),
+        metrics_a.clone(),
+        |_c: kube::Client| async {},
+    )
+    .await;
+    wait_for("replica-a to lead", || async {
+        holder(&env).await.as_deref() == Some("replica-a")
+    })
+    .await;
+    let metrics_b = Metrics::default();
+    let (stop_b, task_b) = spawn_operator_as(&env.kube, B, elected("replica-b"), metrics_b.clone());
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "before").await;
+    wait_for("before", || converged(&env, "before", &[])).await;
+    env.kube.set_faults(kube_sandbox::KubeFaultConfig {
+        hang_resource: Some("leases.coordination.k8s.io".into()),
+        identity: Some(OPERATOR.into()),
+        ..Default::default()
+    });
+    let mut both = false;
+    for _ in 0..400 {
+        both |= metrics_a.is_leader() && metrics_b.is_leader();
+        if holder(&env).await.as_deref() == Some("replica-b") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(holder(&env).await.as_deref(), Some("replica-b"));
+    assert!(!both, "the two replicas never lead together");
+    assert!(!metrics_a.is_leader(), "replica-a stepped down on its own");
+    let mark = env.kube.requests().len();
+    namespace(&env, "after").await;
+    wait_for("after, bridged by replica-b", || {
+        converged(&env, "after", &[])
+    })
+    .await;
+    assert_eq!(
+        writes_by(&env, OPERATOR, mark),
+        Vec::<String>::new(),
+        "the stepped-down leader writes nothing"
+    );
+    env.kube
+        .set_faults(kube_sandbox::KubeFaultConfig::default());
+    if let Some(s) = stop_b {
+        let _ = s.send(());
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), task_b).await;
+    env.stop().await;
+}

@@ -209,6 +209,11 @@ async fn handle_request(State(st): State<Arc<KubeState>>, request: Request) -> R
         user_agent: user_agent.clone(),
         content_type: content_type.clone(),
     });
+    if st.hangs(&target.def.group_resource(), &identity) {
+        // Never answered; the connection stays open until the client
+        // closes it.
+        std::future::pending::<()>().await;
+    }
     let (latency, injected) = st.decide_fault(&method, &identity);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

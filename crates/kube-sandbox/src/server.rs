@@ -63,6 +63,10 @@ pub struct KubeFaultConfig {
     /// opened after these faults are set delivers each live event this
     /// late (a slow watch connection, as a real cluster can have).
     pub lagging_watch: Option<LaggingWatch>,
+    /// Requests for this resource (`plural.group`, `plural` for the core
+    /// group) by `identity` (when set) are never answered, as over a
+    /// half-open connection: the client waits until it gives up.
+    pub hang_resource: Option<String>,
 }
 
 /// One lagging watch (see [`KubeFaultConfig::lagging_watch`]).
@@ -240,6 +244,13 @@ impl KubeState {
     /// Forgets the event history, so resuming watches get 410 Expired.
     pub fn compact(&self) {
         self.lock_store().compact();
+    }
+
+    /// Whether this request hangs (see [`KubeFaultConfig::hang_resource`]).
+    pub fn hangs(&self, resource: &str, identity: &str) -> bool {
+        let f = lock(&self.faults);
+        f.config.hang_resource.as_deref() == Some(resource)
+            && f.config.identity.as_deref().is_none_or(|i| i == identity)
     }
 
     /// Latency to add and an error to answer instead, for this request.

@@ -84,6 +84,9 @@ pub struct Context {
     parsed: std::sync::RwLock<Arc<Vec<IntegrationConfig>>>,
     /// The integrations that fail validation (not being deleted).
     invalid: std::sync::RwLock<Arc<Vec<IntegrationId>>>,
+    /// Tasks the current leadership term started (Event writers,
+    /// credential watchers): aborted when the term ends.
+    term_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -161,6 +164,7 @@ impl Context {
             trigger,
             parsed: std::sync::RwLock::default(),
             invalid: std::sync::RwLock::default(),
+            term_tasks: Mutex::default(),
             recorder,
             reporter,
             queued: Mutex::default(),
@@ -177,6 +181,37 @@ impl Context {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Starts a task owned by the current leadership term.
+    pub(crate) fn spawn_in_term(
+        &self,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let handle = tokio::spawn(task);
+        let mut tasks = lock(&self.term_tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle.abort_handle());
+    }
+
+    /// A leadership term begins: what an earlier term learnt (cached Quay
+    /// views, generations handled, token checks, failure counts, Events
+    /// already published) is not trusted; this term reads afresh.
+    pub(crate) fn begin_term(&self) {
+        lock(&self.views).clear();
+        lock(&self.generations).clear();
+        lock(&self.token_checks).clear();
+        lock(&self.failures).clear();
+        lock(&self.reported).clear();
+    }
+
+    /// A leadership term ends: every task it started stops, and its
+    /// credential watchers with them (the next term starts its own).
+    pub(crate) fn end_term(&self) {
+        for t in lock(&self.term_tasks).drain(..) {
+            t.abort();
+        }
+        lock(&self.credentials).clear();
     }
 
     /// The integrations that exist, are not being deleted, and fail

@@ -70,7 +70,7 @@ pub fn error_policy(ns: Arc<Namespace>, err: &Error, ctx: Arc<Context>) -> Actio
             Error::Credentials(_) => "CredentialsInvalid",
             _ => "ReconcileFailed",
         };
-        tokio::spawn(async move { ctx2.event(&ns2, true, reason, note, true).await });
+        ctx.spawn_in_term(async move { ctx2.event(&ns2, true, reason, note, true).await });
     }
     Action::requeue(ctx.backoff(&name))
 }

@@ -532,3 +532,69 @@ pub async fn with_build_config(env: &crate::harness::Env, ns: &str) {
     )
     .await;
 }
+
+/// A thousand clients connect to the webhook and never send a byte (nor a
+/// TLS handshake): a Build review still gets its answer at once, while
+/// they wait for the server's handshake deadline. An oversized review is
+/// refused with a clear answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_do_not_hold_up_a_review_and_oversized_reviews_are_refused() {
+    let w = webhook_certs();
+    let env = env_with_webhook(&w).await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "busy").await;
+    wait_for("busy", || converged(&env, "busy", &[])).await;
+    let addr = env.webhook_addr().await;
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let certs = reqwest::Certificate::from_pem_bundle(w.ca.cert_pem().as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only(certs)
+        .resolve("quay-bridge-operator.openshift-operators.svc", addr)
+        .build()
+        .unwrap();
+    let url = format!(
+        "https://quay-bridge-operator.openshift-operators.svc:{}/admissionwebhook",
+        addr.port()
+    );
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u-1", "operation": "CREATE", "namespace": "busy",
+        "kind": {"group": "build.openshift.io", "version": "v1", "kind": "Build"},
+        "resource": {"group": "build.openshift.io", "version": "v1", "resource": "builds"},
+        "object": {"metadata": {"name": "app-1", "namespace": "busy"}, "spec": {
+            "strategy": {"type": "Docker", "dockerStrategy": {}},
+            "output": {"to": {"kind": "ImageStreamTag", "name": "app:v1"}}}}}});
+    let started = std::time::Instant::now();
+    let answer: Value = client
+        .post(&url)
+        .json(&review)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Well before the 10 s handshake deadline would free any idle one.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer["response"]["uid"], "u-1");
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+    // A review larger than any the apiserver sends.
+    let huge = vec![b' '; quay_bridge_operator::webhook::server::MAX_BODY + 1];
+    let refused = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413);
+    drop(idle);
+    env.stop().await;
+}

@@ -215,7 +215,12 @@ impl EmbeddedQuay {
             path_prefix: path_prefix.trim_end_matches('/').to_owned(),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
-        let server = net::serve(&listen, tls, router).await?;
+        // The embedded Quay drops connections on purpose (its faults).
+        let serving = net::ServeConfig {
+            fault_hooks: true,
+            ..net::ServeConfig::default()
+        };
+        let server = net::serve_with(&listen, tls, router, serving).await?;
         Ok(Self {
             inner,
             server,

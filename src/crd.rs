@@ -230,7 +230,7 @@ pub struct CommonSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quay_ca_bundle: Option<CaBundleRef>,
     /// Skip TLS certificate verification to Quay's API. Unsafe; prefer
-    /// `quayCABundle`.
+    /// `quayCaBundle`.
     #[serde(default, rename = "insecureSkipTLSVerify")]
     pub insecure_skip_tls_verify: bool,
     /// What happens to the organization when its namespace is deleted.

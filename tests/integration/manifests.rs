@@ -525,3 +525,88 @@ fn every_manifest_is_a_typed_kubernetes_object_with_no_unknown_field() {
     }
     assert!(checked >= 20, "{checked} manifests checked");
 }
+
+/// Every property name of a CRD schema, at any depth.
+fn schema_properties(schema: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Object(props)) = map.get("properties") {
+                out.extend(props.keys().cloned());
+            }
+            map.values().for_each(|v| schema_properties(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| schema_properties(v, out)),
+        _ => {}
+    }
+}
+
+/// The `camelCase` names in backticks of a text (field names, as the
+/// README and the CRD descriptions write them).
+fn field_names(text: &str) -> Vec<String> {
+    regex::Regex::new(r"`([a-z]+[A-Z][A-Za-z]*)")
+        .unwrap()
+        .captures_iter(text)
+        .map(|c| c[1].to_owned())
+        .collect()
+}
+
+/// Every field the README's QuayIntegration table and the CRD descriptions
+/// name exists in the schema: a misspelt one (`quayCABundle` for
+/// `quayCaBundle`) makes `kubectl apply` of the documented YAML fail.
+#[test]
+fn every_field_the_docs_name_exists_in_the_crd_schema() {
+    use kube::CustomResourceExt;
+    use quay_bridge_operator::crd::{LegacyQuayIntegration, QuayIntegration};
+    let mut known = std::collections::BTreeSet::new();
+    let mut descriptions = String::new();
+    for crd in [QuayIntegration::crd(), LegacyQuayIntegration::crd()] {
+        let crd = serde_json::to_value(crd).unwrap();
+        schema_properties(&crd, &mut known);
+        fn collect(v: &Value, out: &mut String) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(Value::String(d)) = m.get("description") {
+                        out.push_str(d);
+                        out.push('\n');
+                    }
+                    m.values().for_each(|x| collect(x, out));
+                }
+                Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+                _ => {}
+            }
+        }
+        collect(&crd, &mut descriptions);
+    }
+    let readme = std::fs::read_to_string(manifest("README.md")).unwrap();
+    let section = readme
+        .split("\n## QuayIntegration")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap();
+    let table: String = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| l.split('|').nth(1))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut unknown: Vec<String> = Vec::new();
+    for (source, text) in [
+        ("README table", table.as_str()),
+        ("CRD descriptions", &descriptions),
+    ] {
+        for name in field_names(text) {
+            if !known.contains(&name) {
+                unknown.push(format!("{source}: {name}"));
+            }
+        }
+    }
+    // Troubleshooting and other prose name the same fields.
+    for name in field_names(&readme) {
+        let looks_like_ours = name.starts_with("quay") || name.starts_with("insecure");
+        if looks_like_ours && !known.contains(&name) {
+            unknown.push(format!("README: {name}"));
+        }
+    }
+    assert!(known.contains("quayCaBundle"), "{known:?}");
+    assert!(unknown.is_empty(), "not in the CRD schema: {unknown:?}");
+}

@@ -78,7 +78,7 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(env.client.clone(), "openshift-operators");
     cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "quay-ca"}, "data": {"ca-bundle.crt": quay_bridge_operator::net::tls::CertificateAuthority::new("x").unwrap().cert_pem()}})).unwrap()).await.unwrap();
-    integration(&env, "quay", json!({"imageStreamDeletionPolicy": "Delete", "quayCABundle": {"name": "quay-ca", "namespace": "openshift-operators"}})).await;
+    integration(&env, "quay", json!({"imageStreamDeletionPolicy": "Delete", "quayCaBundle": {"name": "quay-ca", "namespace": "openshift-operators"}})).await;
     let legacy: quay_bridge_operator::crd::LegacyQuayIntegration = serde_json::from_value(json!({"apiVersion": "redhatcop.redhat.io/v1alpha1", "kind": "QuayIntegration", "metadata": {"name": "legacy"},
         "spec": {"credentialsSecretName": "openshift-operators/quay-integration", "quayHostname": env.quay.url(), "whitelistNamespaces": ["not-there"]}})).unwrap();
     Api::<quay_bridge_operator::crd::LegacyQuayIntegration>::all(env.client.clone())

@@ -123,15 +123,15 @@ pub fn status(
     let last_error = failing.first().map(|(n, m)| format!("{n}: {m}"));
     let ready = check.creds_ok && check.reachable && failing.is_empty();
     let ready_msg = if ready {
-        format!("{managed} namespaces bridged to {quay_url}")
+        format!("{} bridged to {quay_url}", count_of(managed, "namespace"))
     } else if !check.creds_ok {
         check.creds_msg.clone()
     } else if !check.reachable {
         check.reach_msg.clone()
     } else {
         format!(
-            "{} namespaces failing; last error: {}",
-            failing.len(),
+            "{} failing; last error: {}",
+            count_of(failing.len(), "namespace"),
             last_error.clone().unwrap_or_default()
         )
     };
@@ -222,6 +222,15 @@ pub fn transition_events(
     events
 }
 
+/// `1 namespace`, `2 namespaces`.
+fn count_of(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +266,13 @@ mod tests {
     }
 
     #[test]
+    fn counts_read_as_english() {
+        assert_eq!(count_of(0, "namespace"), "0 namespaces");
+        assert_eq!(count_of(1, "namespace"), "1 namespace");
+        assert_eq!(count_of(2, "namespace"), "2 namespaces");
+    }
+
+    #[test]
     fn the_status_counts_namespaces_and_names_what_fails() {
         let outcomes = vec![
             ("a".to_owned(), outcome(NsState::Managed)),
@@ -279,7 +295,11 @@ mod tests {
             (ready.status.as_str(), ready.reason.as_str()),
             ("False", "NotReady")
         );
-        assert!(ready.message.contains("1 namespaces failing"));
+        assert!(
+            ready.message.contains("1 namespace failing"),
+            "{}",
+            ready.message
+        );
         assert_eq!(s.conditions[3].reason, "NamespacesInConflict");
         let ok = status(
             &check(true, true),

@@ -18,18 +18,15 @@ use kube::api::{Api, Patch};
 use kube::runtime::reflector::ObjectRef;
 use std::collections::BTreeSet;
 
-use super::observe_secret;
+use super::{Scope, observe_secret};
 
 /// Applies Quay actions in order, keeping `view` equal to what Quay now holds.
 pub(super) async fn apply_quay(
-    ns: &Namespace,
-    cfg: &IntegrationConfig,
-    org: &str,
-    client: &QuayClient,
+    s: &Scope<'_>,
     actions: &[QuayAction],
     view: &mut QuayView,
-    ctx: &Context,
 ) -> Result<(), Error> {
+    let (cfg, org, client, ctx) = (s.cfg, s.org, s.client, s.ctx);
     for action in actions {
         match action {
             QuayAction::CreateOrganization => {
@@ -40,7 +37,7 @@ pub(super) async fn apply_quay(
                         ctx.views
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .remove(&ns.name_any());
+                            .remove(&s.name);
                         return Err(e.into());
                     }
                     Err(e) => return Err(e.into()),

@@ -14,8 +14,8 @@ use super::error::Error;
 use crate::config::{FINALIZER, IntegrationConfig, LEGACY_FINALIZER};
 use crate::plan::names::{self, Marker};
 use crate::plan::namespace::{
-    ObservedSecret, ObservedServiceAccount, Ownership, QuayAction, QuayView, ownership, plan_kube,
-    plan_quay, unclaimed,
+    ObservedSecret, ObservedServiceAccount, Ownership, QuayAction, QuayView, explicitly_granted,
+    ownership, plan_kube, plan_quay, split_for_teams, unclaimed,
 };
 use crate::plan::selection::{self, Manager};
 use crate::plan::teams::needs_fresh_read;
@@ -215,6 +215,31 @@ fn image_streams(ctx: &Context, ns: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// One namespace's reconcile: what every step of it needs.
+pub(super) struct Scope<'a> {
+    /// The namespace.
+    pub ns: &'a Namespace,
+    /// Its name.
+    pub name: String,
+    /// The integration managing it.
+    pub cfg: &'a IntegrationConfig,
+    /// Its organization.
+    pub org: &'a str,
+    /// The integration's Quay client.
+    pub client: &'a QuayClient,
+    /// The marker of what this operator makes for the namespace.
+    pub marker: Marker,
+    /// Shared state.
+    pub ctx: &'a Arc<Context>,
+}
+
+/// A view of the namespace's organization, and where it came from.
+struct ReadView {
+    view: QuayView,
+    fetched: Instant,
+    from_cache: bool,
+}
+
 async fn converge(
     ns: &Namespace,
     cfg: &IntegrationConfig,
@@ -223,112 +248,158 @@ async fn converge(
     ctx: &Arc<Context>,
 ) -> Result<Action, Error> {
     let name = ns.name_any();
-    // A team is created only after a fresh read shows it absent.
-    let cached = cached_view(ctx, &name, org, cfg).filter(|(view, _)| {
-        !cfg.team_sync
-            .as_ref()
-            .is_some_and(|ts| needs_fresh_read(ts, &view.teams))
-    });
-    let from_cache = cached.is_some();
-    let (mut view, fetched) = match cached {
-        Some(v) => v,
-        None => {
-            let mut view = observe(client, org, cfg.team_sync.is_some()).await?;
-            teams::carry_over(ctx, &name, &mut view);
-            (view, Instant::now())
-        }
-    };
-    let mut owner = ownership(&view, &cfg.cluster_id, &ctx.cluster_uid, &name);
-    if owner == Ownership::Empty && !unclaimed_by_anyone(client, org).await? {
-        owner = Ownership::Foreign;
-    }
-    if let Some(msg) = not_ours(&owner, cfg, org) {
-        conflict(ctx, &name, cfg, msg.0.clone());
-        ctx.event(ns, true, msg.1, msg.0, true).await;
-        return Ok(Action::requeue(ctx.options.resync));
-    }
     let marker = Marker {
         cluster_id: cfg.cluster_id.clone(),
         cluster_uid: ctx.cluster_uid.clone(),
         namespace: name.clone(),
     };
-    let streams = image_streams(ctx, &name);
-    let actions = plan_quay(cfg, org, &marker, &view, &streams);
-    // With team sync, the teams and their default permissions come before
-    // the repositories this reconcile creates, which then get the teams'
-    // roles from Quay itself (no explicit grant).
-    let (first, last): (Vec<QuayAction>, Vec<QuayAction>) = if cfg.team_sync.is_some() {
-        actions.iter().cloned().partition(|a| {
-            !matches!(
-                a,
-                QuayAction::CreateRepository { .. }
-                    | QuayAction::GrantRepository { .. }
-                    | QuayAction::DeleteRepository { .. }
-            )
-        })
-    } else {
-        (actions.clone(), Vec::new())
+    let s = Scope {
+        ns,
+        name,
+        cfg,
+        org,
+        client,
+        marker,
+        ctx,
     };
-    let mut applied = apply_quay(ns, cfg, org, client, &first, &mut view, ctx).await;
-    let mut team_report = None;
-    if let (Ok(()), Some(ts)) = (&applied, &cfg.team_sync) {
-        // Repositories a push created get the teams' role explicitly, as
-        // the robots'.
-        let granted: BTreeSet<String> = last
-            .iter()
-            .filter_map(|a| match a {
-                QuayAction::GrantRepository { repo, .. } => Some(repo.clone()),
-                _ => None,
-            })
-            .collect();
-        match teams::sync(ns, ts, &marker, org, client, ctx, &mut view, &granted).await {
-            Ok(report) => {
-                team_report = Some(report);
-                applied = apply_quay(ns, cfg, org, client, &last, &mut view, ctx).await;
-            }
-            Err(e) => applied = Err(e),
-        }
+    let ReadView {
+        mut view,
+        fetched,
+        from_cache,
+    } = read_view(&s).await?;
+    if let Some((msg, reason)) = foreign_owner(&s, &view).await? {
+        conflict(ctx, &s.name, cfg, msg.clone());
+        ctx.event(ns, true, reason, msg, true).await;
+        return Ok(Action::requeue(ctx.options.resync));
     }
+    let actions = plan_quay(cfg, org, &s.marker, &view, &image_streams(ctx, &s.name));
+    let team_report = apply_quay_and_teams(&s, &actions, &mut view).await;
     ctx.views
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(
-            name.clone(),
+            s.name.clone(),
             CachedView {
                 org: org.to_owned(),
                 view: view.clone(),
                 fetched,
                 generation: cfg.generation,
-                team_report,
+                team_report: team_report.as_ref().ok().cloned().flatten(),
             },
         );
-    applied?;
+    team_report?;
+    let applied = converge_kube(&s, &mut view, from_cache).await?;
+    report(&s, &actions, applied).await
+}
 
-    let secrets = observed_secrets(ctx, cfg, &name);
-    let accounts = observed_service_accounts(ctx, cfg, &name);
-    let plan = plan_kube(cfg, org, &robot_tokens(&view), &secrets, &accounts);
+/// The namespace's organization as cached (a hint, until the resync or an
+/// answer that contradicts it), or read from Quay. A cached view missing
+/// a managed team is not used: a team is created only after a fresh read
+/// shows it absent.
+async fn read_view(s: &Scope<'_>) -> Result<ReadView, Error> {
+    let cached = cached_view(s.ctx, &s.name, s.org, s.cfg).filter(|(view, _)| {
+        !s.cfg
+            .team_sync
+            .as_ref()
+            .is_some_and(|ts| needs_fresh_read(ts, &view.teams))
+    });
+    Ok(match cached {
+        Some((view, fetched)) => ReadView {
+            view,
+            fetched,
+            from_cache: true,
+        },
+        None => {
+            let mut view = observe(s.client, s.org, s.cfg.team_sync.is_some()).await?;
+            teams::carry_over(s.ctx, &s.name, &mut view);
+            ReadView {
+                view,
+                fetched: Instant::now(),
+                from_cache: false,
+            }
+        }
+    })
+}
+
+/// Why the organization is left alone (message, Event reason), or `None`
+/// when it is this operator's to manage. An organization holding nothing
+/// is checked for a person's team or member first.
+async fn foreign_owner(
+    s: &Scope<'_>,
+    view: &QuayView,
+) -> Result<Option<(String, &'static str)>, Error> {
+    let mut owner = ownership(view, &s.cfg.cluster_id, &s.ctx.cluster_uid, &s.name);
+    if owner == Ownership::Empty && !unclaimed_by_anyone(s.client, s.org).await? {
+        owner = Ownership::Foreign;
+    }
+    Ok(not_ours(&owner, s.cfg, s.org))
+}
+
+/// Applies the Quay plan around team sync (`plan::namespace::split_for_teams`),
+/// keeping `view` equal to what Quay holds; team sync's counts when on.
+async fn apply_quay_and_teams(
+    s: &Scope<'_>,
+    actions: &[QuayAction],
+    view: &mut QuayView,
+) -> Result<Option<crate::crd::TeamSyncStatus>, Error> {
+    let (first, last) = split_for_teams(actions, s.cfg.team_sync.is_some());
+    apply_quay(s, &first, view).await?;
+    let Some(ts) = &s.cfg.team_sync else {
+        return Ok(None);
+    };
+    let report = teams::sync(s, ts, view, &explicitly_granted(&last)).await?;
+    apply_quay(s, &last, view).await?;
+    Ok(Some(report))
+}
+
+/// The namespace's Secrets and service-account links.
+async fn converge_kube(
+    s: &Scope<'_>,
+    view: &mut QuayView,
+    from_cache: bool,
+) -> Result<apply::Applied, Error> {
+    let secrets = observed_secrets(s.ctx, s.cfg, &s.name);
+    let accounts = observed_service_accounts(s.ctx, s.cfg, &s.name);
+    let plan = plan_kube(s.cfg, s.org, &robot_tokens(view), &secrets, &accounts);
+    if !plan.waiting_for.is_empty() {
+        tracing::debug!(namespace = %s.name, waiting_for = ?plan.waiting_for, "service accounts not created yet");
+    }
     // A Secret about to be written gets the robot's current token: the one
     // read this reconcile, or, from a cached view, one read from Quay again
     // (a person may have regenerated it, after a leak, since).
     let tokens = if from_cache {
-        Tokens::Reread { client, cfg, org }
+        Tokens::Reread {
+            client: s.client,
+            cfg: s.cfg,
+            org: s.org,
+        }
     } else {
         Tokens::Fresh
     };
-    let applied = apply_kube(ns, &plan.actions, &tokens, ctx).await?;
+    let applied = apply_kube(s.ns, &plan.actions, &tokens, s.ctx).await?;
     if !applied.refreshed.is_empty() {
-        for (sa, token) in applied.refreshed {
-            if let Some(r) = view.robots.iter_mut().find(|r| r.short == sa) {
-                r.token = Some(token);
+        for (sa, token) in &applied.refreshed {
+            if let Some(r) = view.robots.iter_mut().find(|r| &r.short == sa) {
+                r.token = Some(token.clone());
             }
         }
-        remember(ctx, &name, org, cfg, &view);
+        remember(s.ctx, &s.name, s.org, s.cfg, view);
     }
-    let created_secrets = applied.created;
+    Ok(applied)
+}
+
+/// Reports the reconcile: one Event if it created something, a conflict
+/// for a user's Secret of our name, else the namespace as managed.
+async fn report(
+    s: &Scope<'_>,
+    actions: &[QuayAction],
+    applied: apply::Applied,
+) -> Result<Action, Error> {
+    let ctx = s.ctx;
     // One Event per reconcile that created something (not one per object):
     // Events are API writes, and kube-runtime keeps each one for minutes.
-    if let Some(note) = bridged_note(org, &actions, &created_secrets) {
-        ctx.event(ns, false, "Bridged", note, false).await;
+    if let Some(note) = bridged_note(s.org, actions, &applied.created) {
+        ctx.event(s.ns, false, "Bridged", note, false).await;
     }
     if !applied.foreign.is_empty() {
         let msg = format!(
@@ -337,22 +408,19 @@ async fn converge(
             crate::config::MANAGED_BY_LABEL,
             crate::config::MANAGED_BY
         );
-        conflict(ctx, &name, cfg, msg.clone());
-        ctx.event(ns, true, "SecretConflict", msg, true).await;
+        conflict(ctx, &s.name, s.cfg, msg.clone());
+        ctx.event(s.ns, true, "SecretConflict", msg, true).await;
         return Ok(Action::requeue(ctx.options.resync));
     }
     ctx.set_outcome(
-        &name,
+        &s.name,
         Some(NsOutcome {
-            integrations: vec![cfg.id.clone()],
+            integrations: vec![s.cfg.id.clone()],
             state: NsState::Managed,
         }),
     );
-    ctx.clear_report(&name, "QuayUnavailable");
-    ctx.clear_report(&name, "ReconcileFailed");
-    if !plan.waiting_for.is_empty() {
-        tracing::debug!(namespace = %name, waiting_for = ?plan.waiting_for, "service accounts not created yet");
-    }
+    ctx.clear_report(&s.name, "QuayUnavailable");
+    ctx.clear_report(&s.name, "ReconcileFailed");
     Ok(Action::requeue(ctx.options.resync))
 }
 

@@ -4,18 +4,16 @@
 
 use super::super::context::Context;
 use super::super::error::Error;
+use super::Scope;
 use crate::config::TeamSyncConfig;
 use crate::crd::TeamSyncStatus;
-use crate::plan::names::Marker;
 use crate::plan::namespace::QuayView;
 use crate::plan::teams::{
     Desired, ObservedBinding, ObservedTeam, TeamAction, desired_members, member_count, plan_teams,
 };
 use crate::quay::{QuayClient, QuayError};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// The organization's teams with their users: the organization GET (teams,
 /// roles, descriptions) and its member list (each user's teams).
@@ -103,18 +101,15 @@ fn desired(ctx: &Context, cfg: &TeamSyncConfig, ns: &str) -> Desired {
 }
 
 /// Plans and applies team sync, keeping `view` up to date with what was
-/// done; the counts for the status.
-#[allow(clippy::too_many_arguments)]
+/// done; the counts for the status. `granted_robots`: the repositories the
+/// robots are granted explicitly this reconcile.
 pub(super) async fn sync(
-    ns: &Namespace,
+    s: &Scope<'_>,
     cfg: &TeamSyncConfig,
-    marker: &Marker,
-    org: &str,
-    client: &QuayClient,
-    ctx: &Arc<Context>,
     view: &mut QuayView,
     granted_robots: &BTreeSet<String>,
 ) -> Result<TeamSyncStatus, Error> {
+    let (ns, marker, org, client, ctx) = (s.ns, &s.marker, s.org, s.client, s.ctx);
     let desired = desired(ctx, cfg, &ns.name_any());
     let repositories: Vec<String> = view.repositories.iter().map(|r| r.name.clone()).collect();
     let plan = plan_teams(

@@ -194,6 +194,40 @@ pub fn foreign_contents(view: &QuayView, marker: &Marker) -> Vec<String> {
     robots.chain(repositories).chain(teams).collect()
 }
 
+/// The Quay actions in the order they are applied around team sync: with
+/// team sync, the teams and their default permissions come before the
+/// repositories this reconcile creates (or deletes, or grants on), which
+/// then get the teams' roles from Quay itself. `(before teams, after teams)`.
+pub fn split_for_teams(
+    actions: &[QuayAction],
+    team_sync: bool,
+) -> (Vec<QuayAction>, Vec<QuayAction>) {
+    if !team_sync {
+        return (actions.to_vec(), Vec::new());
+    }
+    actions.iter().cloned().partition(|a| {
+        !matches!(
+            a,
+            QuayAction::CreateRepository { .. }
+                | QuayAction::GrantRepository { .. }
+                | QuayAction::DeleteRepository { .. }
+        )
+    })
+}
+
+/// The repositories the robots are granted explicitly (those a push
+/// created, which got no default permission): the teams are granted there
+/// too.
+pub fn explicitly_granted(actions: &[QuayAction]) -> BTreeSet<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            QuayAction::GrantRepository { repo, .. } => Some(repo.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// What becomes of a namespace's organization when the namespace is
 /// deleted (under the Delete policy).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -630,6 +664,39 @@ mod tests {
             role: crate::quay::TeamRole::Member,
             members: members.iter().map(|m| (*m).to_owned()).collect(),
         }
+    }
+
+    #[test]
+    fn teams_come_before_the_repositories_they_get_roles_on() {
+        let actions = vec![
+            QuayAction::CreateOrganization,
+            QuayAction::CreateRepository { name: "app".into() },
+            QuayAction::CreateRobot {
+                short: "builder".into(),
+                description: "m".into(),
+            },
+            QuayAction::GrantRepository {
+                repo: "pushed".into(),
+                short: "builder".into(),
+                role: Role::Write,
+            },
+            QuayAction::DeleteRepository {
+                name: "gone".into(),
+            },
+        ];
+        let (first, last) = split_for_teams(&actions, false);
+        assert_eq!(
+            (first.len(), last.len()),
+            (5, 0),
+            "without team sync, all at once"
+        );
+        let (first, last) = split_for_teams(&actions, true);
+        assert_eq!(first, [actions[0].clone(), actions[2].clone()]);
+        assert_eq!(
+            last,
+            [actions[1].clone(), actions[3].clone(), actions[4].clone()]
+        );
+        assert_eq!(explicitly_granted(&last), streams(&["pushed"]));
     }
 
     #[test]

@@ -1030,12 +1030,19 @@ fn lease_reads_by(env: &Env, identity: &str, from: usize) -> usize {
         .count()
 }
 
-/// The follower makes no write while the leader works; when the leader's
-/// Lease is taken away (another holder, renewed), it stops its
-/// controllers and makes no further write.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_never_writes_and_a_deposed_leader_stops_writing() {
-    const B: &str = "system:serviceaccount:openshift-operators:replica-b";
+const B: &str = "system:serviceaccount:openshift-operators:replica-b";
+
+/// Replica A (the harness's operator identity) leading, replica B (its own
+/// service account) following.
+struct Replicas {
+    env: Env,
+    metrics_a: Metrics,
+    metrics_b: Metrics,
+    stop_b: Option<tokio::sync::oneshot::Sender<()>>,
+    task_b: tokio::task::JoinHandle<()>,
+}
+
+async fn two_replicas() -> Replicas {
     let metrics_a = Metrics::default();
     let env = env_with_metrics(
         elected("replica-a"),
@@ -1050,6 +1057,27 @@ async fn a_follower_never_writes_and_a_deposed_leader_stops_writing() {
     .await;
     let metrics_b = Metrics::default();
     let (stop_b, task_b) = spawn_operator_as(&env.kube, B, elected("replica-b"), metrics_b.clone());
+    Replicas {
+        env,
+        metrics_a,
+        metrics_b,
+        stop_b,
+        task_b,
+    }
+}
+
+/// The follower makes no write while the leader works; when the leader's
+/// Lease is taken away (another holder, renewed), it stops its
+/// controllers and makes no further write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_never_writes_and_a_deposed_leader_stops_writing() {
+    let Replicas {
+        env,
+        metrics_a,
+        metrics_b,
+        stop_b,
+        task_b,
+    } = two_replicas().await;
     let start = env.kube.requests().len();
     integration(&env, "quay", json!({})).await;
     namespace(&env, "led").await;
@@ -1159,21 +1187,13 @@ async fn a_replica_that_cannot_campaign_says_why() {
 /// once the follower leads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_lease_requests_hang_steps_down_before_a_successor_leads() {
-    const B: &str = "system:serviceaccount:openshift-operators:replica-b";
-    let metrics_a = Metrics::default();
-    let env = env_with_metrics(
-        elected("replica-a"),
-        Duration::from_millis(50),
-        metrics_a.clone(),
-        |_c: kube::Client| async {},
-    )
-    .await;
-    wait_for("replica-a to lead", || async {
-        holder(&env).await.as_deref() == Some("replica-a")
-    })
-    .await;
-    let metrics_b = Metrics::default();
-    let (stop_b, task_b) = spawn_operator_as(&env.kube, B, elected("replica-b"), metrics_b.clone());
+    let Replicas {
+        env,
+        metrics_a,
+        metrics_b,
+        stop_b,
+        task_b,
+    } = two_replicas().await;
     integration(&env, "quay", json!({})).await;
     namespace(&env, "before").await;
     wait_for("before", || converged(&env, "before", &[])).await;

@@ -10,7 +10,6 @@ use crate::crd::NamespaceDeletionPolicy;
 use crate::plan::metadata::{claim_ops, release_ops};
 use crate::plan::names::{self, Marker};
 use crate::plan::namespace::{OnDeletion, QuayView, on_deletion, recorded_organization};
-use crate::plan::teams::ObservedTeam;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
@@ -106,21 +105,7 @@ pub(super) async fn cleanup(
             Err(e) => return Err(Error::from(e)),
         };
         let mut view = QuayView::from_answers(robots, Vec::new(), repositories?);
-        view.teams.teams = organization?
-            .map(|o| o.teams)
-            .unwrap_or_default()
-            .into_values()
-            .map(|t| {
-                (
-                    t.name,
-                    ObservedTeam {
-                        description: t.description,
-                        role: t.role,
-                        members: Default::default(),
-                    },
-                )
-            })
-            .collect();
+        view.teams.teams = super::teams::teams_of(organization?);
         match on_deletion(&view, &marker, &org) {
             OnDeletion::Gone => Ok(()),
             OnDeletion::Delete => match client.delete_organization(&org).await {

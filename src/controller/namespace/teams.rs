@@ -25,7 +25,23 @@ pub(super) async fn observe(
         client.get_organization(org),
         client.list_organization_members(org)
     );
-    let mut teams: BTreeMap<String, ObservedTeam> = organization?
+    let mut teams = teams_of(organization?);
+    for m in members? {
+        for t in m.teams {
+            if let Some(team) = teams.get_mut(&t.name) {
+                team.members.insert(m.name.clone());
+            }
+        }
+    }
+    Ok(teams)
+}
+
+/// The teams of an organization as its GET shows them (names,
+/// descriptions, roles; members come from the member list).
+pub(super) fn teams_of(
+    organization: Option<crate::quay::types::Organization>,
+) -> BTreeMap<String, ObservedTeam> {
+    organization
         .map(|o| o.teams)
         .unwrap_or_default()
         .into_values()
@@ -39,15 +55,7 @@ pub(super) async fn observe(
                 },
             )
         })
-        .collect();
-    for m in members? {
-        for t in m.teams {
-            if let Some(team) = teams.get_mut(&t.name) {
-                team.members.insert(m.name.clone());
-            }
-        }
-    }
-    Ok(teams)
+        .collect()
 }
 
 /// What Quay does not show and earlier reconciles learnt: invitations

@@ -146,7 +146,11 @@ fn watch_credentials(ctx: &Arc<Context>, namespace: &str, name: &str) {
 
 async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Action, Error> {
     let name = qi.name_any();
-    let uid = qi.uid().unwrap_or_default();
+    // The UID keys what this replica knows of the object: without one
+    // (never from a real apiserver) there is nothing to key it by.
+    let Some(uid) = qi.uid() else {
+        return Err(Error::Internal(format!("QuayIntegration {name} has no UID")));
+    };
     let generation = qi.meta().generation;
     let previous: Vec<Condition> = qi
         .status()

@@ -27,6 +27,10 @@ pub enum StartError {
     /// The webhook could not start (certificates, address).
     #[error("webhook: {0}")]
     Webhook(#[from] crate::net::NetError),
+    /// The `kube-system` namespace has no UID, which every ownership
+    /// marker carries.
+    #[error("the kube-system namespace has no UID: the cluster cannot be told apart from another")]
+    ClusterIdentity,
     /// Self-managed certificates could not be set up.
     #[error("webhook certificates: {0}")]
     Certificates(String),

@@ -45,11 +45,14 @@ impl Operator {
         options: Options,
         metrics: Metrics,
     ) -> Result<Self, StartError> {
+        // The cluster's identity goes into every ownership marker: an empty
+        // one would make every cluster's organizations look alike.
         let cluster_uid = Api::<Namespace>::all(client.clone())
             .get("kube-system")
             .await?
             .uid()
-            .unwrap_or_default();
+            .filter(|u| !u.is_empty())
+            .ok_or(StartError::ClusterIdentity)?;
         let served = Served::probe(&client).await?;
         let mut tasks = Tasks::default();
         let certificates = match &options.webhook {

@@ -4,10 +4,9 @@ use crate::crd::{
     CaBundleRef, ImageStreamDeletionPolicy, LegacyQuayIntegration, NamespaceDeletionPolicy,
     QuayIntegration, RepositoryVisibility, RobotRole, RoleKind,
 };
-use crate::quay::TeamRole;
-use crate::quay::{Role, Visibility, names, parse_base_url, registry_host};
+use crate::model::url::Url;
+use crate::model::{Role, TeamRole, Visibility, names, parse_base_url, registry_host};
 use kube::ResourceExt;
-use reqwest::Url;
 
 /// The API group a QuayIntegration came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

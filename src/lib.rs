@@ -7,6 +7,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod leader;
+pub mod model;
 pub mod openshift;
 pub mod plan;
 pub mod quay;

@@ -149,7 +149,9 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
     // The UID keys what this replica knows of the object: without one
     // (never from a real apiserver) there is nothing to key it by.
     let Some(uid) = qi.uid() else {
-        return Err(Error::Internal(format!("QuayIntegration {name} has no UID")));
+        return Err(Error::Internal(format!(
+            "QuayIntegration {name} has no UID"
+        )));
     };
     let generation = qi.meta().generation;
     let previous: Vec<Condition> = qi

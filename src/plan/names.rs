@@ -2,7 +2,7 @@
 //! and the ownership marker it leaves in Quay.
 
 use crate::config::IntegrationConfig;
-use crate::quay::names::{self, InvalidName, NameKind};
+use crate::model::names::{self, InvalidName, NameKind};
 use base64::Engine;
 
 /// `<prefix><lower(clusterID)>_<namespace>`, checked against Quay's rules.

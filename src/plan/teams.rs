@@ -4,8 +4,8 @@
 
 use crate::config::{TeamSpec, TeamSyncConfig};
 use crate::crd::RoleKind;
-use crate::quay::names::check_namespace_name;
-use crate::quay::{Role, TeamRole};
+use crate::model::names::check_namespace_name;
+use crate::model::{Role, TeamRole};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A RoleBinding subject.

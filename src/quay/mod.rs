@@ -4,9 +4,10 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod metrics;
-pub mod names;
 pub mod retry;
-pub mod types;
+
+// The model the client speaks, kept in `crate::model` (no I/O there).
+pub use crate::model::{names, types};
 
 pub use client::{QuayClient, QuayClientConfig, parse_base_url, registry_host};
 pub use error::{Category, QuayError};

@@ -3,10 +3,10 @@
 //! snapshot of what the operator knows; it never panics on any input.
 
 use crate::config::{BRIDGED_LABEL, IntegrationConfig};
+use crate::model::names as quay_names;
 use crate::plan::metadata::pointer_token;
 use crate::plan::names;
 use crate::plan::selection::{self, Manager};
-use crate::quay::names as quay_names;
 use serde_json::{Value, json};
 
 /// What the decision needs to know about the cluster.

@@ -3,9 +3,9 @@
 use super::names::{self, Marker, REPOSITORY_DESCRIPTION};
 use crate::config::IntegrationConfig;
 use crate::crd::ImageStreamDeletionPolicy;
+use crate::model::types::{Prototype, Repository, Robot};
+use crate::model::{Role, names as quay_names};
 use crate::plan::teams::ObservedTeam;
-use crate::quay::types::{Prototype, Repository, Robot};
-use crate::quay::{Role, names as quay_names};
 use crate::secret::SecretString;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -661,7 +661,7 @@ mod tests {
     fn team(description: &str, members: &[&str]) -> ObservedTeam {
         ObservedTeam {
             description: description.into(),
-            role: crate::quay::TeamRole::Member,
+            role: crate::model::TeamRole::Member,
             members: members.iter().map(|m| (*m).to_owned()).collect(),
         }
     }

@@ -70,43 +70,12 @@ impl fmt::Debug for QuayClient {
     }
 }
 
-/// Parses and checks a Quay base URL: scheme http or https, a host, no query.
+/// Parses and checks a Quay base URL (see [`crate::model::parse_base_url`]).
 pub fn parse_base_url(raw: &str) -> Result<Url, QuayError> {
-    let url = Url::parse(raw.trim()).map_err(|e| {
-        QuayError::Config(format!(
-            "Quay URL {raw:?} is not a URL ({e}); it needs a scheme, e.g. https://quay.example.com"
-        ))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(QuayError::Config(format!(
-            "Quay URL {raw:?} must start with https:// or http://"
-        )));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(QuayError::Config(format!("Quay URL {raw:?} has no host")));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(QuayError::Config(format!(
-            "Quay URL {raw:?} must not have a query or fragment"
-        )));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(QuayError::Config(
-            "Quay URL must not carry credentials; use the token".into(),
-        ));
-    }
-    Ok(url)
+    crate::model::parse_base_url(raw).map_err(|e| QuayError::Config(e.to_string()))
 }
 
-/// The registry host (`host[:port]`) of a Quay base URL: the key of
-/// dockerconfigjson `auths` and the prefix of image references.
-pub fn registry_host(url: &Url) -> String {
-    match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_owned(),
-        (None, _) => String::new(),
-    }
-}
+pub use crate::model::registry_host;
 
 enum Idempotency {
     /// Safe to repeat after any transient failure.

@@ -14,11 +14,12 @@ use crate::quay::types::NewRobot;
 use crate::secret::SecretString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
-use kube::api::{Api, Patch};
+use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use std::collections::BTreeSet;
 
 use super::{Scope, observe_secret};
+use crate::controller::patch_guarded;
 
 /// Applies Quay actions in order, keeping `view` equal to what Quay now holds.
 pub(super) async fn apply_quay(
@@ -116,10 +117,6 @@ pub(super) async fn apply_quay(
     }
     Ok(())
 }
-
-/// How many times a guarded service-account link is retried after the
-/// account changed between the read and the patch.
-const LINK_ATTEMPTS: usize = 5;
 
 /// Where a Secret's token comes from when the Secret must be written.
 pub(super) enum Tokens<'a> {
@@ -308,14 +305,12 @@ async fn apply_secret(
 /// Links `secret` to a service account as mountable and pull secret,
 /// keeping every other entry: the live account is read and a JSON patch
 /// appends what is missing, guarded by its resourceVersion (the lists are
-/// atomic to a strategic merge patch, so one would replace them).
+/// atomic to a strategic merge patch, so one would replace them); if the
+/// account changed in between, it is read again.
 async fn link(ns: &str, service_account: &str, secret: &str, ctx: &Context) -> Result<(), Error> {
     let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
         Api::namespaced(ctx.client.clone(), ns);
-    for attempt in 1..=LINK_ATTEMPTS {
-        let Some(live) = accounts.get_opt(service_account).await? else {
-            return Ok(());
-        };
+    patch_guarded(&accounts, service_account, None, |live| {
         let mounts: Option<Vec<String>> = live
             .secrets
             .as_ref()
@@ -324,7 +319,7 @@ async fn link(ns: &str, service_account: &str, secret: &str, ctx: &Context) -> R
             .image_pull_secrets
             .as_ref()
             .map(|l| l.iter().map(|r| r.name.clone()).collect());
-        let ops = link_ops(
+        link_ops(
             live.metadata
                 .resource_version
                 .as_deref()
@@ -332,30 +327,8 @@ async fn link(ns: &str, service_account: &str, secret: &str, ctx: &Context) -> R
             mounts.as_deref(),
             pulls.as_deref(),
             secret,
-        );
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
-            .map_err(|e| Error::Internal(format!("service-account link patch: {e}")))?;
-        match accounts
-            .patch(
-                service_account,
-                &crate::controller::patch_params(),
-                &Patch::Json::<()>(patch),
-            )
-            .await
-        {
-            Ok(_) => return Ok(()),
-            // The account changed since it was read (the test failed):
-            // read it again.
-            Err(kube::Error::Api(s))
-                if (s.code == 422 || s.code == 409) && attempt < LINK_ATTEMPTS =>
-            {
-                tracing::debug!(namespace = %ns, service_account, "service account changed while linking; reading it again");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+        )
+    })
+    .await?;
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! The namespace's own metadata (finalizer, organization annotation,
 //! bridged label), its release, and the organization's deletion with it.
 
-use crate::config::ORGANIZATION_ANNOTATION;
-use crate::config::{BRIDGED_LABEL, FINALIZER, IntegrationConfig, LEGACY_FINALIZER};
+use crate::config::{
+    BRIDGED_LABEL, FINALIZER, IntegrationConfig, LEGACY_FINALIZER, ORGANIZATION_ANNOTATION,
+};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::controller::patch_guarded;
@@ -24,9 +25,6 @@ pub(super) async fn ensure_namespace_metadata(
     org: &str,
     ctx: &Context,
 ) -> Result<(), Error> {
-    if claim_ops(ns.meta(), org).is_empty() {
-        return Ok(());
-    }
     let api = Api::<Namespace>::all(ctx.client.clone());
     patch_guarded(&api, &ns.name_any(), Some(ns), |live| {
         claim_ops(live.meta(), org)
@@ -50,9 +48,6 @@ pub(super) async fn release(ns: &Namespace, ctx: &Context) -> Result<(), Error> 
             Some(BRIDGED_LABEL),
         )
     };
-    if release(ns).is_empty() {
-        return Ok(());
-    }
     let api = Api::<Namespace>::all(ctx.client.clone());
     patch_guarded(&api, &ns.name_any(), Some(ns), release).await?;
     Ok(())

@@ -147,9 +147,23 @@ async fn async_main(cli: Cli) -> ExitCode {
     }
     let result = match cli.command {
         #[cfg(feature = "sandbox")]
-        Command::Sandbox(args) => sandbox::cmd::run(args, log_file)
-            .await
-            .map_err(|e| e.to_string()),
+        Command::Sandbox(args) => {
+            let keep = args.keep;
+            let result = sandbox::cmd::run(args, log_file.clone())
+                .await
+                .map_err(|e| e.to_string());
+            // The demo's log file is left behind only when it tells
+            // something: a failed story, or a sandbox kept running.
+            if let Some(path) = log_file.filter(|_| demo && !keep) {
+                match &result {
+                    Ok(()) => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    Err(_) => eprintln!("The logs are in {}", path.display()),
+                }
+            }
+            result
+        }
         #[cfg(not(feature = "sandbox"))]
         Command::Sandbox(_) => Err(
             "this build has no sandbox (it was built without the `sandbox` feature, as the container image is)"

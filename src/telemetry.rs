@@ -6,8 +6,11 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. `RUST_LOG` defaults to `info`.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal, never into a pod's log or
+    // a pipe.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // Err only when a subscriber is installed already.
     let _ = match format {

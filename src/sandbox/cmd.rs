@@ -301,7 +301,9 @@ async fn run_demo(
 ) -> Result<(), SandboxError> {
     // The story needs every component; it binds free ports so it runs
     // beside a sandbox already listening on the defaults.
-    if let Some(path) = log_file {
+    // With --keep the logs stay useful: name their file now. Otherwise it
+    // is named only if the story fails (see main).
+    if let Some(path) = log_file.filter(|_| keep) {
         println!("Logs: {} (set RUST_LOG to see them here)", path.display());
     }
     let (quay, kube, operator) =

@@ -449,8 +449,11 @@ async fn run_bridges_namespaces_through_a_kubeconfig_and_serves_health_and_metri
 
 #[test]
 fn sandbox_demo_tells_the_whole_story_and_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
         .args(["sandbox", "--demo"])
+        .env_remove("RUST_LOG")
+        .env("TMPDIR", tmp.path())
         .stderr(Stdio::null())
         .output()
         .unwrap();
@@ -467,19 +470,66 @@ fn sandbox_demo_tells_the_whole_story_and_exits_zero() {
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
-    // Logs do not interleave with the story: they go to the file named.
+    // Logs do not interleave with the story, and a story that succeeded
+    // leaves no log file behind.
     assert!(
-        !text.contains(" INFO ") && !text.contains(" WARN "),
+        !text.contains(" INFO ") && !text.contains(" WARN ") && !text.contains("Logs: "),
         "{text}"
     );
-    let log = text
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| {
+            n.to_string_lossy()
+                .starts_with("quay-bridge-operator-demo-")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Logs written to a pipe (a pod's log, a file) carry no colour codes.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    use std::io::{BufRead, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
+        .args([
+            "sandbox",
+            "--components",
+            "quay",
+            "--listen-quay",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(KillOnDrop)
+        .unwrap();
+    let stdout = child.0.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout)
         .lines()
-        .find_map(|l| l.strip_prefix("Logs: "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no log file named in:\n{text}"));
-    let logged = std::fs::read_to_string(log).unwrap();
-    assert!(logged.contains("caches synced"), "{logged}");
-    let _ = std::fs::remove_file(log);
+        .map_while(Result::ok);
+    assert!(
+        lines.any(|l| l.contains("listening")),
+        "the sandbox started"
+    );
+    // SIGTERM: it logs its shutdown and exits.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut log = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log:?}");
 }
 
 /// `--demo --keep`: after the story everything keeps running, with the

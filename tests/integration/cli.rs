@@ -540,6 +540,8 @@ async fn sandbox_demo_keep_leaves_it_running_to_explore() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_quay-bridge-operator"))
         .args(["sandbox", "--demo", "--keep"])
         .current_dir(dir.path())
+        // With --keep the log file is kept: in the test's own directory.
+        .env("TMPDIR", dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

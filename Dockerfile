@@ -18,7 +18,9 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 LABEL org.opencontainers.image.title="quay-bridge-operator" \
       org.opencontainers.image.description="Bridges OpenShift namespaces, ImageStreams and Builds to Red Hat Quay" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.source="https://github.com/quay-bridge-operator/quay-bridge-operator"
+      org.opencontainers.image.source="https://github.com/quay-bridge-operator/quay-bridge-operator" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.ref.name="quay.io/quay-bridge-operator/quay-bridge-operator:v0.1.0"
 COPY --from=build /src/target/release/quay-bridge-operator /usr/local/bin/quay-bridge-operator
 USER 65532:65532
 EXPOSE 8443 8081

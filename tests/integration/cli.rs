@@ -264,7 +264,7 @@ fn committed_crds_are_current() {
     .unwrap();
     assert!(
         generated == committed,
-        "crds/quayintegrations.yaml is stale: run `cargo run -- crd > crds/quayintegrations.yaml`"
+        "crds/quayintegrations.yaml is stale: run `cargo xtask bundle`"
     );
 }
 

@@ -122,6 +122,8 @@ pub struct IntegrationConfig {
     pub adopt: bool,
     /// Team sync, when enabled.
     pub team_sync: Option<TeamSyncConfig>,
+    /// Cancel Builds that escaped the webhook and start them again.
+    pub rebuild_escaped: bool,
 }
 
 /// One role mirrored into one team, validated.
@@ -347,6 +349,7 @@ fn build(
             RepositoryVisibility::Public => Visibility::Public,
         },
         adopt: common.adopt_existing_organizations,
+        rebuild_escaped: common.rebuild_escaped_builds,
         team_sync: team_sync(common.team_sync.as_ref())?,
     })
 }
@@ -437,6 +440,7 @@ pub(crate) fn test_config(cluster_id: &str, prefix: &str) -> IntegrationConfig {
         image_stream_deletion: ImageStreamDeletionPolicy::default(),
         visibility: Visibility::Private,
         adopt: false,
+        rebuild_escaped: false,
         team_sync: None,
     }
 }

@@ -253,6 +253,14 @@ pub struct CommonSettings {
     /// with OpenShift Groups expanded) into teams of its Quay organization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team_sync: Option<TeamSync>,
+    /// Cancel each Build that escaped the Build webhook (created while the
+    /// operator was unreachable, so it would push to the integrated
+    /// registry) and start a new one from its BuildConfig, which the webhook
+    /// then sends to Quay. Off by default: such Builds get a Warning Event
+    /// and are counted in `status.escapedBuilds`. Builds without a
+    /// BuildConfig are only reported.
+    #[serde(default)]
+    pub rebuild_escaped_builds: bool,
 }
 
 /// Bridges the cluster's namespaces, ImageStreams and Builds to a Quay.
@@ -377,6 +385,11 @@ pub struct QuayIntegrationStatus {
     /// Team sync across the selected namespaces (when enabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team_sync: Option<TeamSyncStatus>,
+    /// Builds in the selected namespaces, not finished, that escaped the
+    /// Build webhook: they push to the integrated registry, not Quay.
+    #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
+    pub escaped_builds: u32,
 }
 
 /// What team sync achieved, summed over the selected namespaces.

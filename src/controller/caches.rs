@@ -447,19 +447,59 @@ where
     initial.chain(live)
 }
 
-/// The Build cache keeps what the import reads: metadata (without
-/// managedFields), `spec.output` and `status.phase`.
+/// The Build cache keeps what the import and the escape check read:
+/// metadata (without managedFields), `spec.output`, `spec.serviceAccount`,
+/// the strategy's type (its body emptied), and `status.phase`, `cancelled`
+/// and `config`.
 pub(super) fn strip_build(build: &mut crate::openshift::Build) {
     strip(build);
-    build.spec.rest.retain(|k, _| k == "output");
+    build
+        .spec
+        .rest
+        .retain(|k, _| matches!(k.as_str(), "output" | "serviceAccount" | "strategy"));
+    if let Some(serde_json::Value::Object(strategy)) = build.spec.rest.get_mut("strategy") {
+        for (key, value) in strategy.iter_mut() {
+            if key != "type" {
+                *value = serde_json::json!({});
+            }
+        }
+    }
     if let Some(status) = build.status.as_mut() {
-        status.rest.clear();
+        status
+            .rest
+            .retain(|k, _| matches!(k.as_str(), "cancelled" | "config"));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_builds_keep_what_the_import_and_the_escape_check_read() {
+        let mut build: crate::openshift::Build = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "app-1", "namespace": "team", "annotations": {"a": "b"},
+                "managedFields": [{"manager": "m"}]},
+            "spec": {"serviceAccount": "builder", "source": {"git": {"uri": "u"}},
+                "strategy": {"type": "Source", "sourceStrategy": {"from": {"kind": "ImageStreamTag", "name": "httpd:2.4"}, "env": [{"name": "X", "value": "y"}]}},
+                "output": {"to": {"kind": "ImageStreamTag", "name": "app:latest"}}},
+            "status": {"phase": "Running", "cancelled": false, "config": {"name": "app"}, "logSnippet": "long"}
+        }))
+        .unwrap();
+        strip_build(&mut build);
+        let v = serde_json::to_value(&build).unwrap();
+        assert_eq!(
+            v["spec"],
+            serde_json::json!({"serviceAccount": "builder", "strategy": {"type": "Source", "sourceStrategy": {}},
+                "output": {"to": {"kind": "ImageStreamTag", "name": "app:latest"}}})
+        );
+        assert_eq!(
+            v["status"],
+            serde_json::json!({"phase": "Running", "cancelled": false, "config": {"name": "app"}})
+        );
+        assert_eq!(v["metadata"]["annotations"]["a"], "b");
+        assert!(build.metadata.managed_fields.unwrap_or_default().is_empty());
+    }
 
     #[test]
     fn cached_service_accounts_keep_only_links_to_bridge_secrets() {

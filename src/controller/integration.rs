@@ -185,6 +185,7 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
                 cfg.team_sync
                     .is_some()
                     .then(|| ctx.team_sync_status(&cfg.id)),
+                u32::try_from(ctx.escaped.count(Some(&cfg.id))).unwrap_or(u32::MAX),
             )
         }
     };

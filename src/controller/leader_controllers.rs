@@ -5,7 +5,6 @@
 use super::caches::{shared_objects, strip, strip_build};
 use super::context::Context;
 use super::{Tasks, build, integration, lenient, namespace};
-use crate::config::BRIDGED_LABEL;
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
@@ -84,18 +83,23 @@ fn integration_controllers(
     }
 }
 
-/// The import controller, watching only the Builds the webhook rewrote.
+/// The Build controller: imports the tags of Builds the webhook rewrote,
+/// and finds those that escaped it. It watches every Build (the escaped
+/// ones carry no label of ours), cached stripped to what both read.
 fn build_controller(ctx: &Arc<Context>, client: &Client, stop: &Stop, tasks: &mut Tasks) {
     let (store, writer) = reflector::store::<crate::openshift::Build>();
-    let selected = watcher::Config::default().labels(&format!("{BRIDGED_LABEL}=true"));
+    ctx.escaped.watch(store.clone());
     let stream = reflector(
         writer,
-        lenient::lenient::<crate::openshift::Build>(client.clone(), selected)
+        lenient::lenient::<crate::openshift::Build>(client.clone(), watcher::Config::default())
             .default_backoff()
             .modify(strip_build),
     )
     .applied_objects();
+    // A changed integration (spec.rebuildEscapedBuilds turned on, a
+    // namespace selected) re-checks every Build.
     let controller = Controller::for_stream(stream, store)
+        .reconcile_all_on(ctx.trigger_stream())
         .graceful_shutdown_on(stop.clone())
         .run(build::reconcile, build::error_policy, ctx.clone())
         .for_each(|_| async {});

@@ -89,6 +89,7 @@ pub fn invalid(
         failing_namespaces: 0,
         last_error: Some(reason.to_owned()),
         team_sync: None,
+        escaped_builds: 0,
     }
 }
 
@@ -101,6 +102,7 @@ pub fn status(
     generation: Option<i64>,
     previous: &[Condition],
     team_sync: Option<TeamSyncStatus>,
+    escaped_builds: u32,
 ) -> QuayIntegrationStatus {
     let managed = outcomes
         .iter()
@@ -189,6 +191,7 @@ pub fn status(
         failing_namespaces: u32::try_from(failing.len()).unwrap_or(u32::MAX),
         last_error,
         team_sync,
+        escaped_builds,
     }
 }
 
@@ -287,8 +290,10 @@ mod tests {
             Some(3),
             &[],
             None,
+            2,
         );
         assert_eq!((s.managed_namespaces, s.failing_namespaces), (2, 1));
+        assert_eq!(s.escaped_builds, 2);
         assert_eq!(s.last_error.as_deref(), Some("c: boom"));
         let ready = &s.conditions[0];
         assert_eq!(
@@ -308,15 +313,16 @@ mod tests {
             Some(3),
             &[],
             None,
+            0,
         );
         assert_eq!(
             ok.conditions[0].message,
             "2 namespaces bridged to https://q"
         );
-        let rejected = status(&check(false, true), &[], "https://q", None, &[], None);
+        let rejected = status(&check(false, true), &[], "https://q", None, &[], None, 0);
         assert_eq!(rejected.conditions[0].message, "creds");
         assert_eq!(rejected.conditions[1].reason, "TokenRejected");
-        let down = status(&check(true, false), &[], "https://q", None, &[], None);
+        let down = status(&check(true, false), &[], "https://q", None, &[], None, 0);
         assert_eq!(down.conditions[0].message, "reach");
     }
 

@@ -598,3 +598,164 @@ async fn idle_connections_do_not_hold_up_a_review_and_oversized_reviews_are_refu
     drop(idle);
     env.stop().await;
 }
+
+/// The operator's webhook unreachable: a listener that takes each
+/// connection and drops it (the TLS handshake fails at once).
+pub async fn unreachable_webhook(env: &crate::harness::Env) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    env.kube.register_service(
+        "openshift-operators",
+        "quay-bridge-operator",
+        listener.local_addr().unwrap(),
+    );
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            drop(conn);
+        }
+    })
+}
+
+async fn quay_integration_status(env: &crate::harness::Env) -> Value {
+    let api = Api::<quay_bridge_operator::crd::QuayIntegration>::all(env.client.clone());
+    serde_json::to_value(api.get("quay").await.unwrap().status).unwrap()
+}
+
+/// Under OLM the webhook fails open: a Build created while the operator is
+/// down keeps its ImageStreamTag output. The operator finds it when it is
+/// back: a Warning Event, `status.escapedBuilds` and the metric count it;
+/// with `rebuildEscapedBuilds` it is cancelled and started again from its
+/// BuildConfig, and the new Build, admitted by the webhook, pushes to Quay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_that_escaped_the_webhook_is_reported_then_rebuilt_to_quay() {
+    let w = webhook_certs();
+    let mut options = fast_options();
+    let files = CertSource::Files {
+        dir: w.dir.clone(),
+        reload_interval: Duration::from_millis(100),
+    };
+    options.webhook = Some(WebhookOptions::new("127.0.0.1:0", files));
+    let ca = w.ca.cert_pem();
+    // Builds run long enough to be caught running.
+    let openshift = kube_sandbox::OpenShiftConfig {
+        service_account_delay: Duration::from_millis(50),
+        build_duration: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let mut env = crate::harness::env_with_openshift(options, openshift, move |client: kube::Client| async move {
+        create_webhook_configuration_for(&client, Some(ca)).await;
+        // As the CSV registers it.
+        let mwc = Api::<DynamicObject>::all_with(client, &ar("admissionregistration.k8s.io", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations"));
+        let ignore = json!({"webhooks": [{"name": quay_bridge_operator::webhook::registration::WEBHOOK_NAME, "failurePolicy": "Ignore"}]});
+        mwc.patch("quay-bridge-operator", &kube::api::PatchParams::default(), &kube::api::Patch::Strategic(ignore)).await.unwrap();
+    })
+    .await;
+    let host = env.host();
+    env.kube.register_registry(&host, &env.quay.url());
+    env.register_webhook().await;
+    integration(&env, "quay", json!({})).await;
+    namespace(&env, "demo").await;
+    image_stream(&env, "demo", "app").await;
+    wait_for("demo", || converged(&env, "demo", &["app"])).await;
+    build_config(
+        &env,
+        "demo",
+        json!({"to": {"kind": "ImageStreamTag", "name": "app:latest"}}),
+    )
+    .await;
+
+    // The outage: the Build is admitted unchanged.
+    env.pause().await;
+    let dead = unreachable_webhook(&env).await;
+    let escaped = start_build_in(&env, "demo").await.unwrap();
+    assert_eq!(
+        escaped["spec"]["output"]["to"]["kind"], "ImageStreamTag",
+        "it escaped the webhook"
+    );
+    let name = escaped["metadata"]["name"].as_str().unwrap().to_owned();
+    env.resume().await;
+    dead.abort();
+
+    wait_for("a Warning on the escaped Build", || async {
+        !crate::trust::events_on(&env, "demo", "Build", &name, "EscapedWebhook")
+            .await
+            .is_empty()
+    })
+    .await;
+    wait_for("status.escapedBuilds = 1", || async {
+        quay_integration_status(&env).await["escapedBuilds"] == 1
+    })
+    .await;
+    assert_eq!(env.metrics.escaped_builds(), 1);
+    let instantiated_by_operator = || {
+        env.kube
+            .requests()
+            .into_iter()
+            .filter(|r| r.subresource == "instantiate" && r.identity == crate::harness::OPERATOR)
+            .count()
+    };
+    assert_eq!(
+        instantiated_by_operator(),
+        0,
+        "not rebuilt while the integration does not opt in"
+    );
+    let phase = build_of(&env, "demo", &name).await["status"]["phase"].clone();
+    assert!(
+        phase == "New" || phase == "Running",
+        "still building: {phase}"
+    );
+
+    // Opting in rebuilds it.
+    let api = Api::<quay_bridge_operator::crd::QuayIntegration>::all(env.client.clone());
+    api.patch(
+        "quay",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"rebuildEscapedBuilds": true}})),
+    )
+    .await
+    .unwrap();
+    wait_for("the escaped Build cancelled", || async {
+        build_of(&env, "demo", &name).await["status"]["phase"] == "Cancelled"
+    })
+    .await;
+    let cancelled = build_of(&env, "demo", &name).await;
+    let rebuilt =
+        cancelled["metadata"]["annotations"]["quay-registry-operator.quay.redhat.com/rebuilt-as"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    assert_ne!(rebuilt, name);
+    let new = build_of(&env, "demo", &rebuilt).await;
+    assert_eq!(
+        new["spec"]["output"]["to"],
+        json!({"kind": "DockerImage", "name": format!("{host}/openshift_demo/app:latest")}),
+        "the Build started in its place pushes to Quay"
+    );
+    assert_eq!(
+        new["spec"]["output"]["pushSecret"]["name"],
+        "builder-quay-openshift"
+    );
+    wait_for("status.escapedBuilds = 0", || async {
+        quay_integration_status(&env).await["escapedBuilds"] == 0
+    })
+    .await;
+    assert_eq!(env.metrics.escaped_builds(), 0);
+    assert!(
+        !crate::trust::events_on(&env, "demo", "Build", &name, "EscapedBuildRebuilt")
+            .await
+            .is_empty()
+    );
+    // Once: later triggers (the integration changed again) start nothing more.
+    api.patch(
+        "quay",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"scheduledImageStreamImport": true}})),
+    )
+    .await
+    .unwrap();
+    wait_for("the change observed", || async {
+        quay_integration_status(&env).await["observedGeneration"] == 3
+    })
+    .await;
+    assert_eq!(instantiated_by_operator(), 1, "one rebuild");
+    env.stop().await;
+}

@@ -101,6 +101,24 @@ impl Env {
         self.register_webhook().await;
     }
 
+    /// Stops the operator (an outage) until [`Env::resume`].
+    pub async fn pause(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        self.task.abort();
+        self.forget_webhook();
+    }
+
+    /// Starts the operator again after [`Env::pause`], its webhook registered.
+    pub async fn resume(&mut self) {
+        let (stop, task) = spawn_operator(&self.kube, self.options.clone(), self.metrics.clone());
+        self.stop = stop;
+        self.task = task;
+        self.register_webhook().await;
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -180,7 +198,11 @@ where
     F: FnOnce(kube::Client) -> Fut,
     Fut: Future<Output = ()>,
 {
-    env_full(options, sa_delay, metrics, None, setup).await
+    let openshift = OpenShiftConfig {
+        service_account_delay: sa_delay,
+        ..Default::default()
+    };
+    env_full(options, openshift, metrics, None, setup).await
 }
 
 /// Like `env_with`, with `faults` in the sandbox apiserver from before the
@@ -188,7 +210,10 @@ where
 pub async fn env_with_kube_faults(options: Options, faults: KubeFaultConfig) -> Env {
     env_full(
         options,
-        Duration::from_millis(50),
+        OpenShiftConfig {
+            service_account_delay: Duration::from_millis(50),
+            ..Default::default()
+        },
         Metrics::default(),
         Some(faults),
         |_client: kube::Client| async {},
@@ -196,9 +221,22 @@ pub async fn env_with_kube_faults(options: Options, faults: KubeFaultConfig) -> 
     .await
 }
 
+/// Like `env_with_before`, with the sandbox's OpenShift timings.
+pub async fn env_with_openshift<F, Fut>(
+    options: Options,
+    openshift: OpenShiftConfig,
+    setup: F,
+) -> Env
+where
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    env_full(options, openshift, Metrics::default(), None, setup).await
+}
+
 async fn env_full<F, Fut>(
     options: Options,
-    sa_delay: Duration,
+    openshift: OpenShiftConfig,
     metrics: Metrics,
     faults: Option<KubeFaultConfig>,
     setup: F,
@@ -210,10 +248,7 @@ where
     common::init();
     let quay = common::quay().await;
     let kube = EmbeddedKube::start(EmbeddedKubeConfig {
-        openshift: OpenShiftConfig {
-            service_account_delay: sa_delay,
-            ..Default::default()
-        },
+        openshift,
         ..Default::default()
     })
     .await

@@ -66,7 +66,7 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
         "127.0.0.1:0",
         CertSource::SelfManaged(certs),
     ));
-    let env = env_with_before(
+    let mut env = env_with_before(
         options,
         Duration::from_millis(50),
         |client: kube::Client| async move { create_webhook_configuration_for(&client, None).await },
@@ -180,6 +180,45 @@ async fn the_cluster_role_is_exactly_what_the_operator_uses() {
     with_build_config(&env, "rbac").await;
     start_build_in(&env, "rbac").await.unwrap();
     wait_for("the import", || async { build_of(&env, "rbac", "app-1").await["metadata"]["annotations"]["quay-registry-operator.quay.redhat.com/destination-imagestreamtag-imported"] == "true" }).await;
+    // A Build that escaped the webhook (created while the operator was
+    // down, under a webhook that fails open as OLM registers it) is
+    // cancelled and started again from its BuildConfig.
+    Api::<quay_bridge_operator::crd::QuayIntegration>::all(env.client.clone())
+        .patch(
+            "quay",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"rebuildEscapedBuilds": true}})),
+        )
+        .await
+        .unwrap();
+    Api::<DynamicObject>::all_with(env.client.clone(), &crate::builds::ar("admissionregistration.k8s.io", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations"))
+        .patch("quay-bridge-operator", &PatchParams::default(), &Patch::Strategic(json!({"webhooks": [{"name": quay_bridge_operator::webhook::registration::WEBHOOK_NAME, "failurePolicy": "Ignore"}]})))
+        .await
+        .unwrap();
+    env.pause().await;
+    let dead = crate::builds::unreachable_webhook(&env).await;
+    let builds = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        "rbac",
+        &crate::builds::ar("build.openshift.io", "Build", "builds"),
+    );
+    // Pending (queued behind the build runner) with the BuildConfig it came from.
+    let escaped: DynamicObject = serde_json::from_value(json!({"apiVersion": "build.openshift.io/v1", "kind": "Build", "metadata": {"name": "escaped"},
+        "spec": {"strategy": {"type": "Source", "sourceStrategy": {"from": {"kind": "ImageStreamTag", "name": "httpd:2.4", "namespace": "openshift"}}},
+            "output": {"to": {"kind": "ImageStreamTag", "name": "app:latest"}}},
+        "status": {"phase": "Pending", "config": {"kind": "BuildConfig", "namespace": "rbac", "name": "app"}}})).unwrap();
+    builds
+        .create(&PostParams::default(), &escaped)
+        .await
+        .unwrap();
+    env.resume().await;
+    dead.abort();
+    wait_for("the escaped Build cancelled", || async {
+        build_of(&env, "rbac", "escaped").await["status"]["phase"] == "Cancelled"
+    })
+    .await;
+    let rebuilt = build_of(&env, "rbac", "escaped").await["metadata"]["annotations"]["quay-registry-operator.quay.redhat.com/rebuilt-as"].as_str().unwrap().to_owned();
+    wait_for("the rebuilt Build's import", || async { build_of(&env, "rbac", &rebuilt).await["metadata"]["annotations"]["quay-registry-operator.quay.redhat.com/destination-imagestreamtag-imported"] == "true" }).await;
     // ImageStream deletion, namespace deletion, integration deletion.
     let streams = Api::<DynamicObject>::namespaced_with(
         env.client.clone(),

@@ -62,6 +62,12 @@ fn on_event(state: &Arc<KubeState>, ev: &StoredEvent) {
             let (ns, name) = (ev.namespace.clone(), name_of(&ev.object).to_owned());
             tokio::spawn(run_build(state.clone(), ns, name));
         }
+        ("build.openshift.io", "builds", EventType::Modified)
+            if ev.object.pointer("/status/cancelled") == Some(&Value::Bool(true))
+                && !finished(&ev.object) =>
+        {
+            cancel_build(state, &ev.namespace, name_of(&ev.object));
+        }
         _ => {}
     }
 }
@@ -378,7 +384,31 @@ fn push_credentials(st: &KubeState, ns: &str, build: &Value, host: &str) -> Opti
 /// The pushed reference and digest, or the failure reason and message.
 type BuildOutcome = Result<(Option<String>, Option<String>), (&'static str, String)>;
 
-/// Runs one build: New → Running → Complete or Failed, pushing its output.
+/// Whether a Build reached a final phase.
+fn finished(build: &Value) -> bool {
+    matches!(
+        build.pointer("/status/phase").and_then(Value::as_str),
+        Some("Complete" | "Failed" | "Error" | "Cancelled")
+    )
+}
+
+/// `oc cancel-build` sets `status.cancelled`; OpenShift's build controller
+/// stops the build and records it with openshift/api's reason and message
+/// for a cancelled build.
+fn cancel_build(st: &KubeState, ns: &str, name: &str) {
+    let at = now_rfc3339();
+    set_build_status(st, ns, name, |b| {
+        if !finished(b) {
+            b["status"]["phase"] = json!("Cancelled");
+            b["status"]["reason"] = json!("CancelledBuild");
+            b["status"]["message"] = json!("The build was cancelled by the user.");
+            b["status"]["completionTimestamp"] = json!(at);
+        }
+    });
+}
+
+/// Runs one build: New → Running → Complete or Failed, pushing its output
+/// (unless it is cancelled meanwhile).
 pub async fn run_build(st: Arc<KubeState>, ns: String, name: String) {
     tokio::time::sleep(st.openshift.build_start_delay).await;
     let started = now_rfc3339();
@@ -448,9 +478,12 @@ pub async fn run_build(st: Arc<KubeState>, ns: String, name: String) {
             format!("output kind {other} is not supported"),
         )),
     };
-    let finished = now_rfc3339();
+    let finished_at = now_rfc3339();
     set_build_status(&st, &ns, &name, |b| {
-        b["status"]["completionTimestamp"] = json!(finished);
+        if finished(b) {
+            return;
+        }
+        b["status"]["completionTimestamp"] = json!(finished_at);
         let ms = st.openshift.build_duration.as_nanos() as u64;
         b["status"]["duration"] = json!(ms);
         match outcome {

@@ -44,6 +44,7 @@ pub struct Metrics {
     in_flight: Family<InFlightLabels, Gauge>,
     queue_depth: Family<InFlightLabels, Gauge>,
     namespaces: Family<NamespaceLabels, Gauge>,
+    escaped_builds: Gauge,
     /// Quay client metrics.
     pub quay: QuayMetrics,
     /// Webhook metrics.
@@ -98,7 +99,23 @@ impl Metrics {
             "Selected namespaces by last outcome (managed, failing: waiting for a retry, conflict)",
             m.namespaces.clone(),
         );
+        registry.register(
+            "escaped_builds",
+            "Unfinished Builds in bridged namespaces created without the Build webhook's rewrite (the operator was unreachable): they push to the integrated registry",
+            m.escaped_builds.clone(),
+        );
         m
+    }
+
+    /// Records how many Builds escaped the webhook now.
+    pub fn set_escaped_builds(&self, count: usize) {
+        self.escaped_builds
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The `escaped_builds` value.
+    pub fn escaped_builds(&self) -> i64 {
+        self.escaped_builds.get()
     }
 
     /// Counts a reconcile as running until the guard is dropped.

@@ -4,6 +4,7 @@
 //! namespace (outcomes, backoff, Events: `outcomes`), and here the caches
 //! and the triggers that re-run reconciles.
 
+pub mod escaped;
 mod metrics;
 mod options;
 mod outcomes;
@@ -66,6 +67,8 @@ pub struct Context {
     pub groups: Option<Store<crate::openshift::Group>>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Builds that escaped the webhook.
+    pub escaped: escaped::EscapedBuilds,
     pub(crate) credentials: Mutex<HashMap<(String, String), Store<Secret>>>,
     clients: Mutex<HashMap<String, QuayClient>>,
     pub(crate) views: Mutex<HashMap<String, CachedView>>,
@@ -152,6 +155,7 @@ impl Context {
             role_bindings,
             groups,
             metrics,
+            escaped: escaped::EscapedBuilds::default(),
             credentials: Mutex::default(),
             clients: Mutex::default(),
             views: Mutex::default(),
@@ -203,6 +207,7 @@ impl Context {
         lock(&self.token_checks).clear();
         lock(&self.failures).clear();
         lock(&self.reported).clear();
+        self.escaped.clear();
     }
 
     /// A leadership term ends: every task it started stops, and its

@@ -610,3 +610,67 @@ fn every_field_the_docs_name_exists_in_the_crd_schema() {
     assert!(known.contains("quayCaBundle"), "{known:?}");
     assert!(unknown.is_empty(), "not in the CRD schema: {unknown:?}");
 }
+
+/// Every leaf path of a schema (`a.b`, `list[].c`).
+fn schema_paths(schema: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    for (name, field) in schema["properties"].as_object().into_iter().flatten() {
+        let path = format!("{prefix}{name}");
+        if field["type"] == "object" && field.get("properties").is_some() {
+            schema_paths(field, &format!("{path}."), out);
+        } else if field["type"] == "array" && field["items"]["type"] == "object" {
+            schema_paths(&field["items"], &format!("{path}[]."), out);
+        } else {
+            out.insert(path);
+        }
+    }
+}
+
+/// The paths a value sets, written as `schema_paths` writes them.
+fn value_paths(v: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::Object(map) => map
+            .iter()
+            .for_each(|(k, x)| value_paths(x, &format!("{prefix}{k}."), out)),
+        Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => {
+            let base = prefix.trim_end_matches('.');
+            items
+                .iter()
+                .for_each(|x| value_paths(x, &format!("{base}[]."), out));
+        }
+        _ => {
+            out.insert(prefix.trim_end_matches('.').to_owned());
+        }
+    }
+}
+
+/// examples/quayintegration.yaml sets every spec field, each commented, and
+/// is valid for the CRD.
+#[test]
+fn the_commented_example_sets_every_field_and_is_valid() {
+    let text = std::fs::read_to_string(manifest("examples/quayintegration.yaml")).unwrap();
+    let example: Value = serde_saphyr::from_str(&text).unwrap();
+    let crd = yaml_file(&manifest(
+        "bundle/manifests/quayintegrations.quay.redhat.com.crd.yaml",
+    ));
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let problems = strictly_valid(schema, &example);
+    assert!(problems.is_empty(), "{problems:?}");
+    let mut expected = std::collections::BTreeSet::new();
+    schema_paths(&schema["properties"]["spec"], "", &mut expected);
+    let mut set = std::collections::BTreeSet::new();
+    value_paths(&example["spec"], "", &mut set);
+    let missing: Vec<&String> = expected.iter().filter(|p| !set.contains(*p)).collect();
+    assert!(missing.is_empty(), "the example leaves out {missing:?}");
+    // Each top-level field has a comment above it.
+    let lines: Vec<&str> = text.lines().collect();
+    for field in example["spec"].as_object().unwrap().keys() {
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("  {field}:")))
+            .unwrap();
+        assert!(
+            lines[at - 1].trim_start().starts_with('#'),
+            "{field} has no comment"
+        );
+    }
+}

@@ -184,6 +184,9 @@ pub fn generate(root: &Path, release: &Release) -> Result<BTreeMap<PathBuf, Stri
         PathBuf::from("deploy/base/kustomization.yaml"),
         kustomization(release),
     );
+    for (name, text) in olm_examples(release) {
+        files.insert(PathBuf::from(format!("examples/olm/{name}")), text);
+    }
     files.insert(
         PathBuf::from("Dockerfile"),
         dockerfile(&read(root, "Dockerfile")?, release)?,
@@ -487,6 +490,55 @@ fn catalog(root: &Path, release: &Release, csv: &Value, crds: &[Value]) -> Resul
         out.push_str(&yaml(doc)?);
     }
     Ok(out)
+}
+
+/// The namespace the OLM examples install into.
+pub const OLM_NAMESPACE: &str = "quay-bridge-operator";
+
+/// The OLM install, in the order to apply it: the catalog, a namespace with
+/// an OperatorGroup for all namespaces, the Subscription.
+fn olm_examples(release: &Release) -> Vec<(&'static str, String)> {
+    let catalog = format!(
+        "{HEADER}# 1. The catalog that serves this operator (catalog/, built with\n\
+# catalog.Dockerfile and pushed as this image).\n\
+apiVersion: operators.coreos.com/v1alpha1\n\
+kind: CatalogSource\n\
+metadata:\n  name: {PACKAGE}\n  namespace: openshift-marketplace\n\
+spec:\n  sourceType: grpc\n  image: {}\n  displayName: Quay Bridge Operator\n  publisher: {PACKAGE}\n  \
+# New versions pushed to the catalog image are picked up.\n  \
+updateStrategy:\n    registryPoll:\n      interval: 30m\n",
+        release.catalog_image()
+    );
+    let group = format!(
+        "{HEADER}# 2. A namespace for the operator and an OperatorGroup selecting all\n\
+# namespaces (the CSV supports AllNamespaces only). On OpenShift you may\n\
+# instead subscribe in openshift-operators, which has one already: then skip\n\
+# this file and set the Subscription's namespace.\n\
+apiVersion: v1\n\
+kind: Namespace\n\
+metadata:\n  name: {OLM_NAMESPACE}\n\
+---\n\
+apiVersion: operators.coreos.com/v1\n\
+kind: OperatorGroup\n\
+metadata:\n  name: {PACKAGE}\n  namespace: {OLM_NAMESPACE}\n\
+spec: {{}}\n"
+    );
+    let subscription = format!(
+        "{HEADER}# 3. The Subscription: OLM installs the CSV and upgrades along the channel.\n\
+apiVersion: operators.coreos.com/v1alpha1\n\
+kind: Subscription\n\
+metadata:\n  name: {PACKAGE}\n  namespace: {OLM_NAMESPACE}\n\
+spec:\n  name: {PACKAGE}\n  channel: {CHANNEL}\n  source: {PACKAGE}\n  sourceNamespace: openshift-marketplace\n  \
+# Automatic: each new version in the channel is installed when it appears;\n  \
+# Manual: an InstallPlan waits for your approval.\n  \
+installPlanApproval: Automatic\n  startingCSV: {}\n",
+        release.csv_name()
+    );
+    vec![
+        ("catalogsource.yaml", catalog),
+        ("operatorgroup.yaml", group),
+        ("subscription.yaml", subscription),
+    ]
 }
 
 fn kustomization(release: &Release) -> String {

@@ -420,3 +420,45 @@ fn the_command_regenerates_everything_for_another_image_and_version() {
 fn csv_name_in_repo() -> String {
     csv()["metadata"]["name"].as_str().unwrap().to_owned()
 }
+
+#[test]
+fn the_olm_examples_install_this_bundle_from_this_catalog() {
+    let release = release();
+    let docs = |rel: &str| -> Vec<Value> { serde_saphyr::from_multiple(&text(rel)).unwrap() };
+    let source = docs("examples/olm/catalogsource.yaml").remove(0);
+    assert_eq!(source["kind"], "CatalogSource");
+    assert_eq!(source["spec"]["image"], release.catalog_image().as_str());
+    assert_eq!(source["spec"]["sourceType"], "grpc");
+    let group_docs = docs("examples/olm/operatorgroup.yaml");
+    let group = group_docs
+        .iter()
+        .find(|d| d["kind"] == "OperatorGroup")
+        .unwrap();
+    assert!(group_docs.iter().any(
+        |d| d["kind"] == "Namespace" && d["metadata"]["name"] == group["metadata"]["namespace"]
+    ));
+    // All namespaces: the only install mode the CSV supports.
+    assert!(
+        group["spec"].get("targetNamespaces").is_none() && group["spec"].get("selector").is_none()
+    );
+    let modes = csv()["spec"]["installModes"].clone();
+    assert!(
+        modes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["type"] == "AllNamespaces" && m["supported"] == true)
+    );
+    let sub = docs("examples/olm/subscription.yaml").remove(0);
+    assert_eq!(sub["kind"], "Subscription");
+    assert_eq!(sub["metadata"]["namespace"], group["metadata"]["namespace"]);
+    assert_eq!(sub["spec"]["name"], PACKAGE);
+    assert_eq!(sub["spec"]["channel"], CHANNEL);
+    assert_eq!(sub["spec"]["source"], source["metadata"]["name"]);
+    assert_eq!(
+        sub["spec"]["sourceNamespace"],
+        source["metadata"]["namespace"]
+    );
+    assert_eq!(sub["spec"]["startingCSV"], release.csv_name().as_str());
+    assert!(text("catalog.Dockerfile").contains("ADD catalog /configs"));
+}

@@ -186,50 +186,34 @@ mod tests {
     #[test]
     fn finished_cancelled_passing_or_unbridged_builds_are_not_escaped() {
         let none = BTreeMap::new();
-        for phase in FINISHED {
+        let base = facts(&none);
+        let mut cases: Vec<EscapeFacts<'_>> = FINISHED
+            .iter()
+            .map(|p| EscapeFacts {
+                phase: Some(p),
+                ..base
+            })
+            .collect();
+        cases.push(EscapeFacts {
+            cancelled: true,
+            ..base
+        });
+        cases.push(EscapeFacts {
+            admission: Admission::Pass,
+            ..base
+        });
+        cases.push(EscapeFacts {
+            namespace: "elsewhere",
+            ..base
+        });
+        for case in &cases {
             assert_eq!(
-                plan_escape(
-                    &EscapeFacts {
-                        phase: Some(phase),
-                        ..facts(&none)
-                    },
-                    &integrations(true)
-                ),
+                plan_escape(case, &integrations(true)),
                 EscapeDecision::None,
-                "{phase}"
+                "{case:?}"
             );
         }
-        assert_eq!(
-            plan_escape(
-                &EscapeFacts {
-                    cancelled: true,
-                    ..facts(&none)
-                },
-                &integrations(true)
-            ),
-            EscapeDecision::None
-        );
-        assert_eq!(
-            plan_escape(
-                &EscapeFacts {
-                    admission: Admission::Pass,
-                    ..facts(&none)
-                },
-                &integrations(true)
-            ),
-            EscapeDecision::None
-        );
-        assert_eq!(
-            plan_escape(
-                &EscapeFacts {
-                    namespace: "elsewhere",
-                    ..facts(&none)
-                },
-                &integrations(true)
-            ),
-            EscapeDecision::None
-        );
-        assert_eq!(plan_escape(&facts(&none), &[]), EscapeDecision::None);
+        assert_eq!(plan_escape(&base, &[]), EscapeDecision::None);
     }
 
     #[test]

@@ -109,6 +109,21 @@ async fn build_config(env: &crate::harness::Env, ns: &str, output: Value) {
     bc.create(&PostParams::default(), &obj).await.unwrap();
 }
 
+/// An integration, namespace `demo` bridged with ImageStream `app`, and
+/// BuildConfig `app` building into `app:latest`.
+async fn bridged_demo_with_build_config(env: &crate::harness::Env) {
+    integration(env, "quay", json!({})).await;
+    namespace(env, "demo").await;
+    image_stream(env, "demo", "app").await;
+    wait_for("demo", || converged(env, "demo", &["app"])).await;
+    build_config(
+        env,
+        "demo",
+        json!({"to": {"kind": "ImageStreamTag", "name": "app:latest"}}),
+    )
+    .await;
+}
+
 pub async fn start_build_in(env: &crate::harness::Env, ns: &str) -> Result<Value, kube::Error> {
     let request = kube::core::Request::new(format!(
         "/apis/build.openshift.io/v1/namespaces/{ns}/buildconfigs/app/instantiate"
@@ -130,16 +145,7 @@ pub async fn build_of(env: &crate::harness::Env, ns: &str, name: &str) -> Value 
 async fn new_app_builds_push_to_quay_and_the_tag_is_imported() {
     let w = webhook_certs();
     let env = env_with_webhook(&w).await;
-    integration(&env, "quay", json!({})).await;
-    namespace(&env, "demo").await;
-    image_stream(&env, "demo", "app").await;
-    wait_for("demo", || converged(&env, "demo", &["app"])).await;
-    build_config(
-        &env,
-        "demo",
-        json!({"to": {"kind": "ImageStreamTag", "name": "app:latest"}}),
-    )
-    .await;
+    bridged_demo_with_build_config(&env).await;
 
     let created = start_build_in(&env, "demo").await.unwrap();
     let host = env.host();
@@ -652,16 +658,7 @@ async fn a_build_that_escaped_the_webhook_is_reported_then_rebuilt_to_quay() {
     let host = env.host();
     env.kube.register_registry(&host, &env.quay.url());
     env.register_webhook().await;
-    integration(&env, "quay", json!({})).await;
-    namespace(&env, "demo").await;
-    image_stream(&env, "demo", "app").await;
-    wait_for("demo", || converged(&env, "demo", &["app"])).await;
-    build_config(
-        &env,
-        "demo",
-        json!({"to": {"kind": "ImageStreamTag", "name": "app:latest"}}),
-    )
-    .await;
+    bridged_demo_with_build_config(&env).await;
 
     // The outage: the Build is admitted unchanged.
     env.pause().await;

@@ -674,3 +674,93 @@ fn the_commented_example_sets_every_field_and_is_valid() {
         );
     }
 }
+
+/// Every metric the README's Metrics table and the PrometheusRule example
+/// name is one the operator exports (with its labels, for the table).
+#[test]
+fn every_metric_the_docs_and_the_alerts_name_exists() {
+    // The names the operator registers (`registry.register("name", …)`), a
+    // counter's samples with `_total`. Read from the sources: a family with
+    // no sample yet is not encoded.
+    let mut exported = std::collections::BTreeSet::new();
+    let register =
+        regex::Regex::new(r#"register\(\s*"([a-z_]+)",\s*"[^"]*",\s*([a-z_.]+)"#).unwrap();
+    let mut stack = vec![std::path::PathBuf::from(manifest("src"))];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for c in register.captures_iter(&text) {
+                    let counter = [
+                        "reconciles",
+                        "reconcile_failures",
+                        "quay_requests",
+                        "webhook_decisions",
+                    ]
+                    .contains(&&c[1]);
+                    exported.insert(if counter {
+                        format!("{}_total", &c[1])
+                    } else {
+                        c[1].to_owned()
+                    });
+                }
+            }
+        }
+    }
+    assert!(exported.len() >= 13, "{exported:?}");
+    let readme = std::fs::read_to_string(manifest("README.md")).unwrap();
+    let table: Vec<String> = readme
+        .split("\n## Metrics\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        table
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        exported,
+        "the README's Metrics table lists exactly the exported metrics"
+    );
+    let rules =
+        std::fs::read_to_string(manifest("examples/monitoring/prometheusrule.yaml")).unwrap();
+    let used: Vec<String> = regex::Regex::new(r"quay_bridge_operator_([a-z_]+)")
+        .unwrap()
+        .captures_iter(&rules)
+        .map(|c| c[1].to_owned())
+        .collect();
+    assert!(used.len() >= 5);
+    for name in used {
+        assert!(
+            exported.contains(&name),
+            "the PrometheusRule uses {name}, which is not exported"
+        );
+    }
+    // The ServiceMonitor selects the example Service's port.
+    let service: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(manifest("examples/monitoring/service.yaml")).unwrap(),
+    )
+    .unwrap();
+    let monitor: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(manifest("examples/monitoring/servicemonitor.yaml")).unwrap(),
+    )
+    .unwrap();
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&service["metadata"]["labels"][k], v);
+    }
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["port"],
+        service["spec"]["ports"][0]["name"]
+    );
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], 8081);
+}

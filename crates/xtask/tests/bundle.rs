@@ -28,6 +28,21 @@ fn release() -> Release {
     Release::from_manifest(&text("Cargo.toml")).unwrap()
 }
 
+/// Runs `cargo xtask` with `args` (on the checkout at `root`), which must succeed.
+fn xtask(args: &[&str], root: Option<&Path>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.args(args);
+    if let Some(root) = root {
+        command.arg("--root").arg(root);
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn csv() -> Value {
     yaml("bundle/manifests/quay-bridge-operator.clusterserviceversion.yaml")
 }
@@ -43,15 +58,7 @@ fn the_committed_bundle_catalog_and_image_references_are_current() {
         "stale, run `cargo xtask bundle`: {stale:?}"
     );
     // The check command says the same.
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["bundle", "--check"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    xtask(&["bundle", "--check"], None);
     assert_eq!(
         release.version,
         env!("CARGO_PKG_VERSION"),
@@ -361,15 +368,9 @@ fn the_command_regenerates_everything_for_another_image_and_version() {
         std::fs::copy(root().join(rel), to).unwrap();
     }
     let image = "registry.example.com:5000/me/qbo:v9.8.7";
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["bundle", "--image", image, "--version", "9.8.7", "--root"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    xtask(
+        &["bundle", "--image", image, "--version", "9.8.7"],
+        Some(dir.path()),
     );
     let read = |rel: &str| std::fs::read_to_string(dir.path().join(rel)).unwrap();
     let release = Release::from_manifest(&read("Cargo.toml")).unwrap();

@@ -73,11 +73,11 @@ impl std::fmt::Display for IntegrationId {
 /// Where the token is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SecretKeyRef {
-    /// Namespace.
+    /// The Secret's namespace (given or, for the legacy `ns/name` form, parsed).
     pub namespace: String,
-    /// Name.
+    /// The Secret's name.
     pub name: String,
-    /// Key.
+    /// The data key holding the token (`token` unless the spec names one).
     pub key: String,
 }
 

@@ -129,7 +129,7 @@ pub enum TeamRole {
 /// A team as the organization GET and the team PUT show it.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Team {
-    /// Name.
+    /// The team's name in its organization (Quay's team name rules).
     pub name: String,
     /// Free text; the operator keeps its marker here.
     #[serde(default)]

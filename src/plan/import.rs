@@ -34,7 +34,7 @@ pub struct Import {
     pub namespace: String,
     /// ImageStream name.
     pub stream: String,
-    /// Tag.
+    /// The ImageStreamTag's tag (`latest` when the Build named none).
     pub tag: String,
     /// The image in the namespace's own Quay organization.
     pub image: String,

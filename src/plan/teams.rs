@@ -153,7 +153,7 @@ pub enum TeamAction {
         repo: String,
         /// Team.
         team: String,
-        /// Role.
+        /// The team's role on the repository (the mapping's repositoryRole).
         role: Role,
     },
     /// Add a user.

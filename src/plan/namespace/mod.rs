@@ -31,7 +31,7 @@ pub struct ObservedRobot {
 /// A repository as observed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservedRepository {
-    /// Name.
+    /// The repository's name in the organization (its ImageStream's name).
     pub name: String,
     /// Created by this operator (its description says so).
     pub managed: bool,
@@ -295,7 +295,7 @@ pub enum QuayAction {
     CreatePrototype {
         /// Robot short name.
         short: String,
-        /// Role.
+        /// The role it gives the robot on every new repository.
         role: Role,
     },
     /// Delete a default permission (wrong role or duplicate).
@@ -305,12 +305,12 @@ pub enum QuayAction {
     },
     /// Create a repository for an ImageStream.
     CreateRepository {
-        /// Name.
+        /// The ImageStream's name, which the repository takes.
         name: String,
     },
     /// Delete a repository this operator created whose ImageStream is gone.
     DeleteRepository {
-        /// Name.
+        /// The repository whose ImageStream was deleted.
         name: String,
     },
     /// Grant a robot its role on a repository explicitly.
@@ -319,7 +319,7 @@ pub enum QuayAction {
         repo: String,
         /// Robot short name.
         short: String,
-        /// Role.
+        /// The robot's role from the integration's `serviceAccounts`.
         role: Role,
     },
 }

@@ -94,14 +94,19 @@ async fn uninstall(args: quay_bridge_operator::cli::UninstallArgs) -> Result<(),
         quay_bridge_operator::controller::uninstall::uninstall(client(args.kubeconfig).await?)
             .await
             .map_err(|e| e.to_string())?;
+    use quay_bridge_operator::plan::count_of;
     println!(
-        "released {} namespaces: {}",
-        released.namespaces.len(),
+        "released {}: {}",
+        count_of(released.namespaces.len(), "namespace", "namespaces"),
         released.namespaces.join(", ")
     );
     println!(
-        "released {} QuayIntegrations: {}",
-        released.integrations.len(),
+        "released {}: {}",
+        count_of(
+            released.integrations.len(),
+            "QuayIntegration",
+            "QuayIntegrations"
+        ),
         released.integrations.join(", ")
     );
     Ok(())

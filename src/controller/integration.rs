@@ -393,12 +393,18 @@ mod tests {
 
     #[test]
     fn first_status_and_invalid_specs() {
-        // A first healthy status is not news.
+        // A first healthy status is one Normal Ready: `oc describe` shows
+        // when the integration started to work.
         let healthy = vec![
             c("Ready", true, "Converged"),
             c("CredentialsValid", true, "TokenAccepted"),
         ];
-        assert!(transition_events(&[], &healthy).is_empty());
+        assert_eq!(
+            reasons(&transition_events(&[], &healthy)),
+            vec![(false, "Ready")]
+        );
+        // Staying healthy is not news.
+        assert!(transition_events(&healthy, &healthy).is_empty());
         // A first failing one is, once per reason.
         let invalid = vec![
             c("Ready", false, "InvalidSpec"),

@@ -10,3 +10,12 @@ pub mod namespace;
 pub mod selection;
 pub mod status;
 pub mod teams;
+
+/// `1 namespace`, `2 namespaces`: a count with its noun, for messages.
+pub fn count_of(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}

@@ -1,6 +1,7 @@
 //! The QuayIntegration's status: its conditions from the token check and
 //! the namespaces' outcomes, and the Events a change of them deserves.
 
+use super::count_of;
 use crate::config::IntegrationId;
 use crate::crd::{QuayIntegrationStatus, TeamSyncStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -125,7 +126,10 @@ pub fn status(
     let last_error = failing.first().map(|(n, m)| format!("{n}: {m}"));
     let ready = check.creds_ok && check.reachable && failing.is_empty();
     let ready_msg = if ready {
-        format!("{} bridged to {quay_url}", count_of(managed, "namespace"))
+        format!(
+            "{} bridged to {quay_url}",
+            count_of(managed, "namespace", "namespaces")
+        )
     } else if !check.creds_ok {
         check.creds_msg.clone()
     } else if !check.reachable {
@@ -133,7 +137,7 @@ pub fn status(
     } else {
         format!(
             "{} failing; last error: {}",
-            count_of(failing.len(), "namespace"),
+            count_of(failing.len(), "namespace", "namespaces"),
             last_error.clone().unwrap_or_default()
         )
     };
@@ -214,7 +218,9 @@ pub fn transition_events(
         if warn && !events.iter().any(|(_, r, _)| *r == c.reason) {
             events.push((true, c.reason.clone(), c.message.clone()));
         }
-        if c.type_ == "Ready" && c.status == "True" && before.is_some_and(|p| p.status == "False") {
+        // Ready, the first time and after any other state: an admin's
+        // `oc describe` shows when the integration started to work.
+        if c.type_ == "Ready" && c.status == "True" && before.is_none_or(|p| p.status != "True") {
             events.push((false, "Ready".into(), c.message.clone()));
         }
     }
@@ -223,15 +229,6 @@ pub fn transition_events(
         events.retain(|(w, r, _)| !(*w && r == "NotReady"));
     }
     events
-}
-
-/// `1 namespace`, `2 namespaces`.
-fn count_of(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
 }
 
 #[cfg(test)]
@@ -270,9 +267,9 @@ mod tests {
 
     #[test]
     fn counts_read_as_english() {
-        assert_eq!(count_of(0, "namespace"), "0 namespaces");
-        assert_eq!(count_of(1, "namespace"), "1 namespace");
-        assert_eq!(count_of(2, "namespace"), "2 namespaces");
+        assert_eq!(count_of(0, "namespace", "namespaces"), "0 namespaces");
+        assert_eq!(count_of(1, "namespace", "namespaces"), "1 namespace");
+        assert_eq!(count_of(2, "repository", "repositories"), "2 repositories");
     }
 
     #[test]

@@ -833,3 +833,144 @@ async fn resource_versions_preconditions_initial_events_as_recorded() {
     assert!(s.message.contains("the UID in the precondition (00000000-0000-0000-0000-000000000000) does not match the UID in record"), "{}", s.message);
     assert!(s.message.contains(made.metadata.uid.as_deref().unwrap()));
 }
+
+/// Core `v1` and `events.k8s.io/v1` Events are one resource, as on a real
+/// apiserver: kube-rs's recorder writes `events.k8s.io` (and patches its
+/// series on a repeat); `kubectl get events` and `kubectl describe` read
+/// core `v1` with field selectors on `involvedObject`; a core watch sees
+/// the write; and an Event written through core is listed by
+/// `events.k8s.io` with its fields renamed.
+#[tokio::test]
+async fn core_and_events_k8s_io_events_are_one_resource() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event as EventsV1;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let k = kube().await;
+    let core: Api<CoreEvent> = Api::namespaced(k.client(), "default");
+    let v1: Api<EventsV1> = Api::namespaced(k.client(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(k.client(), "default");
+    let cm = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "regarded"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut watch = watcher(core.clone(), watcher::Config::default()).boxed();
+    loop {
+        if let Some(watcher::Event::InitDone) = watch.try_next().await.unwrap() {
+            break;
+        }
+    }
+    let recorder = Recorder::new(
+        k.client(),
+        Reporter {
+            controller: "probe-controller".into(),
+            instance: Some("probe-1".into()),
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Bridged".into(),
+        note: Some("created it".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let reference = cm.object_ref(&());
+    recorder.publish(&ev, &reference).await.unwrap();
+    // The core watch sees the events.k8s.io write.
+    let seen = loop {
+        match tokio::time::timeout(Duration::from_secs(5), watch.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Some(watcher::Event::Apply(e)) => break e,
+            Some(_) => {}
+            None => panic!("the core watch ended"),
+        }
+    };
+    assert_eq!(seen.reason.as_deref(), Some("Bridged"));
+    assert_eq!(seen.message.as_deref(), Some("created it"));
+    assert_eq!(seen.involved_object.name.as_deref(), Some("regarded"));
+    assert_eq!(
+        seen.reporting_component.as_deref(),
+        Some("probe-controller")
+    );
+    // `kubectl describe`'s query finds it by the regarded object.
+    let selector = format!(
+        "involvedObject.name=regarded,involvedObject.namespace=default,involvedObject.kind=ConfigMap,involvedObject.uid={}",
+        cm.uid().unwrap()
+    );
+    let found = core
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1);
+    // A repeat patches the series through events.k8s.io; core sees it.
+    recorder.publish(&ev, &reference).await.unwrap();
+    let name = seen.name_any();
+    let both = (core.get(&name).await.unwrap(), v1.get(&name).await.unwrap());
+    assert_eq!(both.0.series.as_ref().and_then(|s| s.count), Some(2));
+    assert_eq!(both.1.series.as_ref().map(|s| s.count), Some(2));
+    assert_eq!(
+        both.0.metadata.resource_version,
+        both.1.metadata.resource_version
+    );
+    // Written through core, listed by events.k8s.io with its names.
+    core.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "legacy"},
+            "involvedObject": {"kind": "ConfigMap", "name": "regarded", "namespace": "default"},
+            "reason": "Old", "message": "from core", "type": "Warning", "count": 3,
+            "source": {"component": "old-controller"}
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let legacy = v1.get("legacy").await.unwrap();
+    assert_eq!(legacy.note.as_deref(), Some("from core"));
+    assert_eq!(legacy.deprecated_count, Some(3));
+    assert_eq!(
+        legacy.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("regarded")
+    );
+    assert_eq!(
+        legacy
+            .deprecated_source
+            .as_ref()
+            .and_then(|s| s.component.as_deref()),
+        Some("old-controller")
+    );
+    let names = |items: Vec<String>| {
+        let mut v = items;
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names(
+            v1.list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(ResourceExt::name_any)
+                .collect()
+        ),
+        names(
+            core.list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(ResourceExt::name_any)
+                .collect()
+        ),
+    );
+    // Deleted through one, gone from both.
+    v1.delete("legacy", &DeleteParams::default()).await.unwrap();
+    assert!(core.get_opt("legacy").await.unwrap().is_none());
+}

@@ -8,9 +8,16 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    // A discovery cache of its own: a cache of another run on the same
+    // port must not answer for this server.
+    let cache = kubeconfig
+        .parent()
+        .map_or_else(|| Path::new("cache").to_owned(), |d| d.join("cache"));
     let out = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache)
         .args(args)
         .output()
         .expect("kubectl is installed (.ci/run installs it)");
@@ -472,4 +479,147 @@ async fn kubectl_explain_shows_the_quay_integration_fields() {
     let (success, _, stderr) = kubectl(kc, &["explain", "quayintegrations.spec.nosuchfield"]);
     assert!(!success && stderr.contains("nosuchfield"), "{stderr}");
     k.shutdown().await;
+}
+
+/// Whitespace-separated cells of each line: column widths follow values.
+fn rows(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+/// Built-in kinds print the columns of the apiserver's table converters,
+/// `kubectl get all` finds the kinds in the `all` category, and the Events
+/// an `events.k8s.io` client writes show in `kubectl get events` and
+/// `kubectl describe`, which read core `v1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_prints_built_in_kinds_and_events_as_a_cluster_does() {
+    let (_k, dir, kc) = listening_sandbox().await;
+    let kc = kc.as_path();
+    let run = |args: &[&str]| tokio::task::block_in_place(|| ok(kc, args));
+    run(&["create", "namespace", "shop"]);
+    run(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=quay.example/httpd:2",
+        "--replicas=2",
+        "-n",
+        "shop",
+    ]);
+    let wide = rows(&run(&["get", "deployment", "-o", "wide", "-n", "shop"]));
+    assert_eq!(
+        wide[0],
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert_eq!(
+        [&wide[1][..4], &wide[1][5..]].concat(),
+        [
+            "web",
+            "0/2",
+            "0",
+            "0",
+            "httpd",
+            "quay.example/httpd:2",
+            "app=web"
+        ]
+    );
+    // Without -o wide, the priority columns stay hidden.
+    assert_eq!(
+        rows(&run(&["get", "deployment", "-n", "shop"]))[0],
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    );
+    run(&[
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=a=1",
+        "--from-literal=b=2",
+        "-n",
+        "shop",
+    ]);
+    let cm = rows(&run(&["get", "configmap", "cfg", "-n", "shop"]));
+    assert_eq!(
+        (cm[0].join(" "), &cm[1][..2]),
+        (
+            "NAME DATA AGE".into(),
+            &["cfg".to_owned(), "2".to_owned()][..]
+        )
+    );
+    run(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "--from-literal=x=y",
+        "-n",
+        "shop",
+    ]);
+    let secret = rows(&run(&["get", "secret", "s", "-n", "shop"]));
+    assert_eq!(secret[0], ["NAME", "TYPE", "DATA", "AGE"]);
+    assert_eq!(secret[1][..3], ["s", "Opaque", "1"]);
+    let all = run(&["get", "all", "-n", "shop"]);
+    assert!(all.contains("deployment.apps/web"), "{all}");
+    assert!(
+        !all.contains("configmap"),
+        "configmaps are not in `all`: {all}"
+    );
+
+    // An events.k8s.io Event, as kube-rs's recorder writes it.
+    let uid = run(&[
+        "get",
+        "configmap",
+        "cfg",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let event = dir.path().join("event.yaml");
+    std::fs::write(
+        &event,
+        format!(
+            "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata:\n  name: cfg.1\n  namespace: shop\neventTime: \"2026-01-01T00:00:00.000000Z\"\nreportingController: probe\nreportingInstance: probe-1\naction: Reconcile\nreason: Bridged\ntype: Normal\nnote: created it\nregarding:\n  apiVersion: v1\n  kind: ConfigMap\n  name: cfg\n  namespace: shop\n  uid: {uid}\n"
+        ),
+    )
+    .unwrap();
+    run(&["create", "-f", event.to_str().unwrap()]);
+    let events = rows(&run(&["get", "events", "-n", "shop"]));
+    assert_eq!(
+        events[0],
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    );
+    assert_eq!(
+        events[1][1..],
+        ["Normal", "Bridged", "configmap/cfg", "created", "it"]
+    );
+    let described = run(&["describe", "configmap", "cfg", "-n", "shop"]);
+    let tail: Vec<Vec<String>> = rows(&described)
+        .into_iter()
+        .skip_while(|r| r.first().map(String::as_str) != Some("Events:"))
+        .collect();
+    assert_eq!(
+        tail.get(1).map(|r| r.join(" ")).as_deref(),
+        Some("Type Reason Age From Message"),
+        "{described}"
+    );
+    assert_eq!(
+        tail.get(3).map(|r| [&r[..2], &r[3..]].concat()),
+        Some(
+            ["Normal", "Bridged", "probe", "created", "it"]
+                .map(str::to_owned)
+                .to_vec()
+        ),
+        "{described}"
+    );
 }

@@ -59,6 +59,11 @@ fn normalize(line: &str) -> String {
         (r"-dockercfg-[a-z0-9]{5}\b", "-dockercfg-?"),
         (r"sha256:[0-9a-f]{64}", "sha256:?"),
         (r"\b\d+(ms|s|m|h|d)\b", "<age>"),
+        // OpenShift's printers: `5 seconds ago`, `About a minute ago`.
+        (
+            r"\b(Less than a second|\d+ seconds?|About a minute|\d+ minutes) ago\b",
+            "<age> ago",
+        ),
         (r"\b[A-Z0-9]{32,}\b", "<token>"),
     ];
     let mut s = line.to_owned();
@@ -309,6 +314,10 @@ fn the_normalization_masks_only_what_varies() {
     assert_eq!(
         normalize("builder-dockercfg-s46ts    kubernetes.io/dockercfg          1s"),
         "builder-dockercfg-? kubernetes.io/dockercfg <age>"
+    );
+    assert_eq!(
+        normalize("b-1  Source  Git  Complete  4 seconds ago  1s"),
+        normalize("b-1  Source  Git  Complete  About a minute ago  12s")
     );
     assert!(shows(
         &["a".into(), "...".into(), "c  2m".into()],

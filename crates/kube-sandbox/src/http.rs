@@ -6,7 +6,9 @@ use super::resources::ResourceDef;
 use super::scope;
 use super::selectors::{FieldSelector, LabelSelector, labels_of};
 use super::server::{KubeRequest, KubeState};
-use super::store::{CommitError, EventType, StoredEvent, Update, WriteOptions, name_of, rv_of};
+use super::store::{
+    CommitError, EventType, Store, StoredEvent, Update, WriteOptions, name_of, rv_of,
+};
 use super::{admission, openshift, proto, table};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -660,7 +662,7 @@ fn watch(
         Err(e) => return error(&e),
     };
     let filter = WatchFilter {
-        res: (t.def.group.clone(), t.def.plural.clone()),
+        res: Store::res_key(&t.def),
         namespace: t.namespace.clone(),
         labels,
         fields,
@@ -717,7 +719,14 @@ fn watch(
             }
         }
     };
-    let render = move |obj: &Value| -> Value {
+    let render = move |obj: &Arc<Value>| -> Value {
+        // History and live events carry the stored form (the initial list
+        // is already in `def`'s).
+        let obj = &*if obj.get("apiVersion").and_then(Value::as_str) == Some(&def.api_version()) {
+            obj.clone()
+        } else {
+            Store::view(&def, obj.clone())
+        };
         if wants_table {
             table::table(&def, &[obj], rv_of(obj).unwrap_or_default())
         } else if wants_metadata {

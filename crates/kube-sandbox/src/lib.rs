@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod errors;
+pub mod events;
 pub mod gojson;
 pub mod http;
 pub mod openshift;

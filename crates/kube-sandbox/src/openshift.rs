@@ -424,6 +424,15 @@ pub async fn run_build(st: Arc<KubeState>, ns: String, name: String) {
         return;
     };
     tokio::time::sleep(st.openshift.build_duration).await;
+    // A build lasts into the next second at least, as a real one does, so
+    // its duration (second precision) is never 0.
+    if let Ok(start) = started.parse::<jiff::Timestamp>() {
+        let next = i128::from(start.as_second() + 1) * 1_000_000_000;
+        let left = next - jiff::Timestamp::now().as_nanosecond();
+        if let Ok(nanos) = u64::try_from(left) {
+            tokio::time::sleep(std::time::Duration::from_nanos(nanos)).await;
+        }
+    }
     let output = build.pointer("/spec/output/to").cloned();
     let outcome: BuildOutcome = match output
         .as_ref()
@@ -484,8 +493,20 @@ pub async fn run_build(st: Arc<KubeState>, ns: String, name: String) {
             return;
         }
         b["status"]["completionTimestamp"] = json!(finished_at);
-        let ms = st.openshift.build_duration.as_nanos() as u64;
-        b["status"]["duration"] = json!(ms);
+        // As OpenShift's build controller: completion minus start, both
+        // at second precision, in nanoseconds.
+        let secs = [
+            b.pointer("/status/startTimestamp"),
+            Some(&json!(finished_at)),
+        ]
+        .map(|t| {
+            t.and_then(Value::as_str)
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        });
+        if let [Some(start), Some(end)] = secs {
+            let nanos = end.as_second().saturating_sub(start.as_second()).max(0) * 1_000_000_000;
+            b["status"]["duration"] = json!(nanos);
+        }
         match outcome {
             Ok((reference, digest)) => {
                 b["status"]["phase"] = json!("Complete");

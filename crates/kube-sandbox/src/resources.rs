@@ -380,6 +380,18 @@ pub fn builtin() -> Vec<ResourceDef> {
             "imagestreamimports" | "selfsubjectaccessreviews" => d.create_only = true,
             _ => {}
         }
+        // The `all` category, as the kinds' REST storages declare it
+        // (Kubernetes: pods, services, deployments…; OpenShift: builds,
+        // build configs, image streams), so `kubectl get all` finds them.
+        if matches!(
+            (d.group.as_str(), d.plural.as_str()),
+            ("", "pods" | "services")
+                | ("apps", "deployments")
+                | ("build.openshift.io", "builds" | "buildconfigs")
+                | ("image.openshift.io", "imagestreams")
+        ) {
+            d.categories = vec!["all".to_owned()];
+        }
     }
     list
 }

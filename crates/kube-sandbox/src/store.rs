@@ -3,6 +3,7 @@
 //! deletion, status subresources, validation and no-op suppression.
 
 use super::errors::ApiError;
+use super::events;
 use super::patch::{self, Ownership};
 use super::resources::{Registry, ResourceDef};
 use super::selectors::{FieldSelector, LabelSelector, labels_of};
@@ -305,8 +306,32 @@ impl Store {
         )
     }
 
-    fn res_key(def: &ResourceDef) -> ResKey {
+    /// Where objects of `def` are stored: `events.k8s.io` Events are the
+    /// core Events (see [`events`]).
+    pub fn res_key(def: &ResourceDef) -> ResKey {
+        if events::is_events_v1(def) {
+            return (String::new(), "events".to_owned());
+        }
         (def.group.clone(), def.plural.clone())
+    }
+
+    /// A stored object as `def`'s API serves it.
+    pub fn view(def: &ResourceDef, stored: Arc<Value>) -> Arc<Value> {
+        if events::is_events_v1(def) {
+            Arc::new(events::from_core(&stored))
+        } else {
+            stored
+        }
+    }
+
+    /// The definition objects of `def` are stored under, when it is
+    /// another API's view of them.
+    fn stored_def(&self, def: &ResourceDef) -> Option<ResourceDef> {
+        if events::is_events_v1(def) {
+            self.registry.get("", "v1", "events").cloned()
+        } else {
+            None
+        }
     }
 
     /// One object.
@@ -315,6 +340,7 @@ impl Store {
             .get(&Self::res_key(def))?
             .get(&(ns.to_owned(), name.to_owned()))
             .cloned()
+            .map(|o| Self::view(def, o))
     }
 
     /// One object or 404.
@@ -349,7 +375,7 @@ impl Store {
         iter.filter(|(_, o)| {
             (labels.is_empty() || labels.matches(&labels_of(o))) && fields.matches(o)
         })
-        .map(|(_, o)| o.clone())
+        .map(|(_, o)| Self::view(def, o.clone()))
         .collect()
     }
 
@@ -736,6 +762,22 @@ impl Store {
     pub fn commit_create(
         &mut self,
         def: &ResourceDef,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
+        match self.stored_def(def) {
+            Some(stored) => {
+                self.validate(def, &obj)?;
+                let created = self.commit_create_stored(&stored, events::to_core(&obj), opts)?;
+                Ok(Self::view(def, created))
+            }
+            None => self.commit_create_stored(def, obj, opts),
+        }
+    }
+
+    fn commit_create_stored(
+        &mut self,
+        def: &ResourceDef,
         mut obj: Value,
         opts: &WriteOptions,
     ) -> Result<Arc<Value>, ApiError> {
@@ -794,6 +836,26 @@ impl Store {
     /// status is taken, for the main endpoint of kinds with a status
     /// subresource its status is ignored.
     pub fn commit_update(
+        &mut self,
+        def: &ResourceDef,
+        update: Update<'_>,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, CommitError> {
+        match self.stored_def(def) {
+            Some(stored) => {
+                self.validate(def, &update.object)?;
+                let update = Update {
+                    object: events::to_core(&update.object),
+                    ..update
+                };
+                let updated = self.commit_update_stored(&stored, update, opts)?;
+                Ok(Self::view(def, updated))
+            }
+            None => self.commit_update_stored(def, update, opts),
+        }
+    }
+
+    fn commit_update_stored(
         &mut self,
         def: &ResourceDef,
         update: Update<'_>,
@@ -983,6 +1045,23 @@ impl Store {
 
     /// Deletes an object: at once without finalizers, else marks it.
     pub fn delete(
+        &mut self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        opts: &WriteOptions,
+        precondition_rv: Option<&str>,
+    ) -> Result<Arc<Value>, ApiError> {
+        match self.stored_def(def) {
+            Some(stored) => {
+                let gone = self.delete_stored(&stored, ns, name, opts, precondition_rv)?;
+                Ok(Self::view(def, gone))
+            }
+            None => self.delete_stored(def, ns, name, opts, precondition_rv),
+        }
+    }
+
+    fn delete_stored(
         &mut self,
         def: &ResourceDef,
         ns: &str,

@@ -14,8 +14,8 @@ use super::error::Error;
 use crate::config::{FINALIZER, IntegrationConfig, LEGACY_FINALIZER};
 use crate::plan::names::{self, Marker};
 use crate::plan::namespace::{
-    ObservedSecret, ObservedServiceAccount, Ownership, QuayAction, QuayView, explicitly_granted,
-    ownership, plan_kube, plan_quay, split_for_teams, unclaimed,
+    ObservedSecret, ObservedServiceAccount, Ownership, QuayAction, QuayView, bridged_note,
+    explicitly_granted, ownership, plan_kube, plan_quay, split_for_teams, unclaimed,
 };
 use crate::plan::selection::{self, Manager};
 use crate::plan::teams::needs_fresh_read;
@@ -506,35 +506,6 @@ fn remember(ctx: &Context, ns: &str, org: &str, cfg: &IntegrationConfig, view: &
     {
         c.view = view.clone();
     }
-}
-
-/// What a reconcile created, for its Event; `None` when it created nothing.
-fn bridged_note(org: &str, quay: &[QuayAction], secrets: &[String]) -> Option<String> {
-    let mut parts = Vec::new();
-    if quay
-        .iter()
-        .any(|a| matches!(a, QuayAction::CreateOrganization))
-    {
-        parts.push(format!("created Quay organization {org}"));
-    }
-    let robots = quay
-        .iter()
-        .filter(|a| matches!(a, QuayAction::CreateRobot { .. }))
-        .count();
-    if robots > 0 {
-        parts.push(format!("{robots} robot account(s)"));
-    }
-    let repositories = quay
-        .iter()
-        .filter(|a| matches!(a, QuayAction::CreateRepository { .. }))
-        .count();
-    if repositories > 0 {
-        parts.push(format!("{repositories} repositories"));
-    }
-    if !secrets.is_empty() {
-        parts.push(format!("Secrets {}", secrets.join(", ")));
-    }
-    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// The configured service accounts' Secrets as cached, looked up by name:

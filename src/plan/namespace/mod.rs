@@ -404,6 +404,28 @@ pub fn plan_quay(
     actions
 }
 
+/// What a reconcile created, for its `Bridged` Event; `None` when it
+/// created nothing (a resync that found everything in place is silent).
+pub fn bridged_note(org: &str, quay: &[QuayAction], secrets: &[String]) -> Option<String> {
+    let count = |f: fn(&QuayAction) -> bool| quay.iter().filter(|a| f(a)).count();
+    let mut parts = Vec::new();
+    if count(|a| matches!(a, QuayAction::CreateOrganization)) > 0 {
+        parts.push(format!("created Quay organization {org}"));
+    }
+    match count(|a| matches!(a, QuayAction::CreateRobot { .. })) {
+        0 => {}
+        n => parts.push(super::count_of(n, "robot account", "robot accounts")),
+    }
+    match count(|a| matches!(a, QuayAction::CreateRepository { .. })) {
+        0 => {}
+        n => parts.push(super::count_of(n, "repository", "repositories")),
+    }
+    if !secrets.is_empty() {
+        parts.push(format!("Secrets {}", secrets.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -806,5 +828,48 @@ mod tests {
                 "team designers"
             ]
         );
+    }
+
+    #[test]
+    fn the_bridged_note_names_what_was_created_with_its_count() {
+        let robot = |short: &str| QuayAction::CreateRobot {
+            short: short.into(),
+            description: "d".into(),
+        };
+        let repo = |name: &str| QuayAction::CreateRepository { name: name.into() };
+        let secrets = vec!["builder-quay-openshift".to_owned()];
+        assert_eq!(
+            bridged_note(
+                "openshift_demo",
+                &[
+                    QuayAction::CreateOrganization,
+                    robot("builder"),
+                    robot("default")
+                ],
+                &secrets
+            )
+            .as_deref(),
+            Some(
+                "created Quay organization openshift_demo; 2 robot accounts; Secrets builder-quay-openshift"
+            )
+        );
+        assert_eq!(
+            bridged_note("o", &[robot("builder"), repo("a")], &[]).as_deref(),
+            Some("1 robot account; 1 repository")
+        );
+        assert_eq!(
+            bridged_note("o", &[repo("a"), repo("b")], &[]).as_deref(),
+            Some("2 repositories")
+        );
+        // Grants, deletions and prototypes alone are not news.
+        assert_eq!(
+            bridged_note(
+                "o",
+                &[QuayAction::DeleteRepository { name: "a".into() }],
+                &[]
+            ),
+            None
+        );
+        assert_eq!(bridged_note("o", &[], &[]), None);
     }
 }

@@ -623,3 +623,58 @@ async fn kubectl_prints_built_in_kinds_and_events_as_a_cluster_does() {
         "{described}"
     );
 }
+
+/// What `kubectl create -f` of a bad ConfigMap gets from the server: an
+/// unknown field refused by strict decoding (kubectl asks for Strict), a
+/// data key that is not a config key refused as Invalid; and without
+/// `fieldValidation` the unknown field is dropped with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_of_a_bad_config_map_is_refused_as_the_apiserver_does() {
+    let (k, dir, kc) = listening_sandbox().await;
+    let kc = kc.as_path();
+    let create = |name: &str, yaml: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, yaml).unwrap();
+        tokio::task::block_in_place(|| kubectl(kc, &["create", "-f", file.to_str().unwrap()]))
+    };
+    let (ok_, _, stderr) = create(
+        "unknown.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: u\n  namespace: default\ndata:\n  a: \"1\"\nspec:\n  bogus: 1\n",
+    );
+    assert!(!ok_);
+    assert!(
+        stderr.trim().ends_with(
+            "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\""
+        ) && stderr.starts_with("Error from server (BadRequest): error when creating"),
+        "{stderr}"
+    );
+    let (ok_, _, stderr) = create(
+        "key.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: badkey\n  namespace: default\ndata:\n  \"bad key\": \"1\"\n",
+    );
+    assert!(!ok_);
+    assert_eq!(
+        stderr.trim(),
+        "The ConfigMap \"badkey\" is invalid: data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+    );
+    // The default (Warn): created, without the field.
+    let client = k.client();
+    let request = http::Request::post("/api/v1/namespaces/default/configmaps")
+        .header("Content-Type", "application/json")
+        .body(
+            serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "warned"}, "data": {"a": "1"}, "spec": {"x": 1}}))
+            .unwrap(),
+        )
+        .unwrap();
+    let created: serde_json::Value = client.request(request).await.unwrap();
+    assert!(created.get("spec").is_none(), "{created}");
+    assert_eq!(created["data"]["a"], "1");
+    let got = tokio::task::block_in_place(|| {
+        ok(
+            kc,
+            &["get", "configmap", "warned", "-n", "default", "-o", "json"],
+        )
+    });
+    assert!(!got.contains("\"spec\""), "{got}");
+}

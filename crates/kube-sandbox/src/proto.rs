@@ -119,6 +119,115 @@ const SPECIAL: &[&str] = &[
     JSON_VALUE,
 ];
 
+// === strict decoding of built-in kinds ===
+
+/// Removes the fields of `obj` its kind's message does not have, as
+/// decoding into the kind's Go type drops them, and returns their paths
+/// (`spec`, `spec.template.spec.containers[0].bogus`) for
+/// `fieldValidation`; `None` when the kind has no message here.
+pub fn prune_unknown(
+    group: &str,
+    version: &str,
+    kind: &str,
+    obj: &mut Value,
+) -> Option<Vec<String>> {
+    let t = table();
+    let name = message_name(group, version, kind);
+    t.messages.get(&name)?;
+    let mut found = Vec::new();
+    if let Some(map) = obj.as_object_mut() {
+        prune_message(t, &name, map, "", &mut found);
+    }
+    Some(found)
+}
+
+/// Fields Go embeds with `json:",inline"`: their message's fields sit in
+/// the enclosing object (a Volume's `configMap`, a rule's `apiGroups`).
+const INLINE: &[&str] = &[
+    "rule",
+    "localObjectReference",
+    "volumeSource",
+    "persistentVolumeSource",
+    "ephemeralContainerCommon",
+];
+
+fn is_inline(f: &Field) -> bool {
+    f.kind == "message" && !f.repeated && INLINE.contains(&f.name.as_str())
+}
+
+/// The field a JSON key names in a message, inline embeddings included.
+fn json_field<'t>(t: &'t Table, message: &str, key: &str) -> Option<&'t Field> {
+    let fields = t.messages.get(message)?;
+    fields
+        .values()
+        .find(|f| f.name == key && !is_inline(f))
+        .or_else(|| {
+            fields
+                .values()
+                .filter(|f| is_inline(f))
+                .find_map(|f| json_field(t, f.message.as_deref()?, key))
+        })
+}
+
+fn prune_message(
+    t: &Table,
+    name: &str,
+    map: &mut serde_json::Map<String, Value>,
+    prefix: &str,
+    found: &mut Vec<String>,
+) {
+    if !t.messages.contains_key(name) {
+        return;
+    }
+    let keys: Vec<String> = map.keys().cloned().collect();
+    for key in keys {
+        // TypeMeta is not a field of the message.
+        if prefix.is_empty() && (key == "apiVersion" || key == "kind") {
+            continue;
+        }
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match json_field(t, name, &key) {
+            None => {
+                map.remove(&key);
+                found.push(path);
+            }
+            Some(f) => {
+                if let Some(v) = map.get_mut(&key) {
+                    prune_field(t, f, v, &path, found);
+                }
+            }
+        }
+    }
+}
+
+fn prune_field(t: &Table, f: &Field, v: &mut Value, path: &str, found: &mut Vec<String>) {
+    let Some(msg) = f.message.as_deref().filter(|m| !SPECIAL.contains(m)) else {
+        return;
+    };
+    match (f.kind.as_str(), v) {
+        ("map", Value::Object(entries)) if f.value.as_deref() == Some("message") => {
+            for (k, item) in entries.iter_mut() {
+                if let Some(o) = item.as_object_mut() {
+                    prune_message(t, msg, o, &format!("{path}[{k}]"), found);
+                }
+            }
+        }
+        ("message", Value::Array(items)) if f.repeated => {
+            for (i, item) in items.iter_mut().enumerate() {
+                if let Some(o) = item.as_object_mut() {
+                    prune_message(t, msg, o, &format!("{path}[{i}]"), found);
+                }
+            }
+        }
+        ("message", Value::Object(o)) => prune_message(t, msg, o, path, found),
+        _ => {}
+    }
+}
+
 // === the generator ===
 
 /// One message as the prost source declares it: (tag, Rust field name,
@@ -763,6 +872,47 @@ pub fn encode(obj: &Value) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_fields_of_built_in_kinds_are_pruned_with_their_paths() {
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "bogus": 1},
+            "data": {"k": "v"}, "spec": {"x": 1}});
+        let pruned = prune_unknown("", "v1", "ConfigMap", &mut cm).unwrap();
+        assert_eq!(pruned, ["metadata.bogus", "spec"]);
+        assert_eq!(
+            cm,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}})
+        );
+        let mut d = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "a", "image": "i", "bogus": true}],
+            "volumes": [{"name": "v", "configMap": {"name": "cm", "items": []}}]}}}});
+        assert_eq!(
+            prune_unknown("apps", "v1", "Deployment", &mut d).unwrap(),
+            ["spec.template.spec.containers[0].bogus"],
+            "a Volume's source and its LocalObjectReference are inline"
+        );
+        let mut hook = json!({"webhooks": [{"name": "w", "rules": [{"operations": ["CREATE"],
+            "apiGroups": ["build.openshift.io"], "apiVersions": ["v1"], "resources": ["builds"], "scope": "*"}]}]});
+        assert_eq!(
+            prune_unknown(
+                "admissionregistration.k8s.io",
+                "v1",
+                "MutatingWebhookConfiguration",
+                &mut hook
+            )
+            .unwrap(),
+            Vec::<String>::new(),
+            "a rule's Rule is inline"
+        );
+        // Times, quantities and other special messages are values.
+        let mut ev = json!({"eventTime": "2026-01-01T00:00:00.000000Z", "series": {"count": 2, "lastObservedTime": "x"}});
+        assert!(
+            prune_unknown("events.k8s.io", "v1", "Event", &mut ev)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(prune_unknown("build.openshift.io", "v1", "Build", &mut json!({})).is_none());
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         s.split_whitespace()

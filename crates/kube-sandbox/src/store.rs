@@ -157,6 +157,67 @@ fn event_causes(obj: &Value) -> Vec<(String, String)> {
     causes
 }
 
+/// apimachinery's IsConfigMapKey: what a ConfigMap or Secret data key
+/// may be.
+fn config_map_key_errors(key: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if key.len() > 253 {
+        errs.push("must be no more than 253 characters".to_owned());
+    }
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
+        errs.push("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')".to_owned());
+    }
+    if key == "." {
+        errs.push("must not be '.'".to_owned());
+    } else if key == ".." {
+        errs.push("must not be '..'".to_owned());
+    } else if key.starts_with("..") {
+        errs.push("must not start with '..'".to_owned());
+    }
+    errs
+}
+
+/// ValidateConfigMap's and ValidateSecret's key rules: every `data` (and a
+/// ConfigMap's `binaryData`) key is a config key, and a ConfigMap key is
+/// in one of its two maps only.
+fn data_key_causes(obj: &Value) -> Vec<(String, String)> {
+    let keys = |field: &str| -> Vec<String> {
+        obj.get(field)
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let binary = keys("binaryData");
+    let mut causes = Vec::new();
+    for key in keys("data") {
+        for msg in config_map_key_errors(&key) {
+            causes.push((
+                format!("data[{key}]"),
+                format!("Invalid value: {key:?}: {msg}"),
+            ));
+        }
+        if binary.contains(&key) {
+            causes.push((
+                format!("data[{key}]"),
+                format!("Invalid value: {key:?}: duplicate of key present in binaryData"),
+            ));
+        }
+    }
+    for key in binary {
+        for msg in config_map_key_errors(&key) {
+            causes.push((
+                format!("binaryData[{key}]"),
+                format!("Invalid value: {key:?}: {msg}"),
+            ));
+        }
+    }
+    causes
+}
+
 fn finalizers_of(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -432,36 +493,49 @@ impl Store {
     /// schema, as the apiserver does on every write.
     fn apply_schema(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
         let Some(schema) = def.schema.as_ref().filter(|_| def.custom) else {
+            // A built-in kind drops the fields its type does not have
+            // (CRDs aside: their schemas are JSON).
+            if !def.custom
+                && def.group != "apiextensions.k8s.io"
+                && let Some(pruned) =
+                    super::proto::prune_unknown(&def.group, &def.version, &def.kind, obj)
+            {
+                Self::unknown_fields(def, &pruned)?;
+            }
             return Ok(());
         };
         let found = super::schema::apply_to_resource(schema, obj);
-        // Unknown fields are pruned; what that costs the request is its
-        // fieldValidation's call (cr-create-unknown-field-*).
-        if !found.pruned.is_empty() {
-            let fields = found
-                .pruned
-                .iter()
-                .map(|f| format!("unknown field {f:?}"))
-                .collect::<Vec<_>>();
-            match super::scope::field_validation() {
-                super::scope::FieldValidation::Strict => {
-                    return Err(ApiError::bad_request(format!(
-                        "{kind} in version {:?} cannot be handled as a {kind}: strict decoding error: {}",
-                        def.version,
-                        fields.join(", "),
-                        kind = def.kind,
-                    )));
-                }
-                super::scope::FieldValidation::Warn => {
-                    fields.into_iter().for_each(super::scope::warn);
-                }
-                super::scope::FieldValidation::Ignore => {}
-            }
-        }
+        Self::unknown_fields(def, &found.pruned)?;
         if found.causes.is_empty() {
             Ok(())
         } else {
             Err(ApiError::invalid(def, name_of(obj), &found.causes))
+        }
+    }
+
+    /// Unknown fields were pruned; what that costs the request is its
+    /// fieldValidation's call (cr-create-unknown-field-*; the same decoder
+    /// answers for built-in kinds).
+    fn unknown_fields(def: &ResourceDef, pruned: &[String]) -> Result<(), ApiError> {
+        if pruned.is_empty() {
+            return Ok(());
+        }
+        let fields = pruned
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect::<Vec<_>>();
+        match super::scope::field_validation() {
+            super::scope::FieldValidation::Strict => Err(ApiError::bad_request(format!(
+                "{kind} in version {:?} cannot be handled as a {kind}: strict decoding error: {}",
+                def.version,
+                fields.join(", "),
+                kind = def.kind,
+            ))),
+            super::scope::FieldValidation::Warn => {
+                fields.into_iter().for_each(super::scope::warn);
+                Ok(())
+            }
+            super::scope::FieldValidation::Ignore => Ok(()),
         }
     }
 
@@ -523,6 +597,9 @@ impl Store {
                     )),
                 }
             }
+        }
+        if def.group.is_empty() && (def.plural == "secrets" || def.plural == "configmaps") {
+            causes.extend(data_key_causes(obj));
         }
         if def.group.is_empty() && def.plural == "secrets" {
             let ty = obj.get("type").and_then(Value::as_str).unwrap_or("Opaque");

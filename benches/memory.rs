@@ -62,12 +62,24 @@ fn memory_kib(pid: u32) -> Option<(u64, u64, u64, u64)> {
 
 /// The binary the container image ships: release, without the sandbox.
 fn production_binary() -> std::path::PathBuf {
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/production");
+    // `SYMBOLS=1` keeps symbols and line tables, for a heap profiler.
+    let symbols = std::env::var_os("SYMBOLS").is_some();
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(if symbols {
+        "target/production-symbols"
+    } else {
+        "target/production"
+    });
     println!(
         "building the image's binary (--no-default-features) into {}",
         target.display()
     );
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    if symbols {
+        cargo
+            .env("CARGO_PROFILE_RELEASE_STRIP", "false")
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only");
+    }
+    let status = cargo
         .args([
             "build",
             "--release",
@@ -101,6 +113,8 @@ async fn main() {
     let namespaces = env("NAMESPACES", 10_000);
     let streams = env("IMAGESTREAMS", 3);
     let secrets = env("SECRETS", 100_000);
+    let role_bindings = env("ROLEBINDINGS", 5);
+    let team_sync = env("TEAM_SYNC", 1) == 1;
 
     let quay = EmbeddedQuay::start(EmbeddedQuayConfig::default())
         .await
@@ -113,7 +127,12 @@ async fn main() {
     .await
     .unwrap();
     let admin = kube.client();
-    common::install_integration(&admin, &quay).await;
+    let extra = if team_sync {
+        json!({"teamSync": {"enabled": true}})
+    } else {
+        json!({})
+    };
+    common::install_integration_with(&admin, &quay, extra).await;
     let names: Vec<String> = (0..namespaces).map(|i| format!("team-{i:05}")).collect();
     {
         let mut store = kube.state().lock_store();
@@ -125,13 +144,48 @@ async fn main() {
                 "",
                 json!({"metadata": {"name": ns}}),
             );
-            for sa in ["builder", "default", "deployer"] {
+            // The three the operator manages and one it does not.
+            for sa in ["builder", "default", "deployer", "pipeline"] {
                 create(
                     &mut store,
                     "",
                     "serviceaccounts",
                     ns,
                     json!({"metadata": {"name": sa}}),
+                );
+            }
+            // Bindings as a project has them: its users with the roles
+            // team sync maps, and OpenShift's own system bindings.
+            for r in 0..role_bindings {
+                let (role, subject) = match r % 5 {
+                    0 => (
+                        "admin",
+                        json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": format!("owner-{ns}")}),
+                    ),
+                    1 => (
+                        "edit",
+                        json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": format!("dev-{ns}")}),
+                    ),
+                    2 => (
+                        "view",
+                        json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "auditors"}),
+                    ),
+                    3 => (
+                        "system:image-pullers",
+                        json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": format!("system:serviceaccounts:{ns}")}),
+                    ),
+                    _ => (
+                        "system:image-builder",
+                        json!({"kind": "ServiceAccount", "name": "builder", "namespace": ns}),
+                    ),
+                };
+                create(
+                    &mut store,
+                    "rbac.authorization.k8s.io",
+                    "rolebindings",
+                    ns,
+                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": format!("binding-{r}")},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}, "subjects": [subject]}),
                 );
             }
             for s in 0..streams {
@@ -163,7 +217,8 @@ async fn main() {
         }
     }
     println!(
-        "memory: {namespaces} namespaces (3 service accounts, {streams} ImageStreams each), {secrets} unrelated Secrets; sandbox holds {} objects",
+        "memory: {namespaces} namespaces (4 service accounts, {role_bindings} RoleBindings, {streams} ImageStreams each), {secrets} unrelated Secrets, team sync {}; sandbox holds {} objects",
+        if team_sync { "on" } else { "off" },
         kube.state().lock_store().object_count()
     );
 
@@ -172,7 +227,19 @@ async fn main() {
     let kubeconfig = dir.join("operator.kubeconfig");
     kube.write_kubeconfig(&kubeconfig, OPERATOR).unwrap();
     let started = Instant::now();
-    let mut child = Command::new(&binary)
+    // `WRAP="heaptrack -o /tmp/qbo"` runs the operator under a profiler.
+    let wrap: Vec<String> = std::env::var("WRAP")
+        .map(|w| w.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut command = match wrap.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(&binary);
+            c
+        }
+        None => Command::new(&binary),
+    };
+    let mut child = command
         .args([
             "run",
             "--webhook-certs",
@@ -253,6 +320,15 @@ async fn main() {
             "  {}",
             status.lines().find(|l| l.starts_with("Threads")).unwrap()
         );
+    }
+    if !wrap.is_empty() {
+        // A profiler writes its data when the operator exits cleanly.
+        let _ = Command::new("pkill")
+            .arg("-TERM")
+            .arg("-f")
+            .arg(binary.as_os_str())
+            .status();
+        let _ = child.wait();
     }
     let _ = child.kill();
     let _ = child.wait();

@@ -30,6 +30,16 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
 /// Installs both CRDs, the Quay token Secret and a QuayIntegration named
 /// `bench` for the embedded Quay, as a cluster admin would.
 pub async fn install_integration(admin: &kube::Client, quay: &EmbeddedQuay) {
+    install_integration_with(admin, quay, json!({})).await;
+}
+
+/// The CRDs, the credentials Secret and a QuayIntegration "bench" whose
+/// spec also has `extra` (e.g. `{"teamSync": …}`).
+pub async fn install_integration_with(
+    admin: &kube::Client,
+    quay: &EmbeddedQuay,
+    extra: serde_json::Value,
+) {
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
     for crd in [QuayIntegration::crd(), LegacyQuayIntegration::crd()] {
         crds.create(&PostParams::default(), &crd).await.unwrap();
@@ -39,8 +49,12 @@ pub async fn install_integration(admin: &kube::Client, quay: &EmbeddedQuay) {
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
+    let mut spec = json!({"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay.url()});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
     let qi: QuayIntegration = serde_json::from_value(json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration", "metadata": {"name": "bench"},
-        "spec": {"clusterID": "openshift", "credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators"}, "quayHostname": quay.url()}}))
+        "spec": spec}))
     .unwrap();
     Api::<QuayIntegration>::all(admin.clone())
         .create(&PostParams::default(), &qi)

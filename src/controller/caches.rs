@@ -7,6 +7,7 @@ use super::{Tasks, index, lenient};
 use crate::config::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
 use crate::openshift::{Group, ImageStream};
+use crate::plan::namespace::{ObservedSecret, ObservedServiceAccount};
 use crate::plan::teams::{ObservedBinding, Subject};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
@@ -67,29 +68,30 @@ impl Caches {
     /// QuayIntegration watches, which [`Caches::feed`] runs.
     pub fn start(client: &Client, served: Served, tasks: &mut Tasks) -> Self {
         let (namespaces, _) = broadcast::channel::<ObjectRef<Namespace>>(4096);
-        let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
-        let sa_stream = reflector(
-            sa_writer,
-            watcher(Api::all(client.clone()), watcher::Config::default())
-                .default_backoff()
-                .modify(strip_service_account),
+        // Service accounts and the operator's Secrets (by label): kept as
+        // what the plan reads of them (links to bridge Secrets; type,
+        // metadata and a digest of the credentials), not as objects.
+        let service_accounts = Arc::new(index::Index::<ObservedServiceAccount>::default());
+        let stream = watcher(
+            Api::<ServiceAccount>::all(client.clone()),
+            watcher::Config::default(),
         )
-        .touched_objects();
-        tasks.push(tokio::spawn(namespace_feed(sa_stream, namespaces.clone())));
-
-        let (secret_store, secret_writer) = reflector::store::<Secret>();
+        .default_backoff();
+        tasks.push(tokio::spawn(index_feed(
+            stream,
+            service_accounts.clone(),
+            namespaces.clone(),
+            |sa| Some(ObservedServiceAccount::of(sa)),
+        )));
+        let secrets = Arc::new(index::Index::<ObservedSecret>::default());
         let managed =
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-        let secret_stream = reflector(
-            secret_writer,
-            watcher(Api::all(client.clone()), managed)
-                .default_backoff()
-                .modify(strip),
-        )
-        .touched_objects();
-        tasks.push(tokio::spawn(namespace_feed(
-            secret_stream,
+        let stream = watcher(Api::<Secret>::all(client.clone()), managed).default_backoff();
+        tasks.push(tokio::spawn(index_feed(
+            stream,
+            secrets.clone(),
             namespaces.clone(),
+            |s| Some(ObservedSecret::of(s)),
         )));
 
         // ImageStreams: only their names by namespace are kept, not the objects.
@@ -104,7 +106,7 @@ impl Caches {
                 stream,
                 index.clone(),
                 namespaces.clone(),
-                |_: &PartialObjectMeta<ImageStream>| (),
+                |_: &PartialObjectMeta<ImageStream>| Some(()),
             )));
             index
         });
@@ -174,8 +176,8 @@ impl Caches {
             stores: Stores {
                 current: current_store,
                 legacy: legacy_store,
-                service_accounts: sa_store,
-                secrets: secret_store,
+                service_accounts,
+                secrets,
                 image_streams,
                 role_bindings,
                 groups,
@@ -221,8 +223,8 @@ pub(super) async fn all_synced(ctx: &Context) {
     if let Some(s) = &ctx.legacy {
         synced(s).await;
     }
-    synced(&ctx.service_accounts).await;
-    synced(&ctx.secrets).await;
+    ctx.service_accounts.ready().await;
+    ctx.secrets.ready().await;
     ctx.role_bindings.ready().await;
     if let Some(g) = &ctx.groups {
         synced(g).await;
@@ -243,25 +245,6 @@ where
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(e),
-    }
-}
-
-/// Runs a reflector, sending the namespace of every touched object.
-async fn namespace_feed<K, S>(stream: S, tx: broadcast::Sender<ObjectRef<Namespace>>)
-where
-    K: ResourceExt + Send,
-    S: Stream<Item = Result<K, watcher::Error>> + Send,
-{
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(obj) => {
-                if let Some(ns) = obj.namespace() {
-                    let _ = tx.send(ObjectRef::new(&ns));
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "watch error (retried with backoff)"),
-        }
     }
 }
 
@@ -293,21 +276,29 @@ async fn group_feed<S>(
     }
 }
 
-/// What team sync reads of a RoleBinding: its role and subjects.
-fn observe_binding(rb: &RoleBinding) -> ObservedBinding {
-    ObservedBinding {
+/// What team sync reads of a RoleBinding: its role and the users and
+/// groups it binds (service accounts never join a team). A binding of
+/// neither is not kept.
+fn observe_binding(rb: &RoleBinding) -> Option<ObservedBinding> {
+    let mut subjects: Vec<Subject> = rb
+        .subjects
+        .iter()
+        .flatten()
+        .filter(|s| matches!(s.kind.as_str(), "User" | "Group"))
+        .map(|s| Subject {
+            kind: s.kind.clone(),
+            name: s.name.clone(),
+        })
+        .collect();
+    if subjects.is_empty() {
+        return None;
+    }
+    subjects.shrink_to_fit();
+    Some(ObservedBinding {
         role_kind: rb.role_ref.kind.clone(),
         role: rb.role_ref.name.clone(),
-        subjects: rb
-            .subjects
-            .iter()
-            .flatten()
-            .map(|s| Subject {
-                kind: s.kind.clone(),
-                name: s.name.clone(),
-            })
-            .collect(),
-    }
+        subjects,
+    })
 }
 
 /// Cached Groups keep their name and users.
@@ -323,7 +314,7 @@ async fn index_feed<K, S, V>(
     stream: S,
     index: Arc<index::Index<V>>,
     tx: broadcast::Sender<ObjectRef<Namespace>>,
-    project: fn(&K) -> V,
+    project: fn(&K) -> Option<V>,
 ) where
     K: ResourceExt + Send,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
@@ -346,26 +337,6 @@ async fn index_feed<K, S, V>(
 /// often the bulk of an object.
 pub(super) fn strip<K: ResourceExt>(obj: &mut K) {
     obj.managed_fields_mut().clear();
-}
-
-/// Every service account is cached, but only for its links to the
-/// operator's Secrets: annotations, labels, owner references and links to
-/// other Secrets (OpenShift's dockercfg ones) are dropped.
-fn strip_service_account(sa: &mut ServiceAccount) {
-    strip(sa);
-    sa.metadata.annotations = None;
-    sa.metadata.labels = None;
-    sa.metadata.owner_references = None;
-    if let Some(refs) = sa.secrets.as_mut() {
-        refs.retain(|r| {
-            r.name
-                .as_deref()
-                .is_some_and(crate::plan::names::may_be_bridge_secret)
-        });
-    }
-    if let Some(refs) = sa.image_pull_secrets.as_mut() {
-        refs.retain(|r| crate::plan::names::may_be_bridge_secret(&r.name));
-    }
 }
 
 /// Waits until a store has its first complete list. The store's readiness
@@ -476,6 +447,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_binding_is_kept_as_its_role_users_and_groups() {
+        let rb = |subjects: serde_json::Value| -> RoleBinding {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "b", "namespace": "team"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+                "subjects": subjects
+            }))
+            .unwrap()
+        };
+        let kept = observe_binding(&rb(serde_json::json!([
+            {"kind": "User", "name": "alice"},
+            {"kind": "ServiceAccount", "name": "builder", "namespace": "team"},
+            {"kind": "Group", "name": "devs"}
+        ])))
+        .unwrap();
+        assert_eq!(
+            (kept.role_kind.as_str(), kept.role.as_str()),
+            ("ClusterRole", "admin")
+        );
+        let names: Vec<_> = kept
+            .subjects
+            .iter()
+            .map(|s| (s.kind.as_str(), s.name.as_str()))
+            .collect();
+        assert_eq!(names, [("User", "alice"), ("Group", "devs")]);
+        assert!(
+            observe_binding(&rb(serde_json::json!([{"kind": "ServiceAccount", "name": "builder", "namespace": "team"}])))
+                .is_none()
+        );
+        assert!(observe_binding(&rb(serde_json::Value::Null)).is_none());
+    }
+
+    #[test]
     fn cached_builds_keep_what_the_import_and_the_escape_check_read() {
         let mut build: crate::openshift::Build = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "app-1", "namespace": "team", "annotations": {"a": "b"},
@@ -499,37 +503,5 @@ mod tests {
         );
         assert_eq!(v["metadata"]["annotations"]["a"], "b");
         assert!(build.metadata.managed_fields.unwrap_or_default().is_empty());
-    }
-
-    #[test]
-    fn cached_service_accounts_keep_only_links_to_bridge_secrets() {
-        let mut sa: ServiceAccount = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "builder", "namespace": "team",
-                "annotations": {"openshift.io/internal-registry-pull-secret-ref": "builder-dockercfg-x7k2p"},
-                "labels": {"a": "b"},
-                "managedFields": [{"manager": "kube-controller-manager"}]},
-            "secrets": [{"name": "builder-dockercfg-x7k2p"}, {"name": "builder-quay-openshift"}],
-            "imagePullSecrets": [{"name": "builder-dockercfg-x7k2p"}, {"name": "builder-quay-openshift"}]
-        }))
-        .unwrap();
-        strip_service_account(&mut sa);
-        assert_eq!(sa.metadata.name.as_deref(), Some("builder"));
-        assert_eq!(sa.metadata.namespace.as_deref(), Some("team"));
-        assert!(sa.metadata.annotations.is_none() && sa.metadata.labels.is_none());
-        assert!(sa.metadata.managed_fields.unwrap_or_default().is_empty());
-        let secrets: Vec<_> = sa
-            .secrets
-            .unwrap()
-            .into_iter()
-            .filter_map(|r| r.name)
-            .collect();
-        assert_eq!(secrets, ["builder-quay-openshift"]);
-        let pulls: Vec<_> = sa
-            .image_pull_secrets
-            .unwrap()
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
-        assert_eq!(pulls, ["builder-quay-openshift"]);
     }
 }

@@ -6,11 +6,65 @@
 
 use kube::ResourceExt;
 use kube::runtime::watcher;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
-type Entries<V> = HashMap<String, BTreeMap<String, V>>;
+type Entries<V> = HashMap<String, Slots<V>>;
+
+/// One namespace's entries, sorted by name. A namespace holds a few: a
+/// vector of exactly that many costs a fraction of a map's node.
+#[derive(Debug, Clone, PartialEq)]
+struct Slots<V>(Vec<(Box<str>, V)>);
+
+impl<V> Default for Slots<V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<V> Slots<V> {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| (**n).cmp(name))
+    }
+
+    fn insert(&mut self, name: String, value: V) {
+        match self.find(&name) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => {
+                self.0.reserve_exact(1);
+                self.0.insert(i, (name.into_boxed_str(), value));
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Ok(i) = self.find(name) {
+            self.0.remove(i);
+            self.0.shrink_to_fit();
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&V> {
+        self.find(name).ok().map(|i| &self.0[i].1)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| &**n)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, v)| v)
+    }
+}
 
 #[derive(Debug)]
 struct State<V> {
@@ -58,22 +112,33 @@ impl<V: Clone + PartialEq> Index<V> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Applies one watch event, keeping `project(obj)`; returns the
-    /// namespaces whose entries may have changed (to reconcile them).
+    /// Applies one watch event, keeping `project(obj)` (an object it
+    /// maps to `None` is not kept); returns the namespaces whose entries
+    /// may have changed (to reconcile them).
     pub fn apply_with<K: ResourceExt>(
         &self,
         event: &watcher::Event<K>,
-        project: impl Fn(&K) -> V,
+        project: impl Fn(&K) -> Option<V>,
     ) -> Vec<String> {
         let mut state = self.lock();
         match event {
             watcher::Event::Apply(obj) => key(obj)
                 .map(|(ns, name)| {
-                    state
-                        .current
-                        .entry(ns.clone())
-                        .or_default()
-                        .insert(name, project(obj));
+                    match project(obj) {
+                        Some(value) => state
+                            .current
+                            .entry(ns.clone())
+                            .or_default()
+                            .insert(name, value),
+                        None => {
+                            if let Some(entries) = state.current.get_mut(&ns) {
+                                entries.remove(&name);
+                                if entries.is_empty() {
+                                    state.current.remove(&ns);
+                                }
+                            }
+                        }
+                    }
                     vec![ns]
                 })
                 .unwrap_or_default(),
@@ -93,8 +158,10 @@ impl<V: Clone + PartialEq> Index<V> {
                 Vec::new()
             }
             watcher::Event::InitApply(obj) => {
-                if let (Some((ns, name)), Some(relist)) = (key(obj), state.relist.as_mut()) {
-                    relist.entry(ns).or_default().insert(name, project(obj));
+                if let (Some((ns, name)), Some(relist), Some(value)) =
+                    (key(obj), state.relist.as_mut(), project(obj))
+                {
+                    relist.entry(ns).or_default().insert(name, value);
                 }
                 Vec::new()
             }
@@ -131,6 +198,16 @@ impl<V: Clone + PartialEq> Index<V> {
             .unwrap_or_default()
     }
 
+    /// One entry.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<V> {
+        self.lock().current.get(namespace)?.get(name).cloned()
+    }
+
+    /// What `f` reads of one entry, without copying it.
+    pub fn read<R>(&self, namespace: &str, name: &str, f: impl FnOnce(&V) -> R) -> Option<R> {
+        self.lock().current.get(namespace)?.get(name).map(f)
+    }
+
     /// The namespaces holding an entry that satisfies `pred`.
     pub fn namespaces_where(&self, pred: impl Fn(&V) -> bool) -> Vec<String> {
         self.lock()
@@ -143,7 +220,7 @@ impl<V: Clone + PartialEq> Index<V> {
 
     /// How many entries are held.
     pub fn len(&self) -> usize {
-        self.lock().current.values().map(BTreeMap::len).sum()
+        self.lock().current.values().map(Slots::len).sum()
     }
 
     /// Whether nothing is held.
@@ -161,7 +238,7 @@ impl<V: Clone + PartialEq> Index<V> {
 impl Index<()> {
     /// Applies one watch event (names only).
     pub fn apply<K: ResourceExt>(&self, event: &watcher::Event<K>) -> Vec<String> {
-        self.apply_with(event, |_| ())
+        self.apply_with(event, |_| Some(()))
     }
 
     /// The names in a namespace.
@@ -169,7 +246,7 @@ impl Index<()> {
         self.lock()
             .current
             .get(namespace)
-            .map(|e| e.keys().cloned().collect())
+            .map(|e| e.names().map(str::to_owned).collect())
             .unwrap_or_default()
     }
 }
@@ -232,13 +309,12 @@ mod tests {
     #[tokio::test]
     async fn values_follow_their_objects_and_a_relist_reports_changed_ones() {
         let index = Index::<String>::default();
+        // Objects without labels are not kept.
         let value = |c: &ConfigMap| {
             c.metadata
                 .labels
                 .clone()
-                .unwrap_or_default()
-                .into_values()
-                .collect::<String>()
+                .map(|l| l.into_values().collect::<String>())
         };
         let labelled = |ns: &str, name: &str, v: &str| {
             let mut c = obj(ns, name);
@@ -252,6 +328,16 @@ mod tests {
         assert_eq!(index.values("a"), ["1"]);
         index.apply_with(&watcher::Event::Apply(labelled("a", "x", "3")), value);
         assert_eq!(index.values("a"), ["3"]);
+        assert_eq!(index.get("a", "x").as_deref(), Some("3"));
+        assert_eq!(index.get("a", "y"), None);
+        assert_eq!(index.get("z", "x"), None);
+        // A change that maps to nothing drops the entry.
+        assert_eq!(
+            index.apply_with(&watcher::Event::Apply(obj("a", "x")), value),
+            ["a"]
+        );
+        assert_eq!(index.get("a", "x"), None);
+        index.apply_with(&watcher::Event::Apply(labelled("a", "x", "3")), value);
         assert_eq!(index.namespaces_where(|v| v == "2"), ["b"]);
         // A value changed while the watch was down: its namespace is reported.
         index.apply_with(&watcher::Event::<ConfigMap>::Init, value);

@@ -344,10 +344,13 @@ async fn decode_errors_and_debug_output_quote_no_secret() {
     }
     let observed = ObservedSecret {
         type_: "kubernetes.io/dockerconfigjson".into(),
-        dockerconfigjson: Some(quay_bridge_operator::plan::names::dockerconfigjson(
-            "quay.example.com",
-            "o+builder",
-            TOKEN,
+        dockerconfigjson: Some(quay_bridge_operator::plan::namespace::ConfigDigest::of(
+            quay_bridge_operator::plan::names::dockerconfigjson(
+                "quay.example.com",
+                "o+builder",
+                TOKEN,
+            )
+            .as_bytes(),
         )),
         ..Default::default()
     };

@@ -5,6 +5,7 @@
 //! and the triggers that re-run reconciles.
 
 pub mod escaped;
+mod events;
 mod metrics;
 mod options;
 mod outcomes;
@@ -19,11 +20,11 @@ pub(crate) use quay_access::token_fingerprint;
 
 use crate::config::{ApiGroup, IntegrationConfig, IntegrationId, from_current, from_legacy};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
-use crate::plan::namespace::QuayView;
+use crate::plan::namespace::{ObservedSecret, ObservedServiceAccount, QuayView};
 use crate::quay::QuayClient;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,10 +56,11 @@ pub struct Context {
     pub current: Store<QuayIntegration>,
     /// QuayIntegrations (`redhatcop.redhat.io`), when that CRD is installed.
     pub legacy: Option<Store<LegacyQuayIntegration>>,
-    /// Service accounts.
-    pub service_accounts: Store<ServiceAccount>,
-    /// Secrets this operator manages (label-selected).
-    pub secrets: Store<Secret>,
+    /// Service accounts, as their links to bridge Secrets, by namespace.
+    pub service_accounts: Arc<super::index::Index<ObservedServiceAccount>>,
+    /// Secrets this operator manages (label-selected), as the plan reads
+    /// them, by namespace.
+    pub secrets: Arc<super::index::Index<ObservedSecret>>,
     /// ImageStream metadata, when the kind is served.
     pub image_streams: Option<Arc<super::index::NameIndex>>,
     /// RoleBindings (role and subjects), by namespace.
@@ -79,8 +81,7 @@ pub struct Context {
     pub(crate) generations: Mutex<HashMap<String, i64>>,
     pub(crate) token_checks: Mutex<HashMap<String, (Instant, TokenCheck)>>,
     trigger: watch::Sender<u64>,
-    recorder: Recorder,
-    reporter: Reporter,
+    events: events::EventSink,
     /// Namespaces triggered and not yet picked up by a reconcile.
     queued: Mutex<HashSet<String>>,
     /// The valid integrations, parsed once per change of their caches.
@@ -108,9 +109,9 @@ pub struct Stores {
     /// Legacy QuayIntegrations.
     pub legacy: Option<Store<LegacyQuayIntegration>>,
     /// Service accounts.
-    pub service_accounts: Store<ServiceAccount>,
+    pub service_accounts: Arc<super::index::Index<ObservedServiceAccount>>,
     /// Managed Secrets.
-    pub secrets: Store<Secret>,
+    pub secrets: Arc<super::index::Index<ObservedSecret>>,
     /// ImageStream metadata.
     pub image_streams: Option<Arc<super::index::NameIndex>>,
     /// RoleBindings.
@@ -133,7 +134,7 @@ impl Context {
             controller: crate::config::FIELD_MANAGER.into(),
             instance: Some(options.instance.clone()),
         };
-        let recorder = Recorder::new(client.clone(), reporter.clone());
+        let events = events::EventSink::new(client.clone(), reporter);
         let Stores {
             current,
             legacy,
@@ -169,8 +170,8 @@ impl Context {
             parsed: std::sync::RwLock::default(),
             invalid: std::sync::RwLock::default(),
             term_tasks: Mutex::default(),
-            recorder,
-            reporter,
+            events,
+
             queued: Mutex::default(),
         };
         Arc::new(ctx)
@@ -360,21 +361,14 @@ impl crate::webhook::decision::Facts for WebhookFacts<'_> {
     }
 
     fn secret_linked(&self, namespace: &str, account: &str, name: &str) -> bool {
-        let secret = self
-            .ctx
-            .secrets
-            .get(&ObjectRef::new(name).within(namespace))
-            .is_some();
+        let secret = self.ctx.secrets.read(namespace, name, |_| ()).is_some();
         let linked = self
             .ctx
             .service_accounts
-            .get(&ObjectRef::new(account).within(namespace))
-            .is_some_and(|sa| {
-                sa.secrets
-                    .iter()
-                    .flatten()
-                    .any(|r| r.name.as_deref() == Some(name))
-            });
+            .read(namespace, account, |sa| {
+                sa.secrets.iter().any(|s| s == name)
+            })
+            .unwrap_or(false);
         secret && linked
     }
 }

@@ -1,9 +1,9 @@
 //! What happened to each namespace: outcomes, backoff, Events.
 
+use super::events::Note;
 use crate::config::IntegrationId;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use rand::Rng;
 use std::time::Duration;
@@ -81,22 +81,15 @@ impl Context {
         if once && !lock(&self.reported).insert((ns.name_any(), reason.to_owned())) {
             return;
         }
-        // Normal Events here summarise what one reconcile created: they never
-        // repeat, so the shared recorder's aggregation cache (kept for six
-        // minutes, scanned on every publish) would only hold them. Warnings
-        // repeat and aggregate into a series.
-        let reference = ns.object_ref(&());
-        if warning {
-            self.publish(&reference, true, reason, "Reconcile", note)
-                .await;
-        } else {
-            let fresh = Recorder::new(self.client.clone(), self.reporter.clone());
-            publish_with(&fresh, &reference, false, reason, "Reconcile", note).await;
-        }
+        // Normal Events here summarise what one reconcile did: they never
+        // repeat, so nothing is remembered of them. Warnings repeat and
+        // aggregate into a series.
+        self.publish(&ns.object_ref(&()), warning, reason, "Reconcile", note)
+            .await;
     }
 
-    /// Publishes an Event about any object with the shared recorder, which
-    /// aggregates repeats into a series.
+    /// Publishes an Event about any object; a Warning's repeats aggregate
+    /// into a series.
     pub async fn publish(
         &self,
         reference: &ObjectReference,
@@ -105,40 +98,19 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        publish_with(&self.recorder, reference, warning, reason, action, note).await;
-    }
-
-    /// The Event recorder.
-    pub fn recorder(&self) -> &Recorder {
-        &self.recorder
+        let n = Note {
+            warning,
+            reason,
+            action,
+            note,
+        };
+        if let Err(e) = self.events.publish(&n, reference, warning).await {
+            tracing::debug!(error = %e, "event not published");
+        }
     }
 
     /// Clears a once-only report, so it is published again if it recurs.
     pub fn clear_report(&self, namespace: &str, reason: &str) {
         lock(&self.reported).remove(&(namespace.to_owned(), reason.to_owned()));
-    }
-}
-
-async fn publish_with(
-    recorder: &Recorder,
-    reference: &ObjectReference,
-    warning: bool,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let ev = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&ev, reference).await {
-        tracing::debug!(error = %e, "event not published");
     }
 }

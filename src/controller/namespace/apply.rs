@@ -6,8 +6,8 @@ use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::plan::names::{self, Marker, REPOSITORY_DESCRIPTION};
 use crate::plan::namespace::{
-    KubeAction, ObservedRepository, ObservedRobot, QuayAction, QuayView, desired_secret, link_ops,
-    secret_is_ours, secret_payload, secret_up_to_date,
+    KubeAction, ObservedRepository, ObservedRobot, ObservedSecret, QuayAction, QuayView,
+    desired_secret, link_ops, secret_is_ours, secret_payload, secret_up_to_date,
 };
 use crate::quay::QuayClient;
 use crate::quay::types::NewRobot;
@@ -15,10 +15,9 @@ use crate::secret::SecretString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::reflector::ObjectRef;
 use std::collections::BTreeSet;
 
-use super::{Scope, observe_secret};
+use super::Scope;
 use crate::controller::patch_guarded;
 
 /// Applies Quay actions in order, keeping `view` equal to what Quay now holds.
@@ -241,17 +240,25 @@ async fn apply_secret(
     let name = ns.name_any();
     let (secret_name, service_account) = (secret.name, secret.service_account);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &name);
-    let existing = match ctx.secrets.get(&ObjectRef::new(secret_name).within(&name)) {
-        Some(c) => Some((*c).clone()),
-        // Not in the label-selected cache: it may exist without our label.
-        None => secrets.get_opt(secret_name).await?,
-    };
-    let observed = existing.as_ref().map(observe_secret);
+    // The cache holds what the plan compares: enough to keep a Secret that
+    // is right without a request.
+    if ctx
+        .secrets
+        .read(&name, secret_name, |o| {
+            secret_up_to_date(o, service_account, secret.payload.expose())
+        })
+        .unwrap_or(false)
+    {
+        return Ok((SecretOutcome::Kept, None));
+    }
+    // A write may follow: read the live Secret (the cache may be behind, or
+    // not hold it: it may exist without our label), whose other labels and
+    // annotations a replace keeps.
+    let live = secrets.get_opt(secret_name).await?;
+    let observed = live.as_ref().map(ObservedSecret::of);
     if observed.as_ref().is_some_and(|o| !secret_is_ours(o)) {
         return Ok((SecretOutcome::Foreign, None));
     }
-    // The plan read the cache, which may not hold a Secret written a moment
-    // ago: the plan's own rule decides whether this one is already right.
     if observed
         .as_ref()
         .is_some_and(|o| secret_up_to_date(o, service_account, secret.payload.expose()))
@@ -261,7 +268,7 @@ async fn apply_secret(
     let Some((payload, refreshed)) = current_payload(secret, tokens).await? else {
         return Ok((SecretOutcome::Kept, None));
     };
-    let Some((old, observed)) = existing.zip(observed) else {
+    let Some((live, observed)) = live.zip(observed) else {
         let desired = desired_secret(&name, secret_name, service_account, &payload, None);
         secrets
             .create(&crate::controller::post_params(), &desired)
@@ -276,11 +283,11 @@ async fn apply_secret(
         secret_name,
         service_account,
         &payload,
-        Some(&observed),
+        Some(&live.metadata),
     );
-    if old.type_.as_deref() == Some("kubernetes.io/dockerconfigjson") {
+    if observed.type_ == "kubernetes.io/dockerconfigjson" {
         let mut desired = desired;
-        desired.metadata.resource_version = old.metadata.resource_version.clone();
+        desired.metadata.resource_version = observed.resource_version.clone();
         secrets
             .replace(secret_name, &crate::controller::post_params(), &desired)
             .await?;

@@ -21,9 +21,8 @@ use crate::plan::selection::{self, Manager};
 use crate::plan::teams::needs_fresh_read;
 use crate::quay::QuayClient;
 use crate::secret::SecretString;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -509,7 +508,7 @@ fn remember(ctx: &Context, ns: &str, org: &str, cfg: &IntegrationConfig, view: &
 }
 
 /// The configured service accounts' Secrets as cached, looked up by name:
-/// a reconcile reads its own namespace's few objects, never the whole cache.
+/// a reconcile reads its own namespace's few entries, never the whole cache.
 fn observed_secrets(
     ctx: &Context,
     cfg: &IntegrationConfig,
@@ -518,23 +517,8 @@ fn observed_secrets(
     cfg.service_accounts
         .iter()
         .map(|(sa, _)| names::secret_name(sa, &cfg.cluster_id))
-        .filter_map(|name| ctx.secrets.get(&ObjectRef::new(&name).within(ns)))
-        .map(|s| (s.name_any(), observe_secret(&s)))
+        .filter_map(|name| ctx.secrets.get(ns, &name).map(|s| (name, s)))
         .collect()
-}
-
-/// What the plan needs of a Secret.
-fn observe_secret(s: &Secret) -> ObservedSecret {
-    ObservedSecret {
-        type_: s.type_.clone().unwrap_or_default(),
-        dockerconfigjson: s
-            .data
-            .as_ref()
-            .and_then(|d| d.get(".dockerconfigjson"))
-            .map(|b| String::from_utf8_lossy(&b.0).into_owned()),
-        labels: s.labels().clone(),
-        annotations: s.annotations().clone(),
-    }
 }
 
 /// The configured service accounts as cached, looked up by name.
@@ -545,27 +529,6 @@ fn observed_service_accounts(
 ) -> BTreeMap<String, ObservedServiceAccount> {
     cfg.service_accounts
         .iter()
-        .filter_map(|(sa, _)| ctx.service_accounts.get(&ObjectRef::new(sa).within(ns)))
-        .map(|sa| {
-            let secrets = sa
-                .secrets
-                .iter()
-                .flatten()
-                .filter_map(|r| r.name.clone())
-                .collect();
-            let pulls = sa
-                .image_pull_secrets
-                .iter()
-                .flatten()
-                .map(|r| r.name.clone())
-                .collect();
-            (
-                sa.name_any(),
-                ObservedServiceAccount {
-                    secrets,
-                    image_pull_secrets: pulls,
-                },
-            )
-        })
+        .filter_map(|(sa, _)| ctx.service_accounts.get(ns, sa).map(|o| (sa.clone(), o)))
         .collect()
 }

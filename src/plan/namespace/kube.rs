@@ -6,31 +6,107 @@ use crate::config::{IntegrationConfig, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::secret::SecretString;
 use std::collections::BTreeMap;
 
-/// A Secret as observed. Its Debug output never shows the registry
-/// credentials (base64 of `robot:token`).
-#[derive(Clone, PartialEq, Default)]
+/// A Secret as observed: what the plan compares, not the Secret. The
+/// registry credentials are kept as a digest, so a cache of every managed
+/// Secret holds no token and a few dozen bytes per Secret.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObservedSecret {
     /// `type`.
     pub type_: String,
-    /// Decoded `.dockerconfigjson`.
-    pub dockerconfigjson: Option<String>,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Annotations.
-    pub annotations: BTreeMap<String, String>,
+    /// Digest of the `.dockerconfigjson` key, when the Secret has one.
+    pub dockerconfigjson: Option<ConfigDigest>,
+    /// It carries the operator's label (see [`secret_is_ours`]).
+    pub labelled: bool,
+    /// Its service-account annotation.
+    pub service_account: Option<String>,
+    /// `metadata.resourceVersion`, the precondition of a replace.
+    pub resource_version: Option<String>,
 }
 
-impl std::fmt::Debug for ObservedSecret {
+impl ObservedSecret {
+    /// What the plan reads of a Secret.
+    pub fn of(secret: &k8s_openapi::api::core::v1::Secret) -> Self {
+        let meta = &secret.metadata;
+        Self {
+            type_: secret.type_.clone().unwrap_or_default(),
+            dockerconfigjson: secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(".dockerconfigjson"))
+                .map(|b| ConfigDigest::of(&b.0)),
+            labelled: meta
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MANAGED_BY_LABEL))
+                .is_some_and(|v| v == MANAGED_BY),
+            service_account: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SERVICE_ACCOUNT_ANNOTATION))
+                .cloned(),
+            resource_version: meta.resource_version.clone(),
+        }
+    }
+}
+
+/// SHA-256 of a `.dockerconfigjson` as JSON: two contents that are the
+/// same JSON (keys in any order, any spacing) have the same digest; a
+/// content that is not JSON never equals one that is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ConfigDigest([u8; 32]);
+
+impl ConfigDigest {
+    /// The digest of a `.dockerconfigjson`'s bytes.
+    pub fn of(content: &[u8]) -> Self {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        match serde_json::from_slice::<serde_json::Value>(content) {
+            Ok(value) => canonical(&value, &mut ctx),
+            // Canonical JSON never starts with 0xff.
+            Err(_) => {
+                ctx.update(&[0xff]);
+                ctx.update(content);
+            }
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        Self(out)
+    }
+}
+
+impl std::fmt::Debug for ConfigDigest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObservedSecret")
-            .field("type_", &self.type_)
-            .field(
-                "dockerconfigjson",
-                &self.dockerconfigjson.as_ref().map(|_| "<redacted>"),
-            )
-            .field("labels", &self.labels)
-            .field("annotations", &self.annotations)
-            .finish()
+        f.write_str("ConfigDigest(<redacted>)")
+    }
+}
+
+/// Feeds `value` to `ctx` with object keys sorted, whatever order the map
+/// keeps them in.
+fn canonical(value: &serde_json::Value, ctx: &mut ring::digest::Context) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            ctx.update(b"{");
+            for key in keys {
+                canonical(&Value::String(key.clone()), ctx);
+                ctx.update(b":");
+                if let Some(v) = map.get(key) {
+                    canonical(v, ctx);
+                }
+                ctx.update(b",");
+            }
+            ctx.update(b"}");
+        }
+        Value::Array(items) => {
+            ctx.update(b"[");
+            for v in items {
+                canonical(v, ctx);
+                ctx.update(b",");
+            }
+            ctx.update(b"]");
+        }
+        other => ctx.update(other.to_string().as_bytes()),
     }
 }
 
@@ -40,7 +116,7 @@ pub const SERVICE_ACCOUNT_ANNOTATION: &str = "kubernetes.io/service-account.name
 /// Whether a Secret is the operator's: it carries our label. A Secret
 /// named like ours without it is a user's, never replaced or deleted.
 pub fn secret_is_ours(current: &ObservedSecret) -> bool {
-    current.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+    current.labelled
 }
 
 /// The one rule for "this Secret is as the operator wants it": its type,
@@ -48,29 +124,25 @@ pub fn secret_is_ours(current: &ObservedSecret) -> bool {
 pub fn secret_up_to_date(current: &ObservedSecret, service_account: &str, payload: &str) -> bool {
     current.type_ == "kubernetes.io/dockerconfigjson"
         && secret_is_ours(current)
-        && current
-            .annotations
-            .get(SERVICE_ACCOUNT_ANNOTATION)
-            .map(String::as_str)
-            == Some(service_account)
-        && current
-            .dockerconfigjson
-            .as_deref()
-            .is_some_and(|d| same_json(d, payload))
+        && current.service_account.as_deref() == Some(service_account)
+        && current.dockerconfigjson == Some(ConfigDigest::of(payload.as_bytes()))
 }
 
-/// The Secret the operator wants: `current`'s other labels and
-/// annotations are kept (they are not ours), ours are set.
+/// The Secret the operator wants: the other labels and annotations of
+/// the live Secret (`current`, its metadata) are kept (they are not ours),
+/// ours are set.
 pub fn desired_secret(
     namespace: &str,
     name: &str,
     service_account: &str,
     payload: &SecretString,
-    current: Option<&ObservedSecret>,
+    current: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
 ) -> k8s_openapi::api::core::v1::Secret {
-    let mut labels = current.map(|c| c.labels.clone()).unwrap_or_default();
+    let mut labels = current.and_then(|c| c.labels.clone()).unwrap_or_default();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
-    let mut annotations = current.map(|c| c.annotations.clone()).unwrap_or_default();
+    let mut annotations = current
+        .and_then(|c| c.annotations.clone())
+        .unwrap_or_default();
     annotations.insert(SERVICE_ACCOUNT_ANNOTATION.into(), service_account.into());
     k8s_openapi::api::core::v1::Secret {
         metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
@@ -140,6 +212,33 @@ pub struct ObservedServiceAccount {
     pub image_pull_secrets: Vec<String>,
 }
 
+impl ObservedServiceAccount {
+    /// What the plan reads of a service account: the names in its lists
+    /// that may be the operator's Secrets (OpenShift's dockercfg ones and
+    /// a user's are never the plan's concern; a link reads the live lists).
+    pub fn of(sa: &k8s_openapi::api::core::v1::ServiceAccount) -> Self {
+        let mut o = Self {
+            secrets: sa
+                .secrets
+                .iter()
+                .flatten()
+                .filter_map(|r| r.name.clone())
+                .filter(|n| names::may_be_bridge_secret(n))
+                .collect(),
+            image_pull_secrets: sa
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone())
+                .filter(|n| names::may_be_bridge_secret(n))
+                .collect(),
+        };
+        o.secrets.shrink_to_fit();
+        o.image_pull_secrets.shrink_to_fit();
+        o
+    }
+}
+
 /// A change in Kubernetes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KubeAction {
@@ -172,16 +271,6 @@ pub struct KubePlan {
     pub actions: Vec<KubeAction>,
     /// Service accounts to wait for (their creation triggers a reconcile).
     pub waiting_for: Vec<String>,
-}
-
-fn same_json(a: &str, b: &str) -> bool {
-    match (
-        serde_json::from_str::<serde_json::Value>(a),
-        serde_json::from_str::<serde_json::Value>(b),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
 }
 
 /// The `.dockerconfigjson` of service account `sa`'s Secret: its robot's
@@ -262,7 +351,7 @@ mod tests {
     fn an_observed_secrets_debug_output_hides_the_credentials() {
         let s = ObservedSecret {
             type_: "kubernetes.io/dockerconfigjson".into(),
-            dockerconfigjson: Some(names::dockerconfigjson("q", "o+b", "tok-987654")),
+            dockerconfigjson: Some(digest(&names::dockerconfigjson("q", "o+b", "tok-987654"))),
             ..Default::default()
         };
         let text = format!("{s:?}");
@@ -272,6 +361,63 @@ mod tests {
         );
     }
 
+    fn digest(json: &str) -> ConfigDigest {
+        ConfigDigest::of(json.as_bytes())
+    }
+
+    #[test]
+    fn a_config_digest_is_of_the_json_not_of_its_spelling() {
+        assert_eq!(
+            digest(r#"{"auths": {"q": {"auth": "x", "email": ""}}}"#),
+            digest(r#"{"auths":{"q":{"email":"","auth":"x"}}}"#)
+        );
+        assert_ne!(
+            digest(r#"{"auths":{"q":{}}}"#),
+            digest(r#"{"auths":{"r":{}}}"#)
+        );
+        assert_ne!(digest(r#"{"a":[1,2]}"#), digest(r#"{"a":[2,1]}"#));
+        assert_ne!(digest(r#"{"a":"1"}"#), digest(r#"{"a":1}"#));
+        // Not JSON: equal only to the same bytes, never to JSON.
+        assert_eq!(digest("{auths"), digest("{auths"));
+        assert_ne!(digest("{auths"), digest("{}"));
+    }
+
+    #[test]
+    fn an_observed_service_account_keeps_only_links_to_bridge_secrets() {
+        let sa: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "builder", "namespace": "team"},
+            "secrets": [{"name": "builder-dockercfg-x7k2p"}, {"name": "builder-quay-openshift"}],
+            "imagePullSecrets": [{"name": "builder-dockercfg-x7k2p"}, {"name": "builder-quay-openshift"}]
+        }))
+        .unwrap();
+        let o = ObservedServiceAccount::of(&sa);
+        assert_eq!(o.secrets, ["builder-quay-openshift"]);
+        assert_eq!(o.image_pull_secrets, ["builder-quay-openshift"]);
+        let bare = ObservedServiceAccount::of(&Default::default());
+        assert!(bare.secrets.is_empty() && bare.image_pull_secrets.is_empty());
+    }
+
+    #[test]
+    fn an_observed_secret_holds_a_digest_of_its_credentials() {
+        let json = names::dockerconfigjson("q", "o+b", "tok-987654");
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "builder-quay-openshift", "resourceVersion": "7",
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY}, "annotations": {SERVICE_ACCOUNT_ANNOTATION: "builder"}},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &json)}
+        }))
+        .unwrap();
+        let o = ObservedSecret::of(&secret);
+        assert_eq!(o.resource_version.as_deref(), Some("7"));
+        assert!(secret_up_to_date(&o, "builder", &json));
+        assert!(!secret_up_to_date(
+            &o,
+            "builder",
+            &names::dockerconfigjson("q", "o+b", "other")
+        ));
+        assert!(!format!("{o:?}").contains("tok-987654"));
+    }
+
     #[test]
     fn only_a_labelled_secret_is_ours() {
         let mut s = ObservedSecret {
@@ -279,10 +425,15 @@ mod tests {
             ..Default::default()
         };
         assert!(!secret_is_ours(&s));
-        s.labels
-            .insert(MANAGED_BY_LABEL.into(), "someone-else".into());
+        let labelled = |value: &str| -> k8s_openapi::api::core::v1::Secret {
+            serde_json::from_value(
+                serde_json::json!({"metadata": {"labels": {MANAGED_BY_LABEL: value}}}),
+            )
+            .unwrap()
+        };
+        s = ObservedSecret::of(&labelled("someone-else"));
         assert!(!secret_is_ours(&s));
-        s.labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+        s = ObservedSecret::of(&labelled(MANAGED_BY));
         assert!(secret_is_ours(&s));
     }
 
@@ -300,13 +451,14 @@ mod tests {
                 name.clone(),
                 ObservedSecret {
                     type_: "kubernetes.io/dockerconfigjson".into(),
-                    dockerconfigjson: Some(names::dockerconfigjson(
+                    dockerconfigjson: Some(digest(&names::dockerconfigjson(
                         "quay.example.com",
                         &format!("openshift_demo+{sa}"),
                         &format!("tok-{sa}"),
-                    )),
-                    labels: [(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into(),
-                    annotations: [(SERVICE_ACCOUNT_ANNOTATION.to_owned(), sa.clone())].into(),
+                    ))),
+                    labelled: true,
+                    service_account: Some(sa.clone()),
+                    resource_version: None,
                 },
             );
             sas.insert(
@@ -329,7 +481,7 @@ mod tests {
         secrets
             .get_mut("default-quay-openshift")
             .unwrap()
-            .dockerconfigjson = Some("{}".into());
+            .dockerconfigjson = Some(digest("{}"));
         sas.get_mut("deployer").unwrap().image_pull_secrets.clear();
         let plan = plan_kube(&c, "openshift_demo", &new_tokens, &secrets, &sas);
         let applied: Vec<&str> = plan
@@ -358,17 +510,10 @@ mod tests {
     fn observed(sa: &str) -> ObservedSecret {
         ObservedSecret {
             type_: "kubernetes.io/dockerconfigjson".into(),
-            dockerconfigjson: Some("{\"auths\": {\"q\": {}}}".into()),
-            labels: [
-                (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
-                ("team".to_owned(), "a".to_owned()),
-            ]
-            .into(),
-            annotations: [
-                (SERVICE_ACCOUNT_ANNOTATION.to_owned(), sa.to_owned()),
-                ("note".to_owned(), "users".to_owned()),
-            ]
-            .into(),
+            dockerconfigjson: Some(digest("{\"auths\": {\"q\": {}}}")),
+            labelled: true,
+            service_account: Some(sa.to_owned()),
+            resource_version: None,
         }
     }
 
@@ -377,7 +522,7 @@ mod tests {
         let payload = "{\"auths\":{\"q\":{}}}";
         assert!(secret_up_to_date(&observed("builder"), "builder", payload));
         let mut s = observed("builder");
-        s.annotations.remove(SERVICE_ACCOUNT_ANNOTATION);
+        s.service_account = None;
         assert!(
             !secret_up_to_date(&s, "builder", payload),
             "annotation removed"
@@ -387,7 +532,7 @@ mod tests {
             "other account"
         );
         let mut s = observed("builder");
-        s.labels.remove(MANAGED_BY_LABEL);
+        s.labelled = false;
         assert!(!secret_up_to_date(&s, "builder", payload), "label removed");
         let mut s = observed("builder");
         s.type_ = "Opaque".into();
@@ -404,10 +549,12 @@ mod tests {
     #[test]
     fn the_desired_secret_keeps_other_labels_and_annotations() {
         let payload = SecretString::new("{}");
-        let mut current = observed("default");
-        current
-            .labels
-            .insert(MANAGED_BY_LABEL.into(), "someone-else".into());
+        let current: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
+            serde_json::from_value(serde_json::json!({
+                "labels": {MANAGED_BY_LABEL: "someone-else", "team": "a"},
+                "annotations": {SERVICE_ACCOUNT_ANNOTATION: "default", "note": "users"}
+            }))
+            .unwrap();
         let s = desired_secret(
             "demo",
             "builder-quay-openshift",

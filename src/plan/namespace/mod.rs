@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod kube;
 pub use kube::{
-    KubeAction, KubePlan, ObservedSecret, ObservedServiceAccount, SERVICE_ACCOUNT_ANNOTATION,
-    desired_secret, link_ops, plan_kube, secret_is_ours, secret_payload, secret_up_to_date,
+    ConfigDigest, KubeAction, KubePlan, ObservedSecret, ObservedServiceAccount,
+    SERVICE_ACCOUNT_ANNOTATION, desired_secret, link_ops, plan_kube, secret_is_ours,
+    secret_payload, secret_up_to_date,
 };
 
 /// A robot as observed.

@@ -31,13 +31,32 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::watch;
 
+/// A namespace's organization as last read: a hint that saves the reads
+/// of the reconciles that follow one (its own writes trigger them), kept
+/// for [`VIEW_HINT`] at most.
 pub(crate) struct CachedView {
     pub org: String,
     pub view: QuayView,
     pub fetched: Instant,
     pub generation: Option<i64>,
+}
+
+/// How long a cached view stands in for Quay (or the resync interval, if
+/// shorter). Long enough for the reconciles a namespace's own Secrets and
+/// links trigger; short enough that a large cluster does not hold every
+/// organization's view between resyncs.
+pub(crate) const VIEW_HINT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What team sync learnt of a namespace that a read of Quay does not
+/// show: kept between reads, unlike the view.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct TeamMemory {
+    /// Users Quay invited instead of adding: (team, user).
+    pub invited: std::collections::BTreeSet<(String, String)>,
+    /// Unknown users already reported by an Event.
+    pub reported: std::collections::BTreeSet<String>,
     /// Team sync's counts for the status.
-    pub team_report: Option<crate::crd::TeamSyncStatus>,
+    pub report: Option<crate::crd::TeamSyncStatus>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -74,6 +93,7 @@ pub struct Context {
     pub(crate) credentials: Mutex<HashMap<(String, String), Store<Secret>>>,
     clients: Mutex<HashMap<String, QuayClient>>,
     pub(crate) views: Mutex<HashMap<String, CachedView>>,
+    pub(crate) team_memory: Mutex<HashMap<String, TeamMemory>>,
     health: Mutex<HashMap<String, Health>>,
     outcomes: Mutex<BTreeMap<String, NsOutcome>>,
     failures: Mutex<HashMap<String, u32>>,
@@ -160,6 +180,7 @@ impl Context {
             credentials: Mutex::default(),
             clients: Mutex::default(),
             views: Mutex::default(),
+            team_memory: Mutex::default(),
             health: Mutex::default(),
             outcomes: Mutex::default(),
             failures: Mutex::default(),
@@ -204,6 +225,7 @@ impl Context {
     /// already published) is not trusted; this term reads afresh.
     pub(crate) fn begin_term(&self) {
         lock(&self.views).clear();
+        lock(&self.team_memory).clear();
         lock(&self.generations).clear();
         lock(&self.token_checks).clear();
         lock(&self.failures).clear();
@@ -322,8 +344,8 @@ impl Context {
     ) -> crate::crd::TeamSyncStatus {
         let managed: HashSet<String> = self.outcomes_of(id).into_iter().map(|(n, _)| n).collect();
         let mut sum = crate::crd::TeamSyncStatus::default();
-        for (ns, v) in lock(&self.views).iter() {
-            if let (true, Some(r)) = (managed.contains(ns), &v.team_report) {
+        for (ns, m) in lock(&self.team_memory).iter() {
+            if let (true, Some(r)) = (managed.contains(ns), &m.report) {
                 sum.members += r.members;
                 sum.unknown_users += r.unknown_users;
                 sum.invalid_user_names += r.invalid_user_names;
@@ -332,6 +354,28 @@ impl Context {
             }
         }
         sum
+    }
+
+    /// How long a cached view stands in for Quay.
+    pub(crate) fn view_hint(&self) -> std::time::Duration {
+        self.options.resync.mul_f64(0.9).min(VIEW_HINT)
+    }
+
+    /// Drops the cached views no reconcile may use any more.
+    pub(crate) fn evict_stale_views(&self) {
+        let hint = self.view_hint();
+        lock(&self.views).retain(|_, c| c.fetched.elapsed() < hint);
+    }
+
+    /// Keeps what team sync learnt of a namespace (nothing, when it
+    /// learnt nothing).
+    pub(crate) fn remember_teams(&self, namespace: &str, memory: TeamMemory) {
+        let mut all = lock(&self.team_memory);
+        if memory == TeamMemory::default() {
+            all.remove(namespace);
+        } else {
+            all.insert(namespace.to_owned(), memory);
+        }
     }
 
     /// Re-reconciles every namespace (integration or credentials changed,

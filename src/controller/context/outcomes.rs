@@ -64,6 +64,7 @@ impl Context {
     pub fn forget(&self, namespace: &str) {
         self.set_outcome(namespace, None);
         lock(&self.views).remove(namespace);
+        lock(&self.team_memory).remove(namespace);
         lock(&self.failures).remove(namespace);
         lock(&self.reported).retain(|(n, _)| n != namespace);
     }

@@ -9,7 +9,7 @@ mod teams;
 use apply::{Tokens, apply_kube, apply_quay};
 use lifecycle::{bridged, cleanup, ensure_namespace_metadata, release};
 
-use super::context::{CachedView, Context, NsOutcome, NsState};
+use super::context::{CachedView, Context, NsOutcome, NsState, TeamMemory};
 use super::error::Error;
 use crate::config::{FINALIZER, IntegrationConfig, LEGACY_FINALIZER};
 use crate::plan::names::{self, Marker};
@@ -283,9 +283,16 @@ async fn converge(
                 view: view.clone(),
                 fetched,
                 generation: cfg.generation,
-                team_report: team_report.as_ref().ok().cloned().flatten(),
             },
         );
+    ctx.remember_teams(
+        &s.name,
+        TeamMemory {
+            invited: view.teams.invited.clone(),
+            reported: view.teams.reported.clone(),
+            report: team_report.as_ref().ok().cloned().flatten(),
+        },
+    );
     team_report?;
     let applied = converge_kube(&s, &mut view, from_cache).await?;
     report(&s, &actions, applied).await
@@ -432,7 +439,7 @@ fn cached_view(
     org: &str,
     cfg: &IntegrationConfig,
 ) -> Option<(QuayView, Instant)> {
-    let fresh_for = ctx.options.resync.mul_f64(0.9);
+    let fresh_for = ctx.view_hint();
     ctx.views
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

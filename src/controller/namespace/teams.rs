@@ -62,14 +62,12 @@ pub(super) fn teams_of(
 /// still pending and the unknown users already reported. Unknown users
 /// themselves are asked about again now that Quay is read again.
 pub(super) fn carry_over(ctx: &Context, ns: &str, view: &mut QuayView) {
-    let views = ctx
-        .views
+    let memory = ctx
+        .team_memory
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(old) = views.get(ns) {
+    if let Some(old) = memory.get(ns) {
         view.teams.invited = old
-            .view
-            .teams
             .invited
             .iter()
             .filter(|(team, user)| {
@@ -81,7 +79,7 @@ pub(super) fn carry_over(ctx: &Context, ns: &str, view: &mut QuayView) {
             })
             .cloned()
             .collect();
-        view.teams.reported = old.view.teams.reported.clone();
+        view.teams.reported = old.reported.clone();
     }
 }
 

@@ -260,23 +260,28 @@ async fn main() {
 
     let managed = ListParams::default().labels("app.kubernetes.io/managed-by=quay-bridge-operator");
     let all_secrets = Api::<Secret>::all(admin.clone());
+    // Polling costs the sandbox (a list of every managed Secret, a copy of
+    // all of Quay's state): on a large cluster poll less often, and read
+    // Quay only once the Secrets are all there.
+    let poll = Duration::from_millis((namespaces as u64 / 2).clamp(1_000, 5_000));
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(poll).await;
         assert!(child.try_wait().unwrap().is_none(), "the operator exited");
-        let orgs = quay
-            .snapshot()
-            .organizations
-            .values()
-            .filter(|o| o.repositories.len() == streams && o.robots.len() == 3)
-            .count();
-        if orgs == namespaces
-            && all_secrets
-                .list_metadata(&managed)
-                .await
-                .unwrap()
-                .items
-                .len()
-                == 3 * namespaces
+        let secrets_done = all_secrets
+            .list_metadata(&managed)
+            .await
+            .unwrap()
+            .items
+            .len()
+            == 3 * namespaces;
+        if secrets_done
+            && quay
+                .snapshot()
+                .organizations
+                .values()
+                .filter(|o| o.repositories.len() == streams && o.robots.len() == 3)
+                .count()
+                == namespaces
         {
             break;
         }

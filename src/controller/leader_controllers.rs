@@ -2,7 +2,7 @@
 //! controllers on the shared caches, the import controller on rewritten
 //! Builds, the namespace controller, and the Quay probe.
 
-use super::caches::{shared_objects, strip, strip_build};
+use super::caches::{shared_objects, strip_build, strip_namespace};
 use super::context::Context;
 use super::{Tasks, build, integration, lenient, namespace};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
@@ -149,8 +149,9 @@ async fn namespace_controller(
         }
     })
     .inspect(move |r| queue_ctx.queued([r.name.as_str()]));
-    // The namespace cache drops managedFields: on a large cluster they are
-    // most of each cached object, and no decision reads them.
+    // The namespace cache drops managedFields, spec and status: on a large
+    // cluster they are most of each cached object, and no decision reads
+    // them.
     let watch_ctx = ctx.clone();
     let ns_stream = reflector(
         ns_writer,
@@ -159,7 +160,7 @@ async fn namespace_controller(
             watcher::Config::default(),
         )
         .default_backoff()
-        .modify(strip),
+        .modify(strip_namespace),
     )
     .applied_objects()
     .inspect(move |n| {

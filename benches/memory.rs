@@ -6,7 +6,8 @@
 //! unrelated Secrets must not count.
 //!
 //! Prints the operator's peak RSS (VmHWM) at convergence and its RSS after.
-//! `cargo bench --bench memory` (env `NAMESPACES`, `IMAGESTREAMS`, `SECRETS`;
+//! `cargo bench --bench memory` (env `NAMESPACES`, `IMAGESTREAMS`, `SECRETS`,
+//! `ROLEBINDINGS`, `TEAM_SYNC`, `HISTORY`;
 //! `BINARY=sandbox` measures the default build, which also holds the
 //! sandbox, instead of the image's build without it: that one is built
 //! first, into `target/production`).
@@ -121,7 +122,10 @@ async fn main() {
         .unwrap();
     let kube = EmbeddedKube::start(EmbeddedKubeConfig {
         listen: Some("127.0.0.1:0".into()),
-        history_limit: 1_000,
+        // Events the sandbox keeps for resuming watches (env `HISTORY`): a
+        // watch resuming from further back relists, as after a real
+        // apiserver's compaction.
+        history_limit: env("HISTORY", 1_000),
         ..Default::default()
     })
     .await

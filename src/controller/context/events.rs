@@ -28,16 +28,16 @@ struct Series {
     last: Timestamp,
 }
 
-/// One Event to publish.
+/// One Event to publish, before it has a name and a time.
 #[derive(Debug, Clone)]
 pub struct Note<'a> {
     /// Warning, or Normal.
     pub warning: bool,
     /// Why (CamelCase).
     pub reason: &'a str,
-    /// What was being done.
+    /// What the operator was doing (`Reconcile`, `Import`…).
     pub action: &'a str,
-    /// For a person to read.
+    /// What happened and what to do, for a person; at most a few lines.
     pub note: String,
 }
 

@@ -33,7 +33,8 @@ struct QuayLabels {
     quay: String,
 }
 
-/// Operator metrics.
+/// The operator's series (README, "Metrics"). Clones share the same
+/// series; one not registered still counts (tests and benches read it).
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
@@ -45,14 +46,15 @@ pub struct Metrics {
     queue_depth: Family<InFlightLabels, Gauge>,
     namespaces: Family<NamespaceLabels, Gauge>,
     escaped_builds: Gauge,
-    /// Quay client metrics.
+    /// Requests to Quay by method, endpoint and status class, and their
+    /// latency; the client records them.
     pub quay: QuayMetrics,
-    /// Webhook metrics.
+    /// Admission reviews by outcome and their latency.
     pub webhook: crate::webhook::server::WebhookMetrics,
 }
 
 impl Metrics {
-    /// Registers every series.
+    /// Metrics whose every series `/metrics` serves from `registry`.
     pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
         let m = Self {
             quay: QuayMetrics::register(registry),

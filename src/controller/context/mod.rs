@@ -63,11 +63,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Shared state.
+/// What every reconcile and admission shares: the caches, what the
+/// current leadership term learnt, and the ways out (Kubernetes, Quay,
+/// Events, metrics).
 pub struct Context {
-    /// The Kubernetes client.
+    /// Acts as the operator's service account; every call has a deadline.
     pub client: Client,
-    /// Settings.
+    /// From the command line, fixed for the process's life.
     pub options: Options,
     /// UID of the `kube-system` namespace: tells clusters apart.
     pub cluster_uid: String,
@@ -86,7 +88,7 @@ pub struct Context {
     pub role_bindings: Arc<super::index::Index<crate::plan::teams::ObservedBinding>>,
     /// OpenShift Groups, when the kind is served.
     pub groups: Option<Store<crate::openshift::Group>>,
-    /// Metrics.
+    /// Counters and gauges `/metrics` serves; shared with the admin server.
     pub metrics: Metrics,
     /// Builds that escaped the webhook.
     pub escaped: escaped::EscapedBuilds,
@@ -121,27 +123,28 @@ impl std::fmt::Debug for Context {
     }
 }
 
-/// The stores a Context reads.
+/// The caches a Context reads, each fed by one watch (see
+/// `caches::Caches::start`), before the Context exists.
 #[derive(Clone)]
 pub struct Stores {
-    /// QuayIntegrations.
+    /// `quay.redhat.com` QuayIntegrations, managedFields dropped.
     pub current: Store<QuayIntegration>,
-    /// Legacy QuayIntegrations.
+    /// `redhatcop.redhat.io` QuayIntegrations, when that CRD is served.
     pub legacy: Option<Store<LegacyQuayIntegration>>,
-    /// Service accounts.
+    /// Every service account, as its links to bridge Secrets.
     pub service_accounts: Arc<super::index::Index<ObservedServiceAccount>>,
-    /// Managed Secrets.
+    /// The Secrets carrying the operator's label, as the plan compares them.
     pub secrets: Arc<super::index::Index<ObservedSecret>>,
-    /// ImageStream metadata.
+    /// ImageStream names by namespace, when the kind is served.
     pub image_streams: Option<Arc<super::index::NameIndex>>,
-    /// RoleBindings.
+    /// RoleBindings' roles, users and groups, for team sync.
     pub role_bindings: Arc<super::index::Index<crate::plan::teams::ObservedBinding>>,
-    /// Groups.
+    /// OpenShift Groups' users, when the kind is served.
     pub groups: Option<Store<crate::openshift::Group>>,
 }
 
 impl Context {
-    /// Builds the context.
+    /// A context over `stores`, with nothing learnt yet.
     pub fn new(
         client: Client,
         options: Options,

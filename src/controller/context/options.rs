@@ -4,7 +4,8 @@ use crate::quay::RetryPolicy;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Operator settings.
+/// The settings `run` and `sandbox` take from the command line;
+/// [`Options::default`] is what the flags default to.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Namespaces reconciled at once.
@@ -17,11 +18,11 @@ pub struct Options {
     pub probe_interval: Duration,
     /// Longest backoff of a failing namespace.
     pub max_backoff: Duration,
-    /// Quay connect timeout.
+    /// How long a TCP and TLS connect to Quay may take.
     pub quay_connect_timeout: Duration,
-    /// Quay request timeout.
+    /// How long one Quay request may take, answer included.
     pub quay_request_timeout: Duration,
-    /// Quay retry policy.
+    /// Which Quay failures are retried, how often, and how long apart.
     pub retry: RetryPolicy,
     /// This replica's name (Events' reporting instance).
     pub instance: String,
@@ -71,7 +72,7 @@ pub enum CertSource {
     /// Files: `tls.crt`/`tls.key` (a Secret volume, OpenShift's service CA)
     /// or OLM's `apiserver.crt`/`apiserver.key`, reloaded when they change.
     Files {
-        /// The directory.
+        /// Where the certificate and key are mounted.
         dir: std::path::PathBuf,
         /// How often the files are checked.
         reload_interval: Duration,

@@ -19,7 +19,8 @@ pub(super) struct Health {
 }
 
 impl Context {
-    /// Reads the token.
+    /// The Quay token in the credentials Secret `creds` names: from its
+    /// watch once one runs, else read from the apiserver.
     pub(crate) async fn token(&self, creds: &SecretKeyRef) -> Result<SecretString, Error> {
         let cached = lock(&self.credentials)
             .get(&(creds.namespace.clone(), creds.name.clone()))

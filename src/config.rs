@@ -79,6 +79,52 @@ pub struct SecretKeyRef {
     pub name: String,
     /// The data key holding the token (`token` unless the spec names one).
     pub key: String,
+    /// Keep a bootstrap password after the minted token works.
+    pub keep_password: bool,
+    /// Lifetime of a token the operator mints.
+    pub token_lifetime: std::time::Duration,
+}
+
+/// `tokenLifetime`'s default (30 days).
+pub const DEFAULT_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(720 * 3600);
+
+/// The shortest token lifetime the operator accepts: renewal happens when
+/// a third remains, and the operator may be down meanwhile.
+pub const MIN_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Parses a duration as Go writes them (`720h`, `1h30m`, `90s`): one or
+/// more `<digits><h|m|s>`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    let mut any = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(format!("{text:?}: unknown unit {c:?} (use h, m or s)")),
+        };
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{text:?}: a number must come before {c:?}"))?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("{text:?} is too long"))?;
+        digits.clear();
+        any = true;
+    }
+    if !digits.is_empty() || !any {
+        return Err(format!(
+            "{text:?}: expected a duration such as 720h or 1h30m"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(total))
 }
 
 /// A validated integration.
@@ -357,10 +403,20 @@ fn build(
 /// From a `quay.redhat.com/v1` QuayIntegration.
 pub fn from_current(qi: &QuayIntegration) -> Result<IntegrationConfig, ConfigError> {
     let s = &qi.spec;
+    let token_lifetime = parse_duration(&s.credentials_secret.token_lifetime)
+        .map_err(|e| ConfigError::Credentials(format!("tokenLifetime: {e}")))?;
+    if token_lifetime < MIN_TOKEN_LIFETIME {
+        return Err(ConfigError::Credentials(format!(
+            "tokenLifetime {} is shorter than 1h",
+            s.credentials_secret.token_lifetime
+        )));
+    }
     let credentials = SecretKeyRef {
         namespace: s.credentials_secret.namespace.clone(),
         name: s.credentials_secret.name.clone(),
         key: s.credentials_secret.key.clone(),
+        keep_password: s.credentials_secret.keep_password,
+        token_lifetime,
     };
     let id = IntegrationId {
         group: ApiGroup::Current,
@@ -394,6 +450,8 @@ pub fn from_legacy(qi: &LegacyQuayIntegration) -> Result<IntegrationConfig, Conf
             .credentials_secret_key
             .clone()
             .unwrap_or_else(|| "token".into()),
+        keep_password: false,
+        token_lifetime: DEFAULT_TOKEN_LIFETIME,
     };
     let id = IntegrationId {
         group: ApiGroup::Legacy,
@@ -428,6 +486,8 @@ pub(crate) fn test_config(cluster_id: &str, prefix: &str) -> IntegrationConfig {
             namespace: "o".into(),
             name: "s".into(),
             key: "token".into(),
+            keep_password: false,
+            token_lifetime: DEFAULT_TOKEN_LIFETIME,
         },
         allow: vec![],
         deny: vec![],
@@ -448,6 +508,17 @@ pub(crate) fn test_config(cluster_id: &str, prefix: &str) -> IntegrationConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_as_go_writes_them() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("720h"), Ok(Duration::from_secs(720 * 3600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        for bad in ["", "h", "10", "10d", "1.5h", "-1h", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
     use serde_json::json;
 
     fn current(spec: serde_json::Value) -> Result<IntegrationConfig, ConfigError> {

@@ -22,20 +22,39 @@ fn default_token_key() -> String {
     "token".to_owned()
 }
 
+fn default_token_lifetime() -> String {
+    "720h".to_owned()
+}
+
 /// Where the Quay OAuth token is kept.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsSecret {
-    /// Name of the Secret holding the Quay OAuth access token.
+    /// Name of the Secret holding the Quay OAuth access token, or a Quay
+    /// user's `username` and `password` from which the operator mints one.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Namespace of that Secret.
     #[schemars(length(min = 1, max = 63))]
     pub namespace: String,
-    /// Key of the token in the Secret's data.
+    /// Key of the token in the Secret's data. A token the operator mints
+    /// is written here.
     #[serde(default = "default_token_key")]
     #[schemars(length(min = 1))]
     pub key: String,
+    /// With `username` and `password` in the Secret: keep the password
+    /// after the minted token works, so a token Quay stops accepting is
+    /// minted again without a person. Default: the password is removed
+    /// from the Secret once the token works.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_password: bool,
+    /// Lifetime of a token the operator mints (a duration such as `720h`,
+    /// `90m`, `1h30m`). The operator renews it with itself when a third of
+    /// it remains, so it needs no password to stay valid; a Quay without
+    /// the applications' tokens API mints 10-year tokens instead.
+    #[serde(default = "default_token_lifetime")]
+    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    pub token_lifetime: String,
 }
 
 /// A CA bundle the operator trusts for Quay's API (besides the system

@@ -175,7 +175,21 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
         Err(e) => status::invalid(&e.to_string(), generation, &previous),
         Ok(cfg) => {
             watch_credentials(ctx, &cfg.credentials.namespace, &cfg.credentials.name);
-            let check = check_quay(&cfg, ctx).await;
+            let regarding = qi.object_ref(&());
+            let check = match super::credentials::ensure(&cfg, ctx, &regarding).await {
+                Some(decided) => decided,
+                None => {
+                    let check = check_quay(&cfg, ctx).await;
+                    if check.rejected {
+                        // A password may be held: mint again right away.
+                        super::credentials::ensure(&cfg, ctx, &regarding)
+                            .await
+                            .unwrap_or(check)
+                    } else {
+                        check
+                    }
+                }
+            };
             status::status(
                 &check,
                 &ctx.outcomes_of(&cfg.id),
@@ -228,6 +242,7 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
         reachable: false,
         reach_reason: "Unavailable",
         reach_msg: msg,
+        rejected: false,
     };
     if ctx.quay_is_down(cfg) {
         return down(format!("Quay at {} does not answer", cfg.quay_url));
@@ -242,6 +257,7 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
                 reachable: false,
                 reach_reason: "Unknown",
                 reach_msg: "no usable token".into(),
+                rejected: false,
             };
         }
         Err(Error::QuayDown(u)) => return down(format!("Quay at {u} does not answer")),
@@ -253,6 +269,7 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
                 reachable: false,
                 reach_reason: "ClientError",
                 reach_msg: e.to_string(),
+                rejected: false,
             };
         }
     };
@@ -270,23 +287,36 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
         return check.clone();
     }
     let answering = format!("Quay at {} answers", cfg.quay_url);
+    let was_rejected = client.token_rejected();
     let check = match client.current_user().await {
-        Ok(user) => TokenCheck {
-            creds_ok: true,
-            creds_reason: "TokenAccepted",
-            creds_msg: format!("the token belongs to Quay user {}", user.username),
-            reachable: true,
-            reach_reason: "Answering",
-            reach_msg: answering,
-        },
+        Ok(user) => {
+            if was_rejected {
+                // Quay accepts it again (its user re-enabled): namespaces
+                // resume at once.
+                tracing::info!(integration = %cfg.id, "Quay accepts the token again");
+                ctx.trigger_all();
+            }
+            TokenCheck {
+                creds_ok: true,
+                creds_reason: "TokenAccepted",
+                creds_msg: format!("the token belongs to Quay user {}", user.username),
+                reachable: true,
+                reach_reason: "Answering",
+                reach_msg: answering,
+                rejected: false,
+            }
+        }
         Err(e) => match e.category() {
             crate::quay::Category::Auth => TokenCheck {
                 creds_ok: false,
                 creds_reason: "TokenRejected",
-                creds_msg: format!("Quay refused the token: {e}"),
+                creds_msg: format!(
+                    "Quay refuses the token (revoked, expired, its user disabled or deleted, or without the user:read scope); no Quay calls are made with it until it works again: {e}"
+                ),
                 reachable: true,
                 reach_reason: "Answering",
                 reach_msg: answering,
+                rejected: e.is_dead_token(),
             },
             crate::quay::Category::Unavailable | crate::quay::Category::RateLimited => {
                 ctx.quay_failed(cfg, &client);
@@ -302,6 +332,7 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
                     "{} answers, but not as a Quay API (is quayHostname right?): {e}",
                     cfg.quay_url
                 ),
+                rejected: false,
             },
             _ => TokenCheck {
                 creds_ok: false,
@@ -310,6 +341,7 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
                 reachable: true,
                 reach_reason: "Answering",
                 reach_msg: e.to_string(),
+                rejected: false,
             },
         },
     };

@@ -4,6 +4,7 @@
 pub mod build;
 mod caches;
 pub mod context;
+mod credentials;
 pub mod error;
 pub mod index;
 pub mod integration;

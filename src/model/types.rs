@@ -373,6 +373,37 @@ pub(crate) struct VisibilityBody {
 /// Quay's error bodies, all three shapes: the API shape
 /// (`detail`/`error_message`/`error_type`/`title`/`status`), the data-model
 /// shape (`{"message"}`) and the CSRF shape (`{"error"}`).
+/// An organization's OAuth application (its client secret is never read).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OAuthApplication {
+    /// Display name.
+    pub name: String,
+    /// Free text; the operator keeps its ownership marker here.
+    #[serde(default)]
+    pub description: String,
+    /// The OAuth client id.
+    pub client_id: String,
+    /// Where Quay redirects after authorizing.
+    #[serde(default)]
+    pub redirect_uri: String,
+}
+
+/// `{"applications": [...]}`.
+#[derive(Debug, Deserialize)]
+pub struct OAuthApplicationList {
+    /// The applications.
+    pub applications: Vec<OAuthApplication>,
+}
+
+/// The tokens API's answer to a create: the token is shown only here.
+#[derive(Debug, Deserialize)]
+pub struct AppToken {
+    /// Its id, to delete it.
+    pub uuid: String,
+    /// The token.
+    pub token: SecretString,
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ErrorBody {
     #[serde(default)]
@@ -383,6 +414,9 @@ pub(crate) struct ErrorBody {
     pub message: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+    /// `invalid_token`, `insufficient_scope`, … (shape (a) only).
+    #[serde(default)]
+    pub error_type: Option<String>,
 }
 
 impl ErrorBody {

@@ -2,6 +2,7 @@
 //! organization, and what to change in Quay and Kubernetes. No I/O here;
 //! the controllers read, call these, apply, and report.
 
+pub mod credentials;
 pub mod escape;
 pub mod import;
 pub mod metadata;

@@ -43,6 +43,8 @@ pub struct TokenCheck {
     pub reach_reason: &'static str,
     /// See the status conditions.
     pub reach_msg: String,
+    /// Quay answered the token as dead (`CredentialsRejected`).
+    pub rejected: bool,
 }
 
 pub fn condition(
@@ -189,6 +191,22 @@ pub fn status(
                 generation,
                 previous,
             ),
+            condition(
+                "CredentialsRejected",
+                check.rejected,
+                if check.rejected {
+                    "TokenRejected"
+                } else {
+                    "NotRejected"
+                },
+                if check.rejected {
+                    check.creds_msg.clone()
+                } else {
+                    "Quay has not refused the credentials".to_owned()
+                },
+                generation,
+                previous,
+            ),
         ],
         observed_generation: generation,
         managed_namespaces: u32::try_from(managed).unwrap_or(u32::MAX),
@@ -252,6 +270,7 @@ mod tests {
                 "Unavailable"
             },
             reach_msg: "reach".into(),
+            rejected: false,
         }
     }
 

@@ -114,3 +114,66 @@ pub const REPO_TEAM_PERM_PUT: Endpoint = Endpoint::new(
 );
 /// `GET /api/v1/repository/{org}/{repo}/tag/`.
 pub const TAG_LIST: Endpoint = Endpoint::new("GET", "/api/v1/repository/{org}/{repo}/tag/");
+/// `GET /csrf_token`: a CSRF token and its session cookie.
+pub const CSRF_TOKEN: Endpoint = Endpoint::new("GET", "/csrf_token");
+/// `POST /api/v1/signin`.
+pub const SIGNIN: Endpoint = Endpoint::new("POST", "/api/v1/signin");
+/// `POST /api/v1/signout`.
+pub const SIGNOUT: Endpoint = Endpoint::new("POST", "/api/v1/signout");
+/// `GET /api/v1/organization/{org}/applications`.
+pub const APP_LIST: Endpoint = Endpoint::new("GET", "/api/v1/organization/{org}/applications");
+/// `POST /api/v1/organization/{org}/applications`.
+pub const APP_CREATE: Endpoint = Endpoint::new("POST", "/api/v1/organization/{org}/applications");
+/// `POST /api/v1/organization/{org}/applications/{client_id}/tokens`.
+pub const APP_TOKEN_CREATE: Endpoint = Endpoint::new(
+    "POST",
+    "/api/v1/organization/{org}/applications/{client_id}/tokens",
+);
+/// `DELETE /api/v1/organization/{org}/applications/{client_id}/tokens/{uuid}`.
+pub const APP_TOKEN_DELETE: Endpoint = Endpoint::new(
+    "DELETE",
+    "/api/v1/organization/{org}/applications/{client_id}/tokens/{uuid}",
+);
+/// `POST /oauth/authorizeapp`: mints a token for a signed-in user.
+pub const AUTHORIZE_APP: Endpoint = Endpoint::new("POST", "/oauth/authorizeapp");
+
+impl Endpoint {
+    /// The OAuth scope Quay requires for the call (its endpoints'
+    /// `require_scope`); `None` for calls that need none or only a session.
+    pub fn required_scope(&self) -> Option<&'static str> {
+        let t = self.template;
+        Some(match (self.method, t) {
+            (_, "/csrf_token" | "/api/v1/signin" | "/api/v1/signout" | "/oauth/authorizeapp") => {
+                return None;
+            }
+            ("GET", "/api/v1/user/") => "user:read",
+            ("POST", "/api/v1/organization/") => "user:admin",
+            ("GET", "/api/v1/organization/{org}") => return None,
+            (_, _) if t.starts_with("/api/v1/organization/") => "org:admin",
+            ("POST", "/api/v1/repository") => "repo:create",
+            ("GET", _) if t.starts_with("/api/v1/repository") => "repo:read",
+            (_, _) if t.starts_with("/api/v1/repository") => "repo:admin",
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_per_call_follow_quay() {
+        assert_eq!(USER_GET.required_scope(), Some("user:read"));
+        assert_eq!(ORG_CREATE.required_scope(), Some("user:admin"));
+        assert_eq!(ORG_GET.required_scope(), None);
+        assert_eq!(ROBOT_CREATE.required_scope(), Some("org:admin"));
+        assert_eq!(TEAM_MEMBER_PUT.required_scope(), Some("org:admin"));
+        assert_eq!(APP_TOKEN_CREATE.required_scope(), Some("org:admin"));
+        assert_eq!(REPO_CREATE.required_scope(), Some("repo:create"));
+        assert_eq!(TAG_LIST.required_scope(), Some("repo:read"));
+        assert_eq!(REPO_PERM_PUT.required_scope(), Some("repo:admin"));
+        assert_eq!(REPO_VISIBILITY.required_scope(), Some("repo:admin"));
+        assert_eq!(SIGNIN.required_scope(), None);
+    }
+}

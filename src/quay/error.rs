@@ -143,6 +143,14 @@ pub enum QuayError {
         /// The decoding error.
         message: String,
     },
+    /// An earlier call showed the token dead; no request was made.
+    #[error(
+        "{endpoint}: not sent: Quay refused this token earlier (revoked, expired or its user disabled)"
+    )]
+    TokenRejected {
+        /// The call.
+        endpoint: Endpoint,
+    },
     /// A name Quay would reject; no request was made.
     #[error(transparent)]
     InvalidName(#[from] InvalidName),
@@ -161,7 +169,9 @@ impl QuayError {
                 Category::InvalidRequest
             }
             QuayError::InvalidName(_) => Category::InvalidRequest,
-            QuayError::Unauthorized { .. } | QuayError::Forbidden { .. } => Category::Auth,
+            QuayError::Unauthorized { .. }
+            | QuayError::Forbidden { .. }
+            | QuayError::TokenRejected { .. } => Category::Auth,
             QuayError::RateLimited { .. } => Category::RateLimited,
             QuayError::Server { .. } | QuayError::Transport { .. } => Category::Unavailable,
             QuayError::Decode { .. } => Category::Protocol,
@@ -178,6 +188,33 @@ impl QuayError {
     /// (`400 Unknown user`).
     pub fn is_unknown_user(&self) -> bool {
         matches!(self, QuayError::InvalidRequest { status: 400, message, .. } if message == "Unknown user")
+    }
+
+    /// Whether Quay answered as it answers a dead token
+    /// (quay-api-bootstrap.md): 401 on the API, or — for a write, where
+    /// Quay falls back to cookie auth — its CSRF refusal, which a valid
+    /// Bearer token never gets. Not a missing scope (403
+    /// `insufficient_scope`), not an outage.
+    pub fn is_dead_token(&self) -> bool {
+        match self {
+            QuayError::Unauthorized { .. } | QuayError::TokenRejected { .. } => true,
+            QuayError::Forbidden { message, .. } => is_csrf_message(message),
+            _ => false,
+        }
+    }
+
+    /// The scope Quay found missing: a 403 `insufficient_scope` answer to a
+    /// call that needs this scope (or a permission the user lacks on the
+    /// object; Quay answers both alike).
+    pub fn missing_scope(&self) -> Option<&'static str> {
+        match self {
+            QuayError::Forbidden { endpoint, message }
+                if message.starts_with(INSUFFICIENT_SCOPE) =>
+            {
+                endpoint.required_scope()
+            }
+            _ => None,
+        }
     }
 
     /// Whether the object exists already.
@@ -225,7 +262,8 @@ impl QuayError {
             | QuayError::RateLimited { endpoint, .. }
             | QuayError::Server { endpoint, .. }
             | QuayError::Transport { endpoint, .. }
-            | QuayError::Decode { endpoint, .. } => Some(*endpoint),
+            | QuayError::Decode { endpoint, .. }
+            | QuayError::TokenRejected { endpoint } => Some(*endpoint),
             QuayError::InvalidName(_) | QuayError::Config(_) => None,
         }
     }
@@ -249,6 +287,19 @@ impl QuayError {
                 QuayError::AlreadyExists { endpoint, message }
             }
             401 => QuayError::Unauthorized { endpoint, message },
+            403 if parsed.error_type.as_deref() == Some("insufficient_scope") => {
+                QuayError::Forbidden {
+                    endpoint,
+                    message: match endpoint.required_scope() {
+                        Some(scope) => format!(
+                            "{INSUFFICIENT_SCOPE}: the token lacks scope {scope}, or its user lacks permission on the object"
+                        ),
+                        None => {
+                            format!("{INSUFFICIENT_SCOPE}: the user lacks permission on the object")
+                        }
+                    },
+                }
+            }
             403 => QuayError::Forbidden { endpoint, message },
             409 => QuayError::Conflict { endpoint, message },
             429 => QuayError::RateLimited {
@@ -297,6 +348,15 @@ fn error_chain(err: &reqwest::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+/// How a 403 `insufficient_scope` answer starts.
+const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
+
+/// Quay's CSRF refusal (`CSRF token was invalid or missing.`, with
+/// `(authorized: …)` for cookie callers).
+fn is_csrf_message(message: &str) -> bool {
+    message.starts_with("CSRF token was invalid or missing")
 }
 
 /// Quay's 400 answers that mean "missing": robots and repository permissions.
@@ -430,7 +490,19 @@ mod tests {
             403,
             r#"{"detail": "Unauthorized", "error_type": "insufficient_scope", "status": 403}"#,
         );
-        assert!(matches!(e, QuayError::Forbidden { ref message, .. } if message == "Unauthorized"));
+        assert!(
+            matches!(e, QuayError::Forbidden { ref message, .. } if message.contains("lacks scope org:admin")),
+            "{e}"
+        );
+        // A missing scope is not a dead token; the scope is named.
+        assert!(!e.is_dead_token());
+        assert_eq!(e.missing_scope(), Some("org:admin"));
+        // The recorded dead-token answers: 401 on a read, CSRF on a write.
+        assert!(map(401, r#"{"error_type": "invalid_token"}"#).is_dead_token());
+        assert!(map(403, r#"{"error": "CSRF token was invalid or missing."}"#).is_dead_token());
+        // A 5xx or a 429 is not.
+        assert!(!map(500, "<html></html>").is_dead_token());
+        assert!(!map(429, "").is_dead_token());
     }
 
     #[test]

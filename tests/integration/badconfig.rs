@@ -163,7 +163,12 @@ async fn each_bad_configuration_is_reported_loses_nothing_and_recovers() {
     // 3. A wrong token.
     set_token(&env.client, "not-the-right-token-0123456789").await;
     let msg = expect_condition(&env, "CredentialsValid", "False", "TokenRejected").await;
-    assert!(msg.contains("Quay refused the token"), "{msg}");
+    assert!(
+        msg.contains("Quay no longer accepts the token") && msg.contains("credentials Secret"),
+        "{msg}"
+    );
+    let rejected = expect_condition(&env, "CredentialsRejected", "True", "TokenRejected").await;
+    assert_eq!(rejected, msg);
     assert!(!expect_warning(&env, "TokenRejected").await.is_empty());
     namespace(&env, "during-wrong-token").await;
     nothing_lost(&env).await;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod badconfig;
+mod bootstrap;
 mod builds;
 mod chaos;
 mod cli;

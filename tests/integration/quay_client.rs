@@ -465,13 +465,26 @@ async fn auth_failures_map_like_real_quay() {
         matches!(read_err, QuayError::Unauthorized { ref message, .. } if message == "Requires authentication"),
         "{read_err:?}"
     );
-    // A write without a valid token hits Quay's CSRF check: 403, not 401.
-    let write_err = bad.create_organization("neworg", None).await.unwrap_err();
+    assert!(read_err.is_dead_token());
+    // The client stops using a dead token: the next call makes no request.
+    assert!(bad.token_rejected());
+    quay.clear_requests();
+    let stopped = bad.list_robots("neworg", false).await.unwrap_err();
+    assert!(
+        matches!(stopped, QuayError::TokenRejected { .. }),
+        "{stopped:?}"
+    );
+    assert!(quay.requests().is_empty(), "{:?}", quay.requests());
+    // A write without a valid token hits Quay's CSRF check: 403, not 401
+    // (a fresh client, which has not seen the token refused).
+    let fresh = bad.with_token("notarealtoken0000000000000000000000000000".into());
+    let write_err = fresh.create_organization("neworg", None).await.unwrap_err();
     assert!(
         matches!(write_err, QuayError::Forbidden { ref message, .. } if message.contains("CSRF")),
         "{write_err:?}"
     );
     assert_eq!(write_err.category(), Category::Auth);
+    assert!(write_err.is_dead_token() && fresh.token_rejected());
 
     let read_only = common::client_with(
         &quay,
@@ -482,10 +495,16 @@ async fn auth_failures_map_like_real_quay() {
         .create_organization("neworg", None)
         .await
         .unwrap_err();
-    assert!(
-        matches!(scope_err, QuayError::Forbidden { ref message, .. } if message == "Unauthorized"),
+    assert_eq!(
+        scope_err.missing_scope(),
+        Some("user:admin"),
         "{scope_err:?}"
     );
+    assert!(
+        scope_err.to_string().contains("lacks scope user:admin"),
+        "{scope_err}"
+    );
+    assert!(!scope_err.is_dead_token());
 
     let expired = common::client_with(
         &quay,

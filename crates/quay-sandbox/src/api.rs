@@ -6,6 +6,7 @@ use super::state::{
     Caller, OrgRecord, PrototypeRecord, QuayState, RobotRecord, quay_now, random_token, random_uuid,
 };
 use crate::Role;
+use crate::bootstrap;
 use crate::names;
 use crate::teams;
 use serde_json::{Map, Value, json};
@@ -24,6 +25,20 @@ pub enum Reply {
     Redirect(String),
     /// Quay's CSRF answer: 403, a JSON text served as text/html.
     Csrf,
+    /// The CSRF answer to a caller authenticated by cookie or Basic auth
+    /// (`… (authorized: user <name>)`).
+    CsrfUser(String),
+    /// Any other answer, with its content type and extra headers.
+    Raw {
+        /// HTTP status.
+        status: u16,
+        /// Content-Type.
+        content_type: &'static str,
+        /// Body.
+        body: String,
+        /// Extra headers (`Location`, `Set-Cookie`, …).
+        headers: Vec<(&'static str, String)>,
+    },
 }
 
 pub(crate) type R = Result<Reply, Reply>;
@@ -42,6 +57,16 @@ pub struct Ctx<'a> {
     pub content_type: Option<&'a str>,
     /// Query parameters.
     pub query: &'a BTreeMap<String, String>,
+    /// The session cookie (`_csrf_token`) the request carried.
+    pub cookie: Option<&'a str>,
+    /// The CSRF token the request carried (`X-CSRF-Token` header, or the
+    /// `_csrf_token` query or form field).
+    pub csrf: Option<&'a str>,
+    /// Whether the caller was authenticated by its session cookie (writes
+    /// then need the session's CSRF token).
+    pub via_session: bool,
+    /// `client_id` of the application whose token authenticated the call.
+    pub token_app: Option<String>,
 }
 
 const HTML_500: &str = "<html>\n  <head>\n    <title>Internal Server Error</title>\n  </head>\n  <body>\n    <h1><p>Internal Server Error</p></h1>\n    \n  </body>\n</html>\n";
@@ -131,6 +156,13 @@ pub enum Route {
     RepoTeamPerm(String, String, String),
     SuperUser(String),
     PublicUser(String),
+    Signin,
+    Signout,
+    Apps(String),
+    App(String, String),
+    AppResetSecret(String, String),
+    AppTokens(String, String),
+    AppToken(String, String, String),
     /// A route of a feature that is off and answers from Werkzeug's
     /// routing alone (quota: a GET is redirected to the slashed URL, a
     /// POST is not allowed).
@@ -176,6 +208,17 @@ impl Route {
             Route::RepoTeamPerm(..) => "/api/v1/repository/{org}/{repo}/permissions/team/{team}",
             Route::SuperUser(_) => "/api/v1/superuser/users/{user}",
             Route::PublicUser(_) => "/api/v1/users/{user}",
+            Route::Signin => "/api/v1/signin",
+            Route::Signout => "/api/v1/signout",
+            Route::Apps(_) => "/api/v1/organization/{org}/applications",
+            Route::App(..) => "/api/v1/organization/{org}/applications/{client_id}",
+            Route::AppResetSecret(..) => {
+                "/api/v1/organization/{org}/applications/{client_id}/resetclientsecret"
+            }
+            Route::AppTokens(..) => "/api/v1/organization/{org}/applications/{client_id}/tokens",
+            Route::AppToken(..) => {
+                "/api/v1/organization/{org}/applications/{client_id}/tokens/{uuid}"
+            }
             Route::FeatureOff
             | Route::WebApp
             | Route::AddSlash
@@ -249,6 +292,19 @@ pub fn route(path: &str) -> Route {
         }
         ["superuser", "users", user] if !user.is_empty() => Route::SuperUser((*user).into()),
         ["users", user] if !user.is_empty() => Route::PublicUser((*user).into()),
+        ["signin"] => Route::Signin,
+        ["signout"] => Route::Signout,
+        ["organization", org, "applications"] => Route::Apps((*org).into()),
+        ["organization", org, "applications", id] => Route::App((*org).into(), (*id).into()),
+        ["organization", org, "applications", id, "resetclientsecret"] => {
+            Route::AppResetSecret((*org).into(), (*id).into())
+        }
+        ["organization", org, "applications", id, "tokens"] => {
+            Route::AppTokens((*org).into(), (*id).into())
+        }
+        ["organization", org, "applications", id, "tokens", uuid] => {
+            Route::AppToken((*org).into(), (*id).into(), (*uuid).into())
+        }
         _ => Route::Unknown,
     }
 }
@@ -278,11 +334,31 @@ fn dispatch(state: &mut QuayState, ctx: &Ctx, route: &Route, path: &str) -> R {
         Route::Unknown => return Err(not_found(ctx)),
         _ => {}
     }
+    if ctx.method == "POST" && *route == Route::Signin {
+        return bootstrap::signin(state, ctx);
+    }
     if is_write(ctx.method) && matches!(ctx.caller, Caller::Anonymous) {
         return Ok(Reply::Csrf);
     }
+    if is_write(ctx.method) && ctx.via_session && !bootstrap::csrf_ok(state, ctx) {
+        return Ok(Reply::CsrfUser(
+            ctx.caller.user().unwrap_or_default().to_owned(),
+        ));
+    }
     let m = ctx.method;
     match (m, route) {
+        ("POST", Route::Signout) => bootstrap::signout(state, ctx),
+        ("GET", Route::Apps(org)) => bootstrap::list_apps(state, ctx, org),
+        ("POST", Route::Apps(org)) => bootstrap::create_app(state, ctx, org),
+        ("GET", Route::App(org, id)) => bootstrap::get_app(state, ctx, org, id),
+        ("DELETE", Route::App(org, id)) => bootstrap::delete_app(state, ctx, org, id),
+        ("POST", Route::AppResetSecret(org, id)) => bootstrap::reset_secret(state, ctx, org, id),
+        ("GET", Route::AppTokens(org, id)) => bootstrap::list_tokens(state, ctx, org, id),
+        ("POST", Route::AppTokens(org, id)) => bootstrap::create_token(state, ctx, org, id),
+        ("DELETE", Route::AppToken(org, id, uuid)) => {
+            bootstrap::delete_token(state, ctx, org, id, uuid)
+        }
+        ("PUT", Route::SuperUser(u)) => bootstrap::update_user(state, ctx, u),
         ("GET", Route::User) => get_user(state, ctx),
         ("GET", Route::SuperUsers) => superuser_users(state, ctx),
         ("GET", Route::Discovery) => Ok(Reply::Json(200, discovery())),
@@ -668,6 +744,19 @@ fn get_user(state: &QuayState, ctx: &Ctx) -> R {
         _ => return Err(requires_auth(ctx)),
     };
     let record = state.users.get(&user).ok_or_else(|| requires_auth(ctx))?;
+    if !ctx.caller.has_scope("user:admin") {
+        // `user:read` alone: the short body (quay-api-bootstrap.md).
+        let orgs: Vec<Value> = state
+            .orgs
+            .iter()
+            .filter(|(_, o)| o.is_member(&user))
+            .map(|(name, _)| json!({"name": name, "avatar": avatar(name, "org"), "can_create_repo": true, "public": false}))
+            .collect();
+        return Ok(Reply::Json(
+            200,
+            json!({"anonymous": false, "username": user, "avatar": avatar(&user, "user"), "organizations": orgs}),
+        ));
+    }
     let orgs: Vec<Value> = state
         .orgs
         .iter()

@@ -2,6 +2,7 @@
 //! Docker Registry v2 subset the way real Quay does.
 
 pub mod api;
+mod bootstrap;
 pub mod faults;
 pub mod names;
 pub mod registry;

@@ -5,7 +5,7 @@
 use super::api::{self, Ctx, Reply};
 use super::faults::{FaultAction, FaultConfig, Faults, RequestLog, RequestRecord};
 use super::registry::{self, RegRequest};
-use super::state::{ALL_SCOPES, QuayState, TeamRole, random_token};
+use super::state::{ALL_SCOPES, Caller, QuayState, TeamRole, random_token};
 use crate::Role;
 use axum::Router;
 use axum::body::Body;
@@ -426,6 +426,28 @@ fn reply_to_response(reply: Reply) -> Response {
             "text/html; charset=utf-8",
             r#"{"error": "CSRF token was invalid or missing."}"#,
         ),
+        Reply::CsrfUser(user) => response(
+            403,
+            "text/html; charset=utf-8",
+            format!(
+                r#"{{"error": "CSRF token was invalid or missing. (authorized: user {user})"}}"#
+            ),
+        ),
+        Reply::Raw {
+            status,
+            content_type,
+            body,
+            headers,
+        } => {
+            let mut r = response(status, content_type, body);
+            for (name, value) in headers {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    r.headers_mut()
+                        .append(http::HeaderName::from_static(name), v);
+                }
+            }
+            r
+        }
         Reply::Redirect(location) => {
             let html = format!(
                 "<!doctype html>\n<html lang=en>\n<title>Redirecting...</title>\n<h1>Redirecting...</h1>\n<p>You should be redirected automatically to the target URL: <a href=\"{location}\">{location}</a>. If not, click the link.\n"
@@ -442,7 +464,8 @@ fn reply_to_response(reply: Reply) -> Response {
 fn reply_status(reply: &Reply) -> u16 {
     match reply {
         Reply::Json(s, _) | Reply::Empty(s) | Reply::Html(s, _) => *s,
-        Reply::Csrf => 403,
+        Reply::Csrf | Reply::CsrfUser(_) => 403,
+        Reply::Raw { status, .. } => *status,
         Reply::Redirect(_) => 308,
     }
 }
@@ -498,6 +521,45 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
             authorization.as_deref(),
             &body,
         );
+    }
+    let cookie = header(http::header::COOKIE).and_then(|c| {
+        c.split(';').find_map(|p| {
+            p.trim()
+                .strip_prefix(crate::bootstrap::COOKIE)
+                .and_then(|v| v.strip_prefix('='))
+                .map(str::to_owned)
+        })
+    });
+    if method == "GET" && path == "/csrf_token" {
+        let reply = crate::bootstrap::csrf_token(&mut lock(&inner.state), cookie.as_deref());
+        return reply_to_response(reply);
+    }
+    if method == "POST" && path == "/oauth/authorizeapp" {
+        let mut fields = parse_query(&query_string);
+        if content_type
+            .as_deref()
+            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
+        {
+            fields.extend(parse_query(&String::from_utf8_lossy(&body)));
+        }
+        let basic = authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Basic "))
+            .and_then(|b| {
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok()
+            })
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())));
+        let csrf_header = header(http::HeaderName::from_static("x-csrf-token"));
+        let req = crate::bootstrap::AuthorizeRequest {
+            base: &base,
+            cookie: cookie.as_deref(),
+            basic,
+            csrf_header: csrf_header.as_deref(),
+            fields: &fields,
+        };
+        let reply = crate::bootstrap::authorize_app(&mut lock(&inner.state), &req);
+        return reply_to_response(reply);
     }
     let is_api = path.starts_with("/api/");
     let is_registry = path == "/v2" || path.starts_with("/v2/");
@@ -566,13 +628,35 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         let query = parse_query(&query_string);
         let route = api::route(&path);
         let mut state = lock(&inner.state);
+        let csrf = header(http::HeaderName::from_static("x-csrf-token"))
+            .or_else(|| query.get("_csrf_token").cloned());
+        let (caller, via_session) = match state.caller(bearer) {
+            Caller::Anonymous => match state.session_user(cookie.as_deref()) {
+                Some(user) => (
+                    Caller::User {
+                        name: user.to_owned(),
+                        scopes: state.session_scopes(user),
+                    },
+                    true,
+                ),
+                None => (Caller::Anonymous, false),
+            },
+            c => (c, false),
+        };
+        let token_app = bearer
+            .and_then(|b| state.tokens.get(b))
+            .and_then(|t| t.app.clone());
         let ctx = Ctx {
             base: &base,
-            caller: state.caller(bearer),
+            caller,
             method: &method,
             body: &body,
             content_type: content_type.as_deref(),
             query: &query,
+            cookie: cookie.as_deref(),
+            csrf: csrf.as_deref(),
+            via_session,
+            token_app,
         };
         let reply = api::handle(&mut state, &ctx, &route, &path);
         drop(state);

@@ -44,6 +44,12 @@ pub struct UserRecord {
     pub(crate) email: String,
     pub(crate) password: String,
     pub(crate) super_user: bool,
+    /// A disabled user cannot sign in and its tokens are suspended.
+    pub(crate) enabled: bool,
+    /// Failed sign-ins since the last success (`util/backoff.py`).
+    pub(crate) failed_logins: u32,
+    /// Until when every sign-in is answered 429.
+    pub(crate) backoff_until: Option<Instant>,
 }
 
 /// An OAuth access token.
@@ -52,6 +58,39 @@ pub struct TokenRecord {
     pub(crate) user: String,
     pub(crate) scopes: BTreeSet<String>,
     pub(crate) expires_at: Option<Instant>,
+    /// The tokens API's id.
+    pub(crate) uuid: String,
+    /// The name given through the tokens API (`null` for authorizeapp's).
+    pub(crate) name: Option<String>,
+    /// `client_id` of the OAuth application that issued it.
+    pub(crate) app: Option<String>,
+    pub(crate) created: jiff::Timestamp,
+    /// Its lifetime, as the tokens list shows it in `expires_at`.
+    pub(crate) lifetime: Duration,
+}
+
+/// Quay's default OAuth token lifetime (`DEFAULT_TOKEN_EXPIRATION_SECONDS`,
+/// 10 years).
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(315_576_000);
+
+/// A Flask session, keyed by the `_csrf_token` cookie's value.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The signed-in user; `None` for an anonymous session.
+    pub(crate) user: Option<String>,
+    /// The CSRF token that goes with this session.
+    pub(crate) csrf: String,
+}
+
+/// An OAuth application of an organization.
+#[derive(Debug, Clone)]
+pub struct AppRecord {
+    pub(crate) org: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) application_uri: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) client_secret: String,
 }
 
 /// A robot account.
@@ -273,6 +312,8 @@ impl Caller {
 pub struct QuayState {
     pub(crate) users: BTreeMap<String, UserRecord>,
     pub(crate) tokens: HashMap<String, TokenRecord>,
+    pub(crate) sessions: HashMap<String, Session>,
+    pub(crate) apps: BTreeMap<String, AppRecord>,
     pub(crate) orgs: BTreeMap<String, OrgRecord>,
     /// Names of deleted organizations, unavailable until the instant given
     /// (Quay's namespace garbage collection).
@@ -300,6 +341,8 @@ impl QuayState {
         Self {
             users: BTreeMap::new(),
             tokens: HashMap::new(),
+            sessions: HashMap::new(),
+            apps: BTreeMap::new(),
             orgs: BTreeMap::new(),
             deleted_names: HashMap::new(),
             registry_tokens: HashMap::new(),
@@ -319,6 +362,9 @@ impl QuayState {
                 email: format!("{name}@example.com"),
                 password: password.to_owned(),
                 super_user,
+                enabled: true,
+                failed_logins: 0,
+                backoff_until: None,
             },
         );
     }
@@ -331,8 +377,70 @@ impl QuayState {
                 user: user.to_owned(),
                 scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
                 expires_at: ttl.map(|t| Instant::now() + t),
+                uuid: random_uuid(),
+                name: None,
+                app: None,
+                created: jiff::Timestamp::now(),
+                lifetime: ttl.unwrap_or(DEFAULT_TOKEN_LIFETIME),
             },
         );
+    }
+
+    /// Mints a token of an OAuth application; returns the token.
+    pub(crate) fn mint_app_token(
+        &mut self,
+        app: &str,
+        user: &str,
+        scopes: BTreeSet<String>,
+        name: Option<String>,
+        lifetime: Duration,
+    ) -> String {
+        let token = random_token(40);
+        self.tokens.insert(
+            token.clone(),
+            TokenRecord {
+                user: user.to_owned(),
+                scopes,
+                expires_at: Some(Instant::now() + lifetime),
+                uuid: random_uuid(),
+                name,
+                app: Some(app.to_owned()),
+                created: jiff::Timestamp::now(),
+                lifetime,
+            },
+        );
+        token
+    }
+
+    /// Deletes an OAuth application: every token it issued dies with it.
+    pub(crate) fn delete_app(&mut self, client_id: &str) -> bool {
+        if self.apps.remove(client_id).is_none() {
+            return false;
+        }
+        self.tokens
+            .retain(|_, t| t.app.as_deref() != Some(client_id));
+        true
+    }
+
+    /// The scopes a user's signed-in session carries: all of them, with
+    /// `super:user` only for superusers.
+    pub(crate) fn session_scopes(&self, user: &str) -> BTreeSet<String> {
+        let superuser = self.users.get(user).is_some_and(|u| u.super_user);
+        ALL_SCOPES
+            .iter()
+            .filter(|s| superuser || **s != "super:user")
+            .map(|s| (*s).to_owned())
+            .collect()
+    }
+
+    /// The signed-in user of a session cookie, if any.
+    pub(crate) fn session_user(&self, cookie: Option<&str>) -> Option<&str> {
+        let session = self.sessions.get(cookie?)?;
+        let user = session.user.as_deref()?;
+        self.users
+            .get(user)
+            .is_some_and(|u| u.enabled)
+            .then_some(user)
     }
 
     /// The caller a bearer token stands for. An unknown or expired token is
@@ -344,7 +452,7 @@ impl QuayState {
         match self.tokens.get(token) {
             Some(t)
                 if t.expires_at.is_none_or(|e| e > Instant::now())
-                    && self.users.contains_key(&t.user) =>
+                    && self.users.get(&t.user).is_some_and(|u| u.enabled) =>
             {
                 Caller::User {
                     name: t.user.clone(),
@@ -483,6 +591,15 @@ impl QuayState {
         if self.orgs.remove(org).is_none() {
             return false;
         }
+        let apps: Vec<String> = self
+            .apps
+            .iter()
+            .filter(|(_, a)| a.org == org)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in apps {
+            self.delete_app(&id);
+        }
         self.deleted_names
             .insert(org.to_owned(), Instant::now() + self.deleted_name_hold);
         // Robots of the org lose every grant elsewhere too.
@@ -529,6 +646,7 @@ impl QuayState {
             return false;
         }
         self.tokens.retain(|_, t| t.user != name);
+        self.sessions.retain(|_, s| s.user.as_deref() != Some(name));
         for o in self.orgs.values_mut() {
             o.remove_member(name);
         }
@@ -553,7 +671,7 @@ impl QuayState {
             return None;
         }
         let user = self.users.get(username)?;
-        (user.password == password).then(|| username.to_owned())
+        (user.enabled && user.password == password).then(|| username.to_owned())
     }
 }
 

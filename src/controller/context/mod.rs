@@ -102,6 +102,11 @@ pub struct Context {
     reported: Mutex<HashSet<(String, String)>>,
     pub(crate) generations: Mutex<HashMap<String, i64>>,
     pub(crate) token_checks: Mutex<HashMap<String, (Instant, TokenCheck)>>,
+    /// Sign-ins Quay refused, per credentials Secret: not tried again
+    /// until the Secret changes (or Quay's backoff has passed), since
+    /// every failure lengthens Quay's per-user backoff.
+    pub(crate) sign_in_failures:
+        Mutex<HashMap<(String, String), crate::controller::credentials::SignInFailure>>,
     trigger: watch::Sender<u64>,
     events: events::EventSink,
     /// Namespaces triggered and not yet picked up by a reconcile.
@@ -190,6 +195,7 @@ impl Context {
             reported: Mutex::default(),
             generations: Mutex::default(),
             token_checks: Mutex::default(),
+            sign_in_failures: Mutex::default(),
             trigger,
             parsed: std::sync::RwLock::default(),
             invalid: std::sync::RwLock::default(),
@@ -231,6 +237,7 @@ impl Context {
         lock(&self.team_memory).clear();
         lock(&self.generations).clear();
         lock(&self.token_checks).clear();
+        lock(&self.sign_in_failures).clear();
         lock(&self.failures).clear();
         lock(&self.reported).clear();
         self.escaped.clear();

@@ -10,6 +10,7 @@ use crate::secret::SecretString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
+use std::sync::Arc;
 
 use super::{Context, lock};
 
@@ -22,21 +23,7 @@ impl Context {
     /// The Quay token in the credentials Secret `creds` names: from its
     /// watch once one runs, else read from the apiserver.
     pub(crate) async fn token(&self, creds: &SecretKeyRef) -> Result<SecretString, Error> {
-        let cached = lock(&self.credentials)
-            .get(&(creds.namespace.clone(), creds.name.clone()))
-            .cloned();
-        let from_cache = cached
-            .and_then(|store| store.get(&ObjectRef::new(&creds.name).within(&creds.namespace)));
-        let secret = match from_cache {
-            Some(s) => Some((*s).clone()),
-            // Not watched yet, or not there: ask the API server.
-            None => {
-                Api::<Secret>::namespaced(self.client.clone(), &creds.namespace)
-                    .get_opt(&creds.name)
-                    .await?
-            }
-        };
-        let Some(secret) = secret else {
+        let Some(secret) = self.credentials_secret(creds).await? else {
             return Err(Error::Credentials(format!(
                 "Secret {}/{} not found",
                 creds.namespace, creds.name
@@ -54,6 +41,26 @@ impl Context {
                 creds.namespace, creds.name, creds.key
             ))),
         }
+    }
+
+    /// The credentials Secret, from its watch or (not watched yet, or not
+    /// there) the API server.
+    pub(crate) async fn credentials_secret(
+        &self,
+        creds: &SecretKeyRef,
+    ) -> Result<Option<Arc<Secret>>, Error> {
+        let cached = lock(&self.credentials)
+            .get(&(creds.namespace.clone(), creds.name.clone()))
+            .cloned();
+        let from_cache = cached
+            .and_then(|store| store.get(&ObjectRef::new(&creds.name).within(&creds.namespace)));
+        Ok(match from_cache {
+            Some(s) => Some(s),
+            None => Api::<Secret>::namespaced(self.client.clone(), &creds.namespace)
+                .get_opt(&creds.name)
+                .await?
+                .map(Arc::new),
+        })
     }
 
     async fn ca_bundle(&self, cfg: &IntegrationConfig) -> Result<Option<Vec<u8>>, Error> {
@@ -99,17 +106,27 @@ impl Context {
         if let Some(c) = lock(&self.clients).get(&key) {
             return Ok(c.clone());
         }
-        let mut config = QuayClientConfig::new(url.clone(), token);
+        let client = self.quay_with_token(cfg, token).await?;
+        // Available until a call says otherwise.
+        self.metrics.set_quay_available(&url, true);
+        lock(&self.clients).insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// A client of an integration's Quay with this token (an empty one for
+    /// anonymous calls such as sign-in), not shared.
+    pub(crate) async fn quay_with_token(
+        &self,
+        cfg: &IntegrationConfig,
+        token: SecretString,
+    ) -> Result<QuayClient, Error> {
+        let mut config = QuayClientConfig::new(cfg.quay_url.to_string(), token);
         config.insecure = cfg.insecure_tls;
         config.ca_bundle_pem = self.ca_bundle(cfg).await?;
         config.connect_timeout = self.options.quay_connect_timeout;
         config.request_timeout = self.options.quay_request_timeout;
         config.retry = self.options.retry.clone();
-        let client = QuayClient::new(config, self.metrics.quay.clone())?;
-        // Available until a call says otherwise.
-        self.metrics.set_quay_available(&url, true);
-        lock(&self.clients).insert(key, client.clone());
-        Ok(client)
+        Ok(QuayClient::new(config, self.metrics.quay.clone())?)
     }
 
     /// Records that a Quay call failed because Quay seems down: namespaces

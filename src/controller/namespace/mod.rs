@@ -187,6 +187,15 @@ async fn observe(client: &QuayClient, org: &str, team_sync: bool) -> Result<Quay
     let prototypes = match client.list_prototypes(org).await {
         Ok(p) => p,
         Err(e) if e.is_not_found() => return Ok(QuayView::default()),
+        // Quay answers a user who is not a superuser 403 for an
+        // organization that does not exist as for one it may not
+        // administer; the organization itself (readable by anyone) tells.
+        Err(e) if e.missing_scope().is_some() => {
+            return match client.get_organization(org).await? {
+                None => Ok(QuayView::default()),
+                Some(_) => Err(Error::Quay(e)),
+            };
+        }
         Err(e) => return Err(e.into()),
     };
     let (robots, repos, teams) = tokio::join!(

@@ -13,7 +13,10 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+mod bootstrap;
 mod calls;
+
+pub use bootstrap::MintedToken;
 
 /// How to reach one Quay instance.
 #[derive(Clone, Debug)]
@@ -51,21 +54,37 @@ impl QuayClientConfig {
     }
 }
 
-/// A Quay API client. Cheap to clone; clones share the connection pool.
+/// How the client authenticates.
+#[derive(Clone, Debug)]
+enum Auth {
+    /// An OAuth access token (`Authorization: Bearer`).
+    Bearer(SecretString),
+    /// A signed-in session: its cookie and CSRF token (bootstrap only).
+    Session {
+        cookie: SecretString,
+        csrf: SecretString,
+    },
+}
+
+/// A Quay API client. Cheap to clone; clones share the connection pool
+/// and what was learnt of the token.
 #[derive(Clone)]
 pub struct QuayClient {
     http: reqwest::Client,
     base: Url,
-    token: SecretString,
+    auth: Auth,
     retry: RetryPolicy,
     metrics: QuayMetrics,
+    /// Set when Quay answered as it answers a dead token: every later call
+    /// but the token probe fails at once, without a request.
+    rejected: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for QuayClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QuayClient")
             .field("base", &self.base.as_str())
-            .field("token", &self.token)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -131,10 +150,27 @@ impl QuayClient {
         Ok(Self {
             http,
             base,
-            token,
+            auth: Auth::Bearer(token),
             retry,
             metrics,
+            rejected: std::sync::Arc::default(),
         })
+    }
+
+    /// The same Quay, with another token (a fresh rejection state).
+    pub fn with_token(&self, token: SecretString) -> Self {
+        Self {
+            auth: Auth::Bearer(token),
+            rejected: std::sync::Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether Quay answered a call as it answers a dead token (revoked,
+    /// expired, its application or user deleted, its user disabled). Calls
+    /// then fail at once until [`Self::current_user`] succeeds again.
+    pub fn token_rejected(&self) -> bool {
+        self.rejected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The base URL.
@@ -179,14 +215,10 @@ impl QuayClient {
         if !query.is_empty() {
             request = request.query(query);
         }
-        if !self.token.is_empty() {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
-                .map_err(|_| {
-                    QuayError::Config("the Quay token has characters a header cannot carry".into())
-                })?;
-            value.set_sensitive(true);
-            request = request.header(AUTHORIZATION, value);
+        if self.token_rejected() && endpoint != super::endpoint::USER_GET {
+            return Err(QuayError::TokenRejected { endpoint });
         }
+        request = self.authenticate(request)?;
         if let Some(body) = body {
             request = request
                 .header(CONTENT_TYPE, "application/json")
@@ -223,15 +255,55 @@ impl QuayClient {
         self.metrics.observe(endpoint, Some(status), elapsed);
         tracing::debug!(%endpoint, status, attempt, elapsed_ms = elapsed.as_millis() as u64, "Quay request");
         if (200..300).contains(&status) {
+            if endpoint == super::endpoint::USER_GET {
+                self.rejected
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
             Ok((status, bytes))
         } else {
-            Err(QuayError::from_response(
-                endpoint,
-                status,
-                retry_after,
-                &bytes,
-            ))
+            let err = QuayError::from_response(endpoint, status, retry_after, &bytes);
+            if err.is_dead_token()
+                && matches!(self.auth, Auth::Bearer(_))
+                && !self
+                    .rejected
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(%endpoint, error = %err, "Quay refuses the token; no more calls with it until it works again");
+            }
+            Err(err)
         }
+    }
+
+    /// Adds the credentials to a request.
+    fn authenticate(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, QuayError> {
+        let sensitive = |text: String| {
+            HeaderValue::from_str(&text)
+                .map(|mut v| {
+                    v.set_sensitive(true);
+                    v
+                })
+                .map_err(|_| {
+                    QuayError::Config(
+                        "a Quay credential has characters a header cannot carry".into(),
+                    )
+                })
+        };
+        Ok(match &self.auth {
+            Auth::Bearer(token) if token.is_empty() => request,
+            Auth::Bearer(token) => request.header(
+                AUTHORIZATION,
+                sensitive(format!("Bearer {}", token.expose()))?,
+            ),
+            Auth::Session { cookie, csrf } => request
+                .header(
+                    reqwest::header::COOKIE,
+                    sensitive(format!("{}={}", bootstrap::COOKIE, cookie.expose()))?,
+                )
+                .header(bootstrap::CSRF_HEADER, sensitive(csrf.expose().to_owned())?),
+        })
     }
 
     async fn execute(

@@ -16,6 +16,7 @@ mod kube_openshift;
 mod kube_recorded;
 mod manifests;
 mod operator;
+mod quay_bootstrap_recorded;
 mod quay_client;
 mod quay_faults;
 mod quay_recorded;

@@ -337,6 +337,10 @@ fn dispatch(state: &mut QuayState, ctx: &Ctx, route: &Route, path: &str) -> R {
     if ctx.method == "POST" && *route == Route::Signin {
         return bootstrap::signin(state, ctx);
     }
+    // Signing out needs no CSRF token and works on a dead session too.
+    if ctx.method == "POST" && *route == Route::Signout {
+        return bootstrap::signout(state, ctx);
+    }
     if is_write(ctx.method) && matches!(ctx.caller, Caller::Anonymous) {
         return Ok(Reply::Csrf);
     }
@@ -347,7 +351,6 @@ fn dispatch(state: &mut QuayState, ctx: &Ctx, route: &Route, path: &str) -> R {
     }
     let m = ctx.method;
     match (m, route) {
-        ("POST", Route::Signout) => bootstrap::signout(state, ctx),
         ("GET", Route::Apps(org)) => bootstrap::list_apps(state, ctx, org),
         ("POST", Route::Apps(org)) => bootstrap::create_app(state, ctx, org),
         ("GET", Route::App(org, id)) => bootstrap::get_app(state, ctx, org, id),
@@ -763,16 +766,19 @@ fn get_user(state: &QuayState, ctx: &Ctx) -> R {
         .filter(|(_, o)| o.is_member(&user))
         .map(|(name, _)| json!({"name": name, "avatar": avatar(name, "org"), "can_create_repo": true, "public": false, "is_org_admin": true, "preferred_namespace": false}))
         .collect();
-    Ok(Reply::Json(
-        200,
-        json!({
-            "anonymous": false, "username": user, "avatar": avatar(&user, "user"), "can_create_repo": true,
-            "is_me": true, "verified": true, "email": record.email, "logins": [], "invoice_email": false,
-            "invoice_email_address": null, "preferred_namespace": false, "tag_expiration_s": 1209600, "prompts": [],
-            "company": null, "family_name": null, "given_name": null, "location": null, "is_free_account": true,
-            "has_password_set": true, "organizations": orgs, "super_user": record.super_user,
-        }),
-    ))
+    let mut body = json!({
+        "anonymous": false, "username": user, "avatar": avatar(&user, "user"), "can_create_repo": true,
+        "is_me": true, "verified": true, "email": record.email, "logins": [], "invoice_email": false,
+        "invoice_email_address": null, "preferred_namespace": false, "tag_expiration_s": 1209600, "prompts": [],
+        "company": null, "family_name": null, "given_name": null, "location": null, "is_free_account": true,
+        "has_password_set": true, "organizations": orgs,
+    });
+    // Only a superuser's view names it (recorded: the admin's has
+    // `super_user`, a user's full view has no such key).
+    if record.super_user && ctx.caller.has_scope("super:user") {
+        body["super_user"] = json!(true);
+    }
+    Ok(Reply::Json(200, body))
 }
 
 fn superuser_users(state: &QuayState, ctx: &Ctx) -> R {

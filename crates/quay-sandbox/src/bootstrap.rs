@@ -183,6 +183,11 @@ pub(crate) fn signout(state: &mut QuayState, ctx: &Ctx) -> R {
 // === OAuth applications ===
 
 fn require_org_admin<'c>(state: &QuayState, ctx: &'c Ctx, org: &str) -> Result<&'c str, Reply> {
+    // The applications' endpoints answer 401 without `session_required`
+    // ("T_APP3 after that", quay-api-bootstrap.md).
+    if ctx.caller.user().is_none() {
+        return Err(crate::api::requires_auth_plain(ctx));
+    }
     let user = require_scope(ctx, "org:admin")?;
     if state.is_org_admin(user, org) {
         Ok(user)
@@ -298,7 +303,7 @@ fn token_json(t: &crate::state::TokenRecord) -> Value {
     json!({
         "uuid": t.uuid, "name": t.name, "scope": t.scopes.iter().cloned().collect::<Vec<_>>().join(" "),
         "expires_at": quay_date(expires), "created": quay_date(t.created), "created_by": t.user,
-        "last_accessed": null,
+        "last_accessed": t.last_accessed.map(quay_date),
     })
 }
 

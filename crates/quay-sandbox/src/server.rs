@@ -643,6 +643,9 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
             },
             c => (c, false),
         };
+        if via_session || matches!(caller, Caller::User { .. }) {
+            state.touch_token(bearer);
+        }
         let token_app = bearer
             .and_then(|b| state.tokens.get(b))
             .and_then(|t| t.app.clone());

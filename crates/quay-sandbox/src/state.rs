@@ -67,6 +67,8 @@ pub struct TokenRecord {
     pub(crate) created: jiff::Timestamp,
     /// Its lifetime, as the tokens list shows it in `expires_at`.
     pub(crate) lifetime: Duration,
+    /// When it last authenticated a call.
+    pub(crate) last_accessed: Option<jiff::Timestamp>,
 }
 
 /// Quay's default OAuth token lifetime (`DEFAULT_TOKEN_EXPIRATION_SECONDS`,
@@ -382,6 +384,7 @@ impl QuayState {
                 app: None,
                 created: jiff::Timestamp::now(),
                 lifetime: ttl.unwrap_or(DEFAULT_TOKEN_LIFETIME),
+                last_accessed: None,
             },
         );
     }
@@ -407,6 +410,7 @@ impl QuayState {
                 app: Some(app.to_owned()),
                 created: jiff::Timestamp::now(),
                 lifetime,
+                last_accessed: None,
             },
         );
         token
@@ -431,6 +435,14 @@ impl QuayState {
             .filter(|s| superuser || **s != "super:user")
             .map(|s| (*s).to_owned())
             .collect()
+    }
+
+    /// Records that a token authenticated a call (the tokens list's
+    /// `last_accessed`).
+    pub(crate) fn touch_token(&mut self, bearer: Option<&str>) {
+        if let Some(t) = bearer.and_then(|b| self.tokens.get_mut(b)) {
+            t.last_accessed = Some(jiff::Timestamp::now());
+        }
     }
 
     /// The signed-in user of a session cookie, if any.

@@ -170,6 +170,57 @@ pub struct IntegrationConfig {
     pub team_sync: Option<TeamSyncConfig>,
     /// Cancel Builds that escaped the webhook and start them again.
     pub rebuild_escaped: bool,
+    /// Robot-token rotation, when on.
+    pub rotation: Option<RotationConfig>,
+}
+
+/// Robot-token rotation, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationConfig {
+    /// A robot token older than this is replaced.
+    pub interval: std::time::Duration,
+    /// How long the replaced robot keeps working after the switch.
+    pub grace: std::time::Duration,
+    /// Rotations started per minute, at most.
+    pub per_minute: u32,
+}
+
+fn rotation(
+    spec: Option<&crate::crd::RobotTokenRotation>,
+    service_accounts: &[(String, Role)],
+) -> Result<Option<RotationConfig>, ConfigError> {
+    let Some(r) = spec else {
+        return Ok(None);
+    };
+    let duration = |field: &str, text: &str| {
+        parse_duration(text).map_err(|e| ConfigError::Rotation(format!("{field}: {e}")))
+    };
+    let interval = duration("interval", &r.interval)?;
+    let grace = duration("gracePeriod", &r.grace_period)?;
+    if interval.is_zero() {
+        return Err(ConfigError::Rotation("interval must be positive".into()));
+    }
+    if r.max_per_minute == 0 {
+        return Err(ConfigError::Rotation(
+            "maxPerMinute must be at least 1".into(),
+        ));
+    }
+    // The second robot of `x` is `x_2`: a service account of that name
+    // would share it.
+    if let Some((sa, _)) = service_accounts.iter().find(|(sa, _)| {
+        sa.strip_suffix(crate::plan::rotation::SLOT_SUFFIX)
+            .is_some_and(|base| service_accounts.iter().any(|(o, _)| o == base))
+    }) {
+        return Err(ConfigError::Rotation(format!(
+            "service account {sa} would share the second robot of {}",
+            sa.trim_end_matches(crate::plan::rotation::SLOT_SUFFIX)
+        )));
+    }
+    Ok(Some(RotationConfig {
+        interval,
+        grace,
+        per_minute: r.max_per_minute,
+    }))
 }
 
 /// One role mirrored into one team, validated.
@@ -289,6 +340,9 @@ pub enum ConfigError {
     /// The team sync settings are unusable.
     #[error("teamSync: {0}")]
     TeamSync(String),
+    /// The rotation settings are unusable.
+    #[error("robotTokenRotation: {0}")]
+    Rotation(String),
     /// The organization prefix is unusable.
     #[error(
         "organizationPrefix {0:?} must be empty or end in '_', '-' or '.' after a valid Quay name"
@@ -385,7 +439,6 @@ fn build(
         deny: deny.to_vec(),
         insecure_registry: common.insecure_registry,
         scheduled_import: common.scheduled_image_stream_import,
-        service_accounts,
         ca_bundle: common.quay_ca_bundle.clone(),
         insecure_tls: common.insecure_skip_tls_verify,
         namespace_deletion: common.namespace_deletion_policy,
@@ -397,6 +450,8 @@ fn build(
         adopt: common.adopt_existing_organizations,
         rebuild_escaped: common.rebuild_escaped_builds,
         team_sync: team_sync(common.team_sync.as_ref())?,
+        rotation: rotation(common.robot_token_rotation.as_ref(), &service_accounts)?,
+        service_accounts,
     })
 }
 
@@ -502,6 +557,7 @@ pub(crate) fn test_config(cluster_id: &str, prefix: &str) -> IntegrationConfig {
         adopt: false,
         rebuild_escaped: false,
         team_sync: None,
+        rotation: None,
     }
 }
 

@@ -272,6 +272,13 @@ pub struct CommonSettings {
     /// with OpenShift Groups expanded) into teams of its Quay organization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team_sync: Option<TeamSync>,
+    /// Rotate every bridged namespace's robot tokens on a schedule, without
+    /// an outage: each service account has two robots used alternately
+    /// (`<serviceaccount>` and `<serviceaccount>_2`); the new one is made and
+    /// granted like the old before the Secret switches to it, and the old
+    /// one is deleted after the grace period. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robot_token_rotation: Option<RobotTokenRotation>,
     /// Cancel each Build that escaped the Build webhook (created while the
     /// operator was unreachable, so it would push to the integrated
     /// registry) and start a new one from its BuildConfig, which the webhook
@@ -379,6 +386,54 @@ pub struct LegacyQuayIntegrationSpec {
     pub common: CommonSettings,
 }
 
+fn default_rotation_grace() -> String {
+    "24h".to_owned()
+}
+
+fn default_rotations_per_minute() -> u32 {
+    6
+}
+
+/// When robot tokens rotate.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RobotTokenRotation {
+    /// How old a robot token may get before it is replaced (a duration
+    /// such as `2160h`, 90 days). Oldest first.
+    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    pub interval: String,
+    /// How long the replaced robot keeps working after the Secret switched
+    /// away from it, for pods and builds that read the Secret before (a
+    /// duration; default `24h`).
+    #[serde(default = "default_rotation_grace")]
+    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    pub grace_period: String,
+    /// At most this many robots start a rotation per minute, across the
+    /// cluster (default 6): robots made at the same time are not all
+    /// replaced at once.
+    #[serde(default = "default_rotations_per_minute")]
+    #[schemars(range(min = 1, max = 600), extend("format" = "int32"))]
+    pub max_per_minute: u32,
+}
+
+/// The robot tokens' ages.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RobotTokenStatus {
+    /// When the oldest robot token in use was made (its age is now minus
+    /// this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_token_created: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// When the next rotation is due (with rotation on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Robots in the middle of a rotation (the old one waits out its grace
+    /// period).
+    #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
+    pub rotating: u32,
+}
+
 /// What the operator reports on a QuayIntegration.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -409,6 +464,9 @@ pub struct QuayIntegrationStatus {
     #[serde(default)]
     #[schemars(extend("format" = "int32"))]
     pub escaped_builds: u32,
+    /// The robot tokens' ages and the next rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robot_tokens: Option<RobotTokenStatus>,
 }
 
 /// What team sync achieved, summed over the selected namespaces.

@@ -196,10 +196,15 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
                 cfg.quay_url.as_str(),
                 generation,
                 &previous,
-                cfg.team_sync
-                    .is_some()
-                    .then(|| ctx.team_sync_status(&cfg.id)),
-                u32::try_from(ctx.escaped.count(Some(&cfg.id))).unwrap_or(u32::MAX),
+                status::Extras {
+                    team_sync: cfg
+                        .team_sync
+                        .is_some()
+                        .then(|| ctx.team_sync_status(&cfg.id)),
+                    escaped_builds: u32::try_from(ctx.escaped.count(Some(&cfg.id)))
+                        .unwrap_or(u32::MAX),
+                    robot_tokens: robot_tokens(&cfg, ctx),
+                },
             )
         }
     };
@@ -217,6 +222,17 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
         .await?;
     }
     Ok(Action::requeue(ctx.options.status_interval))
+}
+
+/// The robot tokens' status, and the age metric from it.
+fn robot_tokens(cfg: &IntegrationConfig, ctx: &Context) -> Option<crate::crd::RobotTokenStatus> {
+    let status = ctx.rotations.status(cfg)?;
+    if let Some(oldest) = &status.oldest_token_created {
+        let age = jiff::Timestamp::now().duration_since(oldest.0).as_secs();
+        ctx.metrics
+            .set_robot_token_age(&cfg.id.to_string(), age.max(0));
+    }
+    Some(status)
 }
 
 /// The merge patch that makes the stored status equal `status`: a cleared

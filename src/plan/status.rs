@@ -3,7 +3,7 @@
 
 use super::count_of;
 use crate::config::IntegrationId;
-use crate::crd::{QuayIntegrationStatus, TeamSyncStatus};
+use crate::crd::{QuayIntegrationStatus, RobotTokenStatus, TeamSyncStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// The last outcome of a namespace.
@@ -93,20 +93,36 @@ pub fn invalid(
         last_error: Some(reason.to_owned()),
         team_sync: None,
         escaped_builds: 0,
+        robot_tokens: None,
     }
 }
 
 /// The status of a valid integration from its token check and its
 /// namespaces' outcomes.
+/// What the status reports besides conditions and namespace counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    /// Team sync's counts, when on.
+    pub team_sync: Option<TeamSyncStatus>,
+    /// Builds that escaped the webhook.
+    pub escaped_builds: u32,
+    /// Robot tokens' ages and the next rotation.
+    pub robot_tokens: Option<RobotTokenStatus>,
+}
+
 pub fn status(
     check: &TokenCheck,
     outcomes: &[(String, NsOutcome)],
     quay_url: &str,
     generation: Option<i64>,
     previous: &[Condition],
-    team_sync: Option<TeamSyncStatus>,
-    escaped_builds: u32,
+    extras: Extras,
 ) -> QuayIntegrationStatus {
+    let Extras {
+        team_sync,
+        escaped_builds,
+        robot_tokens,
+    } = extras;
     let managed = outcomes
         .iter()
         .filter(|(_, o)| o.state == NsState::Managed)
@@ -214,6 +230,7 @@ pub fn status(
         last_error,
         team_sync,
         escaped_builds,
+        robot_tokens,
     }
 }
 
@@ -305,8 +322,10 @@ mod tests {
             "https://q",
             Some(3),
             &[],
-            None,
-            2,
+            Extras {
+                escaped_builds: 2,
+                ..Extras::default()
+            },
         );
         assert_eq!((s.managed_namespaces, s.failing_namespaces), (2, 1));
         assert_eq!(s.escaped_builds, 2);
@@ -328,17 +347,30 @@ mod tests {
             "https://q",
             Some(3),
             &[],
-            None,
-            0,
+            Extras::default(),
         );
         assert_eq!(
             ok.conditions[0].message,
             "2 namespaces bridged to https://q"
         );
-        let rejected = status(&check(false, true), &[], "https://q", None, &[], None, 0);
+        let rejected = status(
+            &check(false, true),
+            &[],
+            "https://q",
+            None,
+            &[],
+            Extras::default(),
+        );
         assert_eq!(rejected.conditions[0].message, "creds");
         assert_eq!(rejected.conditions[1].reason, "TokenRejected");
-        let down = status(&check(true, false), &[], "https://q", None, &[], None, 0);
+        let down = status(
+            &check(true, false),
+            &[],
+            "https://q",
+            None,
+            &[],
+            Extras::default(),
+        );
         assert_eq!(down.conditions[0].message, "reach");
     }
 

@@ -25,6 +25,7 @@ mod quay_teams_recorded;
 mod quay_tls;
 mod rbac;
 mod readme;
+mod rotation;
 mod safety;
 mod secret_hygiene;
 mod teams;

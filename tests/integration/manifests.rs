@@ -699,6 +699,7 @@ fn every_metric_the_docs_and_the_alerts_name_exists() {
                         "reconcile_failures",
                         "quay_requests",
                         "webhook_decisions",
+                        "robot_rotations",
                     ]
                     .contains(&&c[1]);
                     exported.insert(if counter {

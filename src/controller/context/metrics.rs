@@ -33,6 +33,11 @@ struct QuayLabels {
     quay: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntegrationLabels {
+    integration: String,
+}
+
 /// The operator's series (README, "Metrics"). Clones share the same
 /// series; one not registered still counts (tests and benches read it).
 #[derive(Clone, Debug, Default)]
@@ -46,6 +51,8 @@ pub struct Metrics {
     queue_depth: Family<InFlightLabels, Gauge>,
     namespaces: Family<NamespaceLabels, Gauge>,
     escaped_builds: Gauge,
+    robot_token_age: Family<IntegrationLabels, Gauge>,
+    robot_rotations: Family<IntegrationLabels, Counter>,
     /// Requests to Quay by method, endpoint and status class, and their
     /// latency; the client records them.
     pub quay: QuayMetrics,
@@ -106,7 +113,53 @@ impl Metrics {
             "Unfinished Builds in bridged namespaces created without the Build webhook's rewrite (the operator was unreachable): they push to the integrated registry",
             m.escaped_builds.clone(),
         );
+        registry.register(
+            "robot_token_oldest_age_seconds",
+            "Age of the oldest robot token in use in the namespaces an integration bridges",
+            m.robot_token_age.clone(),
+        );
+        registry.register(
+            "robot_rotations",
+            "Robot-token rotations started (one per service account), by integration",
+            m.robot_rotations.clone(),
+        );
         m
+    }
+
+    /// Records the age of an integration's oldest robot token.
+    pub fn set_robot_token_age(&self, integration: &str, seconds: i64) {
+        self.robot_token_age
+            .get_or_create(&IntegrationLabels {
+                integration: integration.to_owned(),
+            })
+            .set(seconds);
+    }
+
+    /// The age recorded for an integration's oldest robot token.
+    pub fn robot_token_age(&self, integration: &str) -> i64 {
+        self.robot_token_age
+            .get_or_create(&IntegrationLabels {
+                integration: integration.to_owned(),
+            })
+            .get()
+    }
+
+    /// Counts robot-token rotations started.
+    pub fn rotations_started(&self, integration: &str, n: u64) {
+        self.robot_rotations
+            .get_or_create(&IntegrationLabels {
+                integration: integration.to_owned(),
+            })
+            .inc_by(n);
+    }
+
+    /// Rotations started for an integration.
+    pub fn rotations(&self, integration: &str) -> u64 {
+        self.robot_rotations
+            .get_or_create(&IntegrationLabels {
+                integration: integration.to_owned(),
+            })
+            .get()
     }
 
     /// Records how many Builds escaped the webhook now.

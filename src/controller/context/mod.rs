@@ -10,6 +10,7 @@ mod metrics;
 mod options;
 mod outcomes;
 mod quay_access;
+pub mod rotations;
 
 pub(crate) use crate::plan::status::TokenCheck;
 pub use crate::plan::status::{NsOutcome, NsState};
@@ -92,6 +93,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Builds that escaped the webhook.
     pub escaped: escaped::EscapedBuilds,
+    /// Robot-token rotation's memory.
+    pub rotations: rotations::Rotations,
     pub(crate) credentials: Mutex<HashMap<(String, String), Store<Secret>>>,
     clients: Mutex<HashMap<String, QuayClient>>,
     pub(crate) views: Mutex<HashMap<String, CachedView>>,
@@ -185,6 +188,7 @@ impl Context {
             groups,
             metrics,
             escaped: escaped::EscapedBuilds::default(),
+            rotations: rotations::Rotations::default(),
             credentials: Mutex::default(),
             clients: Mutex::default(),
             views: Mutex::default(),

@@ -67,6 +67,7 @@ impl Context {
         lock(&self.team_memory).remove(namespace);
         lock(&self.failures).remove(namespace);
         lock(&self.reported).retain(|(n, _)| n != namespace);
+        self.rotations.forget(namespace);
     }
 
     /// Publishes an Event on a namespace. With `once`, an identical reason

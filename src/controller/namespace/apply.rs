@@ -59,9 +59,27 @@ pub(super) async fn apply_quay(
                 view.robots.push(ObservedRobot {
                     short: short.clone(),
                     marker: Marker::parse(description),
+                    created: Some(
+                        robot
+                            .created
+                            .as_deref()
+                            .and_then(crate::plan::namespace::quay_date)
+                            .unwrap_or_else(jiff::Timestamp::now),
+                    ),
                     token: robot.token,
                     repositories: robot.repositories.into_iter().collect(),
                 });
+            }
+            QuayAction::DeleteRobot { short } => {
+                match client.delete_robot(org, short).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                // Quay deletes its permissions and default permissions too.
+                let delegate = names::robot_account(org, short);
+                view.robots.retain(|r| &r.short != short);
+                view.prototypes.retain(|(_, _, d)| d != &delegate);
             }
             QuayAction::CreatePrototype { short, role } => {
                 let p = client.create_robot_prototype(org, short, *role).await?;
@@ -133,7 +151,7 @@ pub(super) enum Tokens<'a> {
 pub(super) struct Applied {
     /// Secrets created.
     pub created: Vec<String>,
-    /// Robot tokens read again from Quay, by service account.
+    /// Robot tokens read again from Quay, by robot.
     pub refreshed: Vec<(String, SecretString)>,
     /// Secrets named like ours that are a user's: left alone, not linked.
     pub foreign: Vec<String>,
@@ -167,11 +185,13 @@ pub(super) async fn apply_kube(
             KubeAction::ApplySecret {
                 name: secret_name,
                 service_account,
+                robot,
                 payload,
             } => {
                 let secret = SecretToApply {
                     name: secret_name,
                     service_account,
+                    robot,
                     payload,
                 };
                 let (outcome, refreshed) = apply_secret(ns, &secret, tokens, ctx).await?;
@@ -181,7 +201,7 @@ pub(super) async fn apply_kube(
                     SecretOutcome::Kept => {}
                 }
                 if let Some(token) = refreshed {
-                    applied.refreshed.push((service_account.clone(), token));
+                    applied.refreshed.push((robot.clone(), token));
                 }
             }
             // A user's Secret of our name is never linked for them.
@@ -199,6 +219,7 @@ pub(super) async fn apply_kube(
 struct SecretToApply<'a> {
     name: &'a str,
     service_account: &'a str,
+    robot: &'a str,
     payload: &'a SecretString,
 }
 
@@ -214,16 +235,16 @@ async fn current_payload(
         Tokens::Reread { client, cfg, org } => {
             // The view held this robot: its absence contradicts it.
             let Some(token) = client
-                .get_robot(org, secret.service_account)
+                .get_robot(org, secret.robot)
                 .await?
                 .and_then(|r| r.token)
             else {
                 return Err(Error::Stale(format!(
                     "robot {} is gone",
-                    names::robot_account(org, secret.service_account)
+                    names::robot_account(org, secret.robot)
                 )));
             };
-            let payload = secret_payload(cfg, org, secret.service_account, &token);
+            let payload = secret_payload(cfg, org, secret.robot, &token);
             Ok(Some((SecretString::new(payload), Some(token))))
         }
     }

@@ -4,6 +4,7 @@
 
 mod apply;
 mod lifecycle;
+mod rotation;
 mod teams;
 
 use apply::{Tokens, apply_kube, apply_quay};
@@ -17,6 +18,7 @@ use crate::plan::namespace::{
     ObservedSecret, ObservedServiceAccount, Ownership, QuayAction, QuayView, bridged_note,
     explicitly_granted, ownership, plan_kube, plan_quay, split_for_teams, unclaimed,
 };
+use crate::plan::rotation::SaPlan;
 use crate::plan::selection::{self, Manager};
 use crate::plan::teams::needs_fresh_read;
 use crate::quay::QuayClient;
@@ -280,7 +282,16 @@ async fn converge(
         ctx.event(ns, true, reason, msg, true).await;
         return Ok(Action::requeue(ctx.options.resync));
     }
-    let actions = plan_quay(cfg, org, &s.marker, &view, &image_streams(ctx, &s.name));
+    let secrets = observed_secrets(ctx, cfg, &s.name);
+    let robots = rotation::robot_plans(&s, &view, &secrets);
+    let actions = plan_quay(
+        cfg,
+        org,
+        &s.marker,
+        &view,
+        &image_streams(ctx, &s.name),
+        &robots,
+    );
     let team_report = apply_quay_and_teams(&s, &actions, &mut view).await;
     ctx.views
         .lock()
@@ -303,8 +314,13 @@ async fn converge(
         },
     );
     team_report?;
-    let applied = converge_kube(&s, &mut view, from_cache).await?;
-    report(&s, &actions, applied).await
+    let applied = converge_kube(&s, &mut view, from_cache, &robots, &secrets).await?;
+    rotation::record(&s, &robots).await;
+    let action = report(&s, &actions, applied).await?;
+    Ok(match rotation::requeue_in(&s, &robots) {
+        Some(d) if d < ctx.options.resync => Action::requeue(d),
+        _ => action,
+    })
 }
 
 /// The namespace's organization as cached (a hint, until the resync or an
@@ -372,10 +388,17 @@ async fn converge_kube(
     s: &Scope<'_>,
     view: &mut QuayView,
     from_cache: bool,
+    robots: &[SaPlan],
+    secrets: &BTreeMap<String, ObservedSecret>,
 ) -> Result<apply::Applied, Error> {
-    let secrets = observed_secrets(s.ctx, s.cfg, &s.name);
     let accounts = observed_service_accounts(s.ctx, s.cfg, &s.name);
-    let plan = plan_kube(s.cfg, s.org, &robot_tokens(view), &secrets, &accounts);
+    let plan = plan_kube(
+        s.cfg,
+        s.org,
+        &robot_tokens(view, robots),
+        secrets,
+        &accounts,
+    );
     if !plan.waiting_for.is_empty() {
         tracing::debug!(namespace = %s.name, waiting_for = ?plan.waiting_for, "service accounts not created yet");
     }
@@ -393,8 +416,8 @@ async fn converge_kube(
     };
     let applied = apply_kube(s.ns, &plan.actions, &tokens, s.ctx).await?;
     if !applied.refreshed.is_empty() {
-        for (sa, token) in &applied.refreshed {
-            if let Some(r) = view.robots.iter_mut().find(|r| &r.short == sa) {
+        for (robot, token) in &applied.refreshed {
+            if let Some(r) = view.robots.iter_mut().find(|r| &r.short == robot) {
                 r.token = Some(token.clone());
             }
         }
@@ -501,10 +524,20 @@ fn not_ours(
 }
 
 /// The robots' tokens by short name.
-fn robot_tokens(view: &QuayView) -> BTreeMap<String, SecretString> {
-    view.robots
+/// Per service account, the robot its Secret carries and that robot's
+/// token (when Quay showed it).
+fn robot_tokens(view: &QuayView, robots: &[SaPlan]) -> BTreeMap<String, (String, SecretString)> {
+    robots
         .iter()
-        .filter_map(|r| r.token.clone().map(|t| (r.short.clone(), t)))
+        .filter_map(|p| {
+            let token = view
+                .robots
+                .iter()
+                .find(|r| r.short == p.secret_robot)?
+                .token
+                .clone()?;
+            Some((p.sa.clone(), (p.secret_robot.clone(), token)))
+        })
         .collect()
 }
 

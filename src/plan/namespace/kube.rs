@@ -248,6 +248,8 @@ pub enum KubeAction {
         name: String,
         /// The service account it belongs to.
         service_account: String,
+        /// The robot whose token it carries.
+        robot: String,
         /// The `.dockerconfigjson` content.
         payload: SecretString,
     },
@@ -278,31 +280,32 @@ pub struct KubePlan {
 pub fn secret_payload(
     cfg: &IntegrationConfig,
     org: &str,
-    sa: &str,
+    robot: &str,
     token: &SecretString,
 ) -> String {
     names::dockerconfigjson(
         &cfg.registry_host,
-        &names::robot_account(org, sa),
+        &names::robot_account(org, robot),
         token.expose(),
     )
 }
 
-/// Secrets and service-account links for the robots' `tokens`.
+/// Secrets and service-account links for `tokens`: per service account,
+/// the robot its Secret carries and that robot's token.
 pub fn plan_kube(
     cfg: &IntegrationConfig,
     org: &str,
-    tokens: &BTreeMap<String, SecretString>,
+    tokens: &BTreeMap<String, (String, SecretString)>,
     secrets: &BTreeMap<String, ObservedSecret>,
     service_accounts: &BTreeMap<String, ObservedServiceAccount>,
 ) -> KubePlan {
     let mut plan = KubePlan::default();
     for (sa, _) in &cfg.service_accounts {
-        let Some(token) = tokens.get(sa) else {
+        let Some((robot, token)) = tokens.get(sa) else {
             continue;
         };
         let name = names::secret_name(sa, &cfg.cluster_id);
-        let payload = secret_payload(cfg, org, sa, token);
+        let payload = secret_payload(cfg, org, robot, token);
         let up_to_date = secrets
             .get(&name)
             .is_some_and(|s| secret_up_to_date(s, sa, &payload));
@@ -310,6 +313,7 @@ pub fn plan_kube(
             plan.actions.push(KubeAction::ApplySecret {
                 name: name.clone(),
                 service_account: sa.clone(),
+                robot: robot.clone(),
                 payload: SecretString::new(payload),
             });
         }
@@ -340,10 +344,15 @@ mod tests {
         crate::config::test_config("openshift", "")
     }
 
-    fn tokens() -> BTreeMap<String, SecretString> {
+    fn tokens() -> BTreeMap<String, (String, SecretString)> {
         ["builder", "default", "deployer"]
             .iter()
-            .map(|s| ((*s).to_owned(), SecretString::new(format!("tok-{s}"))))
+            .map(|s| {
+                (
+                    (*s).to_owned(),
+                    ((*s).to_owned(), SecretString::new(format!("tok-{s}"))),
+                )
+            })
             .collect()
     }
 
@@ -477,7 +486,10 @@ mod tests {
         );
         // A regenerated token, an edited secret, a removed link.
         let mut new_tokens = tokens();
-        new_tokens.insert("builder".into(), SecretString::new("rotated"));
+        new_tokens.insert(
+            "builder".into(),
+            ("builder".into(), SecretString::new("rotated")),
+        );
         secrets
             .get_mut("default-quay-openshift")
             .unwrap()

@@ -5,6 +5,7 @@ use crate::config::IntegrationConfig;
 use crate::crd::ImageStreamDeletionPolicy;
 use crate::model::types::{Prototype, Repository, Robot};
 use crate::model::{Role, names as quay_names};
+use crate::plan::rotation::SaPlan;
 use crate::plan::teams::ObservedTeam;
 use crate::secret::SecretString;
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +28,8 @@ pub struct ObservedRobot {
     pub token: Option<SecretString>,
     /// Repositories it holds a permission on.
     pub repositories: BTreeSet<String>,
+    /// When it was made (its token's age, for rotation).
+    pub created: Option<jiff::Timestamp>,
 }
 
 /// A repository as observed.
@@ -78,6 +81,7 @@ impl QuayView {
                     short: r.short_name().to_owned(),
                     marker: Marker::parse(&r.description),
                     token: r.token,
+                    created: r.created.as_deref().and_then(quay_date),
                     repositories: r.repositories.into_iter().collect(),
                 })
                 .collect(),
@@ -94,6 +98,31 @@ impl QuayView {
                 .collect(),
         }
     }
+}
+
+/// A date as Quay writes it (`Tue, 24 Nov 2026 15:52:46 -0000`).
+pub fn quay_date(text: &str) -> Option<jiff::Timestamp> {
+    jiff::fmt::rfc2822::parse(text).ok().map(|z| z.timestamp())
+}
+
+/// Which robot's token a service account's Secret holds: the robot whose
+/// payload digests to what the Secret holds.
+pub fn robot_in_secret(
+    cfg: &IntegrationConfig,
+    org: &str,
+    sa: &str,
+    robots: &[ObservedRobot],
+    secret: Option<&ObservedSecret>,
+) -> Option<String> {
+    let held = secret?.dockerconfigjson.as_ref()?;
+    crate::plan::rotation::slots(sa).into_iter().find(|slot| {
+        robots.iter().any(|r| {
+            &r.short == slot
+                && r.token.as_ref().is_some_and(|t| {
+                    &ConfigDigest::of(secret_payload(cfg, org, slot, t).as_bytes()) == held
+                })
+        })
+    })
 }
 
 /// Who an existing organization belongs to.
@@ -292,6 +321,12 @@ pub enum QuayAction {
         /// Marker description.
         description: String,
     },
+    /// Delete a robot a rotation replaced (its grace period over); Quay
+    /// deletes its permissions with it.
+    DeleteRobot {
+        /// Short name.
+        short: String,
+    },
     /// Create a default permission for a robot.
     CreatePrototype {
         /// Robot short name.
@@ -325,13 +360,18 @@ pub enum QuayAction {
     },
 }
 
-/// The Quay changes a namespace needs (the organization is ours or absent).
+/// The Quay changes a namespace needs (the organization is ours or absent):
+/// the robots each service account keeps (`robots`, from
+/// [`crate::plan::rotation::plan_sa`]) made, with their default
+/// permission and every repository granted; replaced robots deleted;
+/// repositories for the ImageStreams.
 pub fn plan_quay(
     cfg: &IntegrationConfig,
     org: &str,
     marker: &Marker,
     view: &QuayView,
     image_streams: &BTreeSet<String>,
+    robots: &[SaPlan],
 ) -> Vec<QuayAction> {
     let mut actions = Vec::new();
     let wanted_repos: Vec<&String> = image_streams
@@ -341,15 +381,26 @@ pub fn plan_quay(
     if !view.exists {
         actions.push(QuayAction::CreateOrganization);
     }
+    let role_of = |sa: &str| {
+        cfg.service_accounts
+            .iter()
+            .find(|(s, _)| s == sa)
+            .map(|(_, r)| *r)
+    };
+    let kept: Vec<(&String, Role)> = robots
+        .iter()
+        .filter_map(|p| role_of(&p.sa).map(|role| (p, role)))
+        .flat_map(|(p, role)| p.keep.iter().map(move |short| (short, role)))
+        .collect();
     let mut new_robots = BTreeSet::new();
-    for (sa, role) in &cfg.service_accounts {
-        let delegate = names::robot_account(org, sa);
-        if !view.robots.iter().any(|r| &r.short == sa) {
+    for (short, role) in &kept {
+        let delegate = names::robot_account(org, short);
+        if !view.robots.iter().any(|r| &r.short == *short) {
             actions.push(QuayAction::CreateRobot {
-                short: sa.clone(),
+                short: (*short).clone(),
                 description: marker.description(),
             });
-            new_robots.insert(sa.clone());
+            new_robots.insert((*short).clone());
         }
         let mut protos: Vec<&(String, Role, String)> = view
             .prototypes
@@ -365,9 +416,18 @@ pub fn plan_quay(
         }
         if keep.is_none() {
             actions.push(QuayAction::CreatePrototype {
-                short: sa.clone(),
+                short: (*short).clone(),
                 role: *role,
             });
+        }
+    }
+    for p in robots {
+        for short in &p.delete {
+            if view.robots.iter().any(|r| &r.short == short) {
+                actions.push(QuayAction::DeleteRobot {
+                    short: short.clone(),
+                });
+            }
         }
     }
     let existing: BTreeSet<&str> = view.repositories.iter().map(|r| r.name.as_str()).collect();
@@ -379,15 +439,15 @@ pub fn plan_quay(
             });
             continue;
         }
-        for (sa, role) in &cfg.service_accounts {
+        for (short, role) in &kept {
             let has = view
                 .robots
                 .iter()
-                .any(|r| &r.short == sa && r.repositories.contains(repo.as_str()));
-            if !has || new_robots.contains(sa) {
+                .any(|r| &r.short == *short && r.repositories.contains(repo.as_str()));
+            if !has || new_robots.contains(*short) {
                 actions.push(QuayAction::GrantRepository {
                     repo: (*repo).clone(),
-                    short: sa.clone(),
+                    short: (*short).clone(),
                     role: *role,
                 });
             }
@@ -449,7 +509,43 @@ mod tests {
             marker,
             token: Some(SecretString::new(format!("tok-{short}"))),
             repositories: repos.iter().map(|s| (*s).to_owned()).collect(),
+            created: None,
         }
+    }
+
+    /// `plan_quay` with each service account's robots as `plan_sa`
+    /// decides them without rotation.
+    fn plan(
+        cfg: &IntegrationConfig,
+        org: &str,
+        marker: &Marker,
+        view: &QuayView,
+        streams: &BTreeSet<String>,
+    ) -> Vec<QuayAction> {
+        let robots: Vec<SaPlan> = cfg
+            .service_accounts
+            .iter()
+            .map(|(sa, _)| {
+                crate::plan::rotation::plan_sa(
+                    &crate::plan::rotation::SaRobots {
+                        sa: sa.clone(),
+                        robots: view
+                            .robots
+                            .iter()
+                            .map(|r| (r.short.clone(), r.created))
+                            .collect(),
+                        in_secret: None,
+                    },
+                    &crate::plan::rotation::RotationInput {
+                        now: jiff::Timestamp::now(),
+                        policy: None,
+                        switched_at: None,
+                        permit: false,
+                    },
+                )
+            })
+            .collect();
+        plan_quay(cfg, org, marker, view, streams, &robots)
     }
 
     fn streams(names: &[&str]) -> BTreeSet<String> {
@@ -482,7 +578,7 @@ mod tests {
 
     #[test]
     fn a_new_namespace_needs_ten_writes_for_two_image_streams() {
-        let actions = plan_quay(
+        let actions = plan(
             &cfg(),
             "openshift_demo",
             &marker(),
@@ -533,7 +629,7 @@ mod tests {
     #[test]
     fn a_converged_namespace_needs_nothing() {
         assert!(
-            plan_quay(
+            plan(
                 &cfg(),
                 "openshift_demo",
                 &marker(),
@@ -549,7 +645,7 @@ mod tests {
         // Robot deleted in Quay: recreated, and granted on existing repositories.
         let mut view = converged(&["app"]);
         view.robots.retain(|r| r.short != "default");
-        let actions = plan_quay(
+        let actions = plan(
             &cfg(),
             "openshift_demo",
             &marker(),
@@ -571,7 +667,7 @@ mod tests {
             name: "pushed".into(),
             managed: false,
         });
-        let actions = plan_quay(
+        let actions = plan(
             &cfg(),
             "openshift_demo",
             &marker(),
@@ -589,7 +685,7 @@ mod tests {
         view.prototypes[0].1 = Role::Read;
         view.prototypes
             .push(("p9".into(), Role::Read, "openshift_demo+default".into()));
-        let actions = plan_quay(&cfg(), "openshift_demo", &marker(), &view, &streams(&[]));
+        let actions = plan(&cfg(), "openshift_demo", &marker(), &view, &streams(&[]));
         assert!(actions.contains(&QuayAction::DeletePrototype { id: "p1".into() }));
         assert!(actions.contains(&QuayAction::CreatePrototype {
             short: "builder".into(),
@@ -607,13 +703,13 @@ mod tests {
             managed: false,
         });
         assert!(
-            plan_quay(&cfg(), "openshift_demo", &marker(), &view, &streams(&[])).is_empty(),
+            plan(&cfg(), "openshift_demo", &marker(), &view, &streams(&[])).is_empty(),
             "Retain is the default"
         );
         let mut c = cfg();
         c.image_stream_deletion = ImageStreamDeletionPolicy::Delete;
         assert_eq!(
-            plan_quay(&c, "openshift_demo", &marker(), &view, &streams(&[])),
+            plan(&c, "openshift_demo", &marker(), &view, &streams(&[])),
             vec![QuayAction::DeleteRepository {
                 name: "gone".into()
             }]
@@ -622,7 +718,7 @@ mod tests {
 
     #[test]
     fn invalid_repository_names_are_skipped() {
-        let actions = plan_quay(
+        let actions = plan(
             &cfg(),
             "openshift_demo",
             &marker(),

@@ -1,0 +1,163 @@
+//! What robot-token rotation remembers across reconciles: when each
+//! Secret was seen switched (the grace period's start), each namespace's
+//! oldest token and waiting rotation (for oldest-first permits and the
+//! status), and the per-minute budget of rotations.
+
+use crate::config::{IntegrationConfig, IntegrationId};
+use crate::crd::RobotTokenStatus;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::lock;
+
+/// One namespace's robot tokens, as its last reconcile found them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NsTokens {
+    /// The integration bridging it.
+    pub integration: IntegrationId,
+    /// When its oldest token in use was made.
+    pub oldest: Option<Timestamp>,
+    /// Its service accounts in the middle of a rotation.
+    pub rotating: u32,
+    /// When the robot of its oldest due rotation was made, while that
+    /// rotation waits for a permit.
+    pub waiting: Option<Timestamp>,
+    /// When its next rotation step is due.
+    pub next: Option<Timestamp>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    switched: HashMap<(String, String), Timestamp>,
+    namespaces: HashMap<String, NsTokens>,
+    /// Per integration: the minute window's start and the permits given.
+    budget: HashMap<IntegrationId, (Instant, u32)>,
+}
+
+/// Robot-token rotation's memory (see the module).
+#[derive(Debug, Default)]
+pub struct Rotations {
+    inner: Mutex<Inner>,
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+impl Rotations {
+    /// When the Secret of `sa` in `ns` was first seen switched.
+    pub fn switched_at(&self, ns: &str, sa: &str) -> Option<Timestamp> {
+        lock(&self.inner)
+            .switched
+            .get(&(ns.to_owned(), sa.to_owned()))
+            .copied()
+    }
+
+    /// Remembers the start of a grace period (kept if already known), or
+    /// forgets it (`None`: no replaced robot waits).
+    pub fn remember_switch(&self, ns: &str, sa: &str, since: Option<Timestamp>) {
+        let key = (ns.to_owned(), sa.to_owned());
+        let mut inner = lock(&self.inner);
+        match since {
+            Some(t) => {
+                inner.switched.entry(key).or_insert(t);
+            }
+            None => {
+                inner.switched.remove(&key);
+            }
+        }
+    }
+
+    /// Records what a namespace's reconcile found.
+    pub fn report(&self, ns: &str, tokens: NsTokens) {
+        lock(&self.inner).namespaces.insert(ns.to_owned(), tokens);
+    }
+
+    /// Forgets a namespace (no longer bridged, deleted).
+    pub fn forget(&self, ns: &str) {
+        let mut inner = lock(&self.inner);
+        inner.namespaces.remove(ns);
+        inner.switched.retain(|(n, _), _| n != ns);
+    }
+
+    /// Whether `ns` may start a rotation now: the integration's budget for
+    /// this minute is not spent, and no namespace with an older due token
+    /// waits for the permits left (oldest first).
+    pub fn permit(&self, cfg: &IntegrationConfig, ns: &str) -> bool {
+        let Some(policy) = cfg.rotation else {
+            return false;
+        };
+        let mut inner = lock(&self.inner);
+        let now = Instant::now();
+        let used = {
+            let (start, used) = inner.budget.entry(cfg.id.clone()).or_insert((now, 0));
+            if now.duration_since(*start) >= WINDOW {
+                *start = now;
+                *used = 0;
+            }
+            *used
+        };
+        let left = policy.per_minute.saturating_sub(used);
+        if left == 0 {
+            return false;
+        }
+        let mine = inner.namespaces.get(ns).and_then(|t| t.waiting);
+        let older = inner
+            .namespaces
+            .iter()
+            .filter(|(n, t)| n.as_str() != ns && t.integration == cfg.id && t.waiting.is_some())
+            .filter(|(n, t)| match (t.waiting, mine) {
+                (Some(theirs), Some(m)) => (theirs, n.as_str()) < (m, ns),
+                _ => false,
+            })
+            .count();
+        if u32::try_from(older).unwrap_or(u32::MAX) >= left {
+            return false;
+        }
+        if let Some((_, used)) = inner.budget.get_mut(&cfg.id) {
+            *used += 1;
+        }
+        true
+    }
+
+    /// How long until the budget allows another start.
+    pub fn retry_in(&self, cfg: &IntegrationConfig) -> Duration {
+        let per_minute = cfg.rotation.map_or(1, |p| p.per_minute.max(1));
+        WINDOW / per_minute
+    }
+
+    /// The integration's robot tokens for its status (and the age metric).
+    pub fn status(&self, cfg: &IntegrationConfig) -> Option<RobotTokenStatus> {
+        let inner = lock(&self.inner);
+        let mine = inner
+            .namespaces
+            .values()
+            .filter(|t| t.integration == cfg.id);
+        let mut oldest: Option<Timestamp> = None;
+        let mut next: Option<Timestamp> = None;
+        let mut rotating = 0u32;
+        let mut any = false;
+        for t in mine {
+            any = true;
+            oldest = match (oldest, t.oldest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let due = t.waiting.map(|_| Timestamp::now()).or(t.next);
+            next = match (next, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            rotating = rotating.saturating_add(t.rotating);
+        }
+        if !any {
+            return None;
+        }
+        Some(RobotTokenStatus {
+            oldest_token_created: oldest.map(Time),
+            next_rotation: cfg.rotation.and(next).map(Time),
+            rotating,
+        })
+    }
+}

@@ -129,6 +129,7 @@ async fn main() {
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
     steady_state(&kube, &quay, namespaces, concurrency).await;
+    rotation(&kube, &quay, &admin, namespaces, streams, concurrency).await;
     deletion(&kube, &quay, &admin, &names, concurrency).await;
 }
 
@@ -221,6 +222,112 @@ async fn deletion(
     quay.set_faults(FaultConfig::default(), None);
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+}
+
+/// Robot-token rotation of every namespace once: the QuayIntegration gets
+/// `robotTokenRotation` (every robot is older than its interval), the
+/// operator runs until every service account's rotation started and every
+/// replaced robot is deleted. Prints the Quay requests per service-account
+/// rotation, by kind, and the pace the rate limit sets.
+async fn rotation(
+    kube: &EmbeddedKube,
+    quay: &EmbeddedQuay,
+    admin: &kube::Client,
+    namespaces: usize,
+    streams: usize,
+    concurrency: usize,
+) {
+    use quay_bridge_operator::crd::QuayIntegration;
+    let per_minute = env("ROTATIONS_PER_MINUTE", 600);
+    // Longer than the pass takes at the rate limit, so no robot rotates
+    // twice in the window; every robot is made older than it first.
+    let interval = 20 + (namespaces * 60).div_ceil(per_minute) as u64;
+    Api::<QuayIntegration>::all(admin.clone())
+        .patch(
+            "bench",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"robotTokenRotation": {
+                "interval": format!("{interval}s"), "gracePeriod": "1s", "maxPerMinute": per_minute}}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(interval + 1)).await;
+    let metrics = Metrics::default();
+    let options = Options {
+        concurrency: u16::try_from(concurrency).unwrap(),
+        resync: Duration::from_secs(600),
+        instance: "bench-rotation".into(),
+        ..Options::default()
+    };
+    let before = quay.requests().len();
+    let started = Instant::now();
+    let (stop, operator) = spawn_operator_with(kube, options, metrics.clone());
+    let wanted = (3 * namespaces) as u64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let deleted = quay.requests()[before..]
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.template.ends_with("/robots/{robot}"))
+            .count() as u64;
+        if metrics.rotations("quayintegrations.quay.redhat.com/bench") >= wanted
+            && deleted >= wanted
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3600),
+            "rotation did not finish within an hour"
+        );
+    }
+    let wall = started.elapsed();
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+    let window = &quay.requests()[before..];
+    let rotations = metrics.rotations("quayintegrations.quay.redhat.com/bench");
+    let count = |method: &str, suffix: &str| {
+        window
+            .iter()
+            .filter(|r| r.method == method && r.template.ends_with(suffix))
+            .count()
+    };
+    let robots = count("PUT", "/robots/{robot}");
+    let prototypes = count("POST", "/prototypes");
+    let grants = count("PUT", "/permissions/user/{user}");
+    let deletes = count("DELETE", "/robots/{robot}");
+    let reads = window.iter().filter(|r| r.method == "GET").count();
+    let writes = robots + prototypes + grants + deletes;
+    println!(
+        "ROTATION: {namespaces} namespaces × 3 service accounts, {streams} repositories each, maxPerMinute {per_minute} (namespaces): {rotations} rotations done in {:.1} s",
+        wall.as_secs_f64()
+    );
+    println!(
+        "  per rotation: {:.2} Quay writes ({:.2} robot create, {:.2} default permission, {:.2} repository grants, {:.2} robot delete), {:.2} reads; 1 Secret write",
+        writes as f64 / rotations as f64,
+        robots as f64 / rotations as f64,
+        prototypes as f64 / rotations as f64,
+        grants as f64 / rotations as f64,
+        deletes as f64 / rotations as f64,
+        reads as f64 / rotations as f64,
+    );
+}
+
+fn spawn_operator_with(
+    kube: &EmbeddedKube,
+    options: Options,
+    metrics: Metrics,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), quay_bridge_operator::controller::StartError>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = kube.client_as("system:serviceaccount:openshift-operators:quay-bridge-operator");
+    let operator = tokio::spawn(async move {
+        quay_bridge_operator::controller::run(client, options, metrics, async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    (stop, operator)
 }
 
 /// A restarted operator with a short resync period: its first pass over the

@@ -183,18 +183,21 @@ pub struct SandboxArgs {
     pub resync_seconds: u64,
 
     /// Tell the whole `oc new-app` story once on a sandbox of its own (free
-    /// ports), in 8 steps: [1] start an embedded Quay, an OpenShift-like
-    /// cluster and the operator; [2] `oc new-project`: the namespace gets a
-    /// Quay organization, robots and pull/push Secrets; [3] `oc new-app`: an
-    /// ImageStream (with its Quay repository) and a BuildConfig; [4] `oc
-    /// start-build`: the webhook rewrites the Build to push to Quay; [5] the
-    /// build pushes with the builder robot; [6] the operator imports the tag
-    /// into the ImageStream; [7] a deployment pulls the image with the
-    /// default robot's Secret; [8] team sync: a user bound `edit` joins the
-    /// organization's team and pulls with their own password. The story goes
-    /// to stdout; logs to a file that is removed when every step succeeded
-    /// (kept, and named, otherwise or with --keep), or to stderr when
-    /// RUST_LOG is set. Exits 0 only if every step succeeded.
+    /// ports), in 10 steps: [1] start an embedded Quay, an OpenShift-like
+    /// cluster and the operator, the credentials Secret holding only a Quay
+    /// user's username and password; [2] token bootstrap: the operator signs
+    /// in and mints its own token; [3] `oc new-project`: the namespace gets
+    /// a Quay organization, robots and pull/push Secrets; [4] `oc new-app`:
+    /// an ImageStream (with its Quay repository) and a BuildConfig; [5] `oc
+    /// start-build`: the webhook rewrites the Build to push to Quay; [6] the
+    /// build pushes with the builder robot; [7] the operator imports the tag
+    /// into the ImageStream; [8] a deployment pulls the image with the
+    /// default robot's Secret; [9] team sync: a user bound `edit` joins the
+    /// organization's team and pulls with their own password; [10]
+    /// robot-token rotation while a deployment keeps pulling. The story
+    /// goes to stdout; logs to a file that is removed when every step
+    /// succeeded (kept, and named, otherwise or with --keep), or to stderr
+    /// when RUST_LOG is set. Exits 0 only if every step succeeded.
     #[arg(long, env = "SANDBOX_DEMO")]
     pub demo: bool,
 

@@ -35,6 +35,21 @@ pub enum SandboxError {
     Setup(String),
 }
 
+/// What the credentials Secret holds.
+#[derive(Debug, Clone)]
+pub enum QuayCredentials {
+    /// An OAuth token (key `token`).
+    Token(String),
+    /// A Quay user's `username` and `password`: the operator mints the
+    /// token.
+    Password {
+        /// The user.
+        username: String,
+        /// The password.
+        password: String,
+    },
+}
+
 /// The identity the sandboxed operator acts as.
 pub const OPERATOR_IDENTITY: &str =
     "system:serviceaccount:openshift-operators:quay-bridge-operator";
@@ -81,7 +96,7 @@ fn setup(e: impl std::fmt::Display) -> SandboxError {
 async fn install(
     kube: &EmbeddedKube,
     quay_url: &str,
-    quay_token: &str,
+    credentials: &QuayCredentials,
     name: &str,
 ) -> Result<(), SandboxError> {
     use k8s_openapi::api::core::v1::Secret;
@@ -101,7 +116,13 @@ async fn install(
             .map(|_| ())
             .or_else(exists_ok)?;
     }
-    let secret: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": {"token": quay_token}}))
+    let data = match credentials {
+        QuayCredentials::Token(token) => serde_json::json!({ "token": token }),
+        QuayCredentials::Password { username, password } => {
+            serde_json::json!({ "username": username, "password": password })
+        }
+    };
+    let secret: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "quay-integration", "namespace": "openshift-operators"}, "stringData": data}))
         .map_err(setup)?;
     Api::<Secret>::namespaced(admin.clone(), "openshift-operators")
         .create(&PostParams::default(), &secret)
@@ -149,11 +170,11 @@ async fn install(
 pub async fn start_operator(
     kube: &EmbeddedKube,
     quay_url: &str,
-    quay_token: &str,
+    credentials: &QuayCredentials,
     name: &str,
     settings: &OperatorSettings,
 ) -> Result<RunningOperator, SandboxError> {
-    install(kube, quay_url, quay_token, name).await?;
+    install(kube, quay_url, credentials, name).await?;
     let mut registry = prometheus_client::registry::Registry::with_prefix("quay_bridge_operator");
     let metrics = Metrics::register(&mut registry);
     let webhook = WebhookOptions::new(
@@ -390,7 +411,14 @@ pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), San
     };
     let mut operator = None;
     if let (true, Some(k), Some((url, token))) = (with_operator, &kube, &quay_target) {
-        let running = start_operator(k, url, token, "sandbox", &settings).await?;
+        let running = start_operator(
+            k,
+            url,
+            &QuayCredentials::Token(token.clone()),
+            "sandbox",
+            &settings,
+        )
+        .await?;
         println!(
             "Operator running (webhook registered, admin server on {}) with a sample QuayIntegration \"sandbox\" bridging every non-system namespace.",
             running.admin_url()

@@ -1,7 +1,7 @@
 //! `quay-bridge-operator sandbox --demo`: the `oc new-app` story end to end
 //! on the embedded cluster and Quay, told step by step.
 
-use super::cmd::{OperatorSettings, RunningOperator, start_operator};
+use super::cmd::{OperatorSettings, QuayCredentials, RunningOperator, start_operator};
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{Api, DynamicObject, PostParams};
@@ -115,6 +115,7 @@ pub async fn run(
     .await
     .map_err(|e| fail("quay", e))?;
     quay.add_user(DEVELOPER.0, DEVELOPER.1, false);
+    quay.add_user(BRIDGE_USER.0, BRIDGE_USER.1, false);
     let kube = EmbeddedKube::start(EmbeddedKubeConfig {
         listen: Some("127.0.0.1:0".into()),
         ..EmbeddedKubeConfig::default()
@@ -130,7 +131,10 @@ pub async fn run(
     let operator = start_operator(
         &kube,
         &quay.url(),
-        quay.admin_token().expose(),
+        &QuayCredentials::Password {
+            username: BRIDGE_USER.0.into(),
+            password: BRIDGE_USER.1.into(),
+        },
         "demo",
         &OperatorSettings {
             admin_listen: "127.0.0.1:0".into(),
@@ -140,8 +144,9 @@ pub async fn run(
     .await
     .map_err(|e| fail("start the operator", e))?;
     s.ok(&format!(
-        "Quay at {}, cluster ready, QuayIntegration \"demo\" applied, webhook registered",
-        quay.url()
+        "Quay at {}, cluster ready, QuayIntegration \"demo\" applied, webhook registered; the credentials Secret holds only Quay user {}'s username and password",
+        quay.url(),
+        BRIDGE_USER.0
     ));
 
     let result = story(&mut s, &quay, &kube, &host).await;
@@ -171,6 +176,7 @@ async fn story(
     host: &str,
 ) -> Result<(), DemoError> {
     let admin = kube.client();
+    bootstrap(s, &admin).await?;
     bridge_namespace(s, quay, &admin).await?;
     let streams = new_app(s, quay, &admin).await?;
     let name = start_build(s, &admin).await?;
@@ -178,6 +184,7 @@ async fn story(
     import(s, &streams, host, &digest).await?;
     pull(s, quay, &admin, host, &digest).await?;
     team_access(s, quay, &admin, &digest).await?;
+    rotation(s, quay, &admin, host, &digest).await?;
     println!(
         "\n  Quay requests made by the whole story: {}",
         quay.requests()
@@ -437,6 +444,143 @@ async fn pull(
     digest: &str,
 ) -> Result<(), DemoError> {
     s.step("A deployment pulls the image with the default robot's Secret");
+    let (user, pass) = pull_credentials(admin, host).await?;
+    let (user, pass) = (user.as_str(), pass.as_str());
+    let pulled = pull_as(quay, user, pass, digest, "pull the image").await?;
+    s.ok(&format!("pulled {pulled} as {user}"));
+    Ok(())
+}
+
+/// The Quay user whose username and password the credentials Secret
+/// holds: the operator mints its token from them.
+pub const BRIDGE_USER: (&str, &str) = ("quay-bridge", "bridge-password");
+
+async fn bootstrap(s: &mut Steps, admin: &kube::Client) -> Result<(), DemoError> {
+    use quay_bridge_operator::plan::credentials as plan;
+    s.step("Token bootstrap: the operator signs in to Quay and mints its own token");
+    let secrets = Api::<Secret>::namespaced(admin.clone(), "openshift-operators");
+    let secret = until("mint the token", || async {
+        secrets
+            .get_opt("quay-integration")
+            .await
+            .ok()
+            .flatten()
+            .filter(|s| {
+                s.data.as_ref().is_some_and(|d| d.contains_key("token"))
+                    && s.metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(plan::TOKEN_EXPIRES_ANNOTATION))
+            })
+    })
+    .await?;
+    let keys: Vec<String> = secret
+        .data
+        .as_ref()
+        .map(|d| d.keys().cloned().collect())
+        .unwrap_or_default();
+    let annotations = secret.metadata.annotations.unwrap_or_default();
+    let expires = annotations
+        .get(plan::TOKEN_EXPIRES_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    let application = annotations
+        .get(plan::TOKEN_APPLICATION_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    if keys.iter().any(|k| k == plan::PASSWORD_KEY) {
+        return Err(fail(
+            "mint the token",
+            "the password is still in the Secret",
+        ));
+    }
+    s.ok(&format!(
+        "signed in as {}, made organization and OAuth application {application}, minted a token with {}",
+        BRIDGE_USER.0,
+        plan::SCOPES.join(" ")
+    ));
+    table(
+        &["SECRET KEYS NOW", "TOKEN EXPIRES", "RENEWED"],
+        &[vec![
+            keys.join(", "),
+            expires,
+            "with itself, when a third of its lifetime remains".into(),
+        ]],
+    );
+    Ok(())
+}
+
+async fn rotation(
+    s: &mut Steps,
+    quay: &EmbeddedQuay,
+    admin: &kube::Client,
+    host: &str,
+    digest: &str,
+) -> Result<(), DemoError> {
+    use quay_bridge_operator::crd::QuayIntegration;
+    s.step("Robot-token rotation while a deployment keeps pulling");
+    let integrations = Api::<QuayIntegration>::all(admin.clone());
+    let set = |interval: &'static str| {
+        let integrations = integrations.clone();
+        async move {
+            integrations
+                .patch(
+                    "demo",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"spec": {"robotTokenRotation": {
+                        "interval": interval, "gracePeriod": "1s", "maxPerMinute": 600}}})),
+                )
+                .await
+                .map(drop)
+                .map_err(|e| fail("turn rotation on", e))
+        }
+    };
+    // Every robot is older than 3 s: all rotate now.
+    set("3s").await?;
+    let (first, _) = pull_credentials(admin, host).await?;
+    let started = Instant::now();
+    let (mut pulls, mut failures) = (0u32, 0u32);
+    let now_using = loop {
+        // The deployment reads the Secret for every pull, as the kubelet does.
+        let (user, password) = pull_credentials(admin, host).await?;
+        pulls += 1;
+        if pull_as(quay, &user, &password, digest, "pull during the rotation")
+            .await
+            .is_err()
+        {
+            failures += 1;
+        }
+        let old_gone = quay
+            .snapshot()
+            .organizations
+            .get("openshift_demo")
+            .is_some_and(|o| {
+                !o.robots
+                    .contains_key(first.trim_start_matches("openshift_demo+"))
+            });
+        if user != first && old_gone {
+            break user;
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            return Err(fail("rotate", "no rotation within 15 s"));
+        }
+    };
+    // Back to a long interval: one rotation is the story.
+    set("2160h").await?;
+    if failures > 0 {
+        return Err(fail(
+            "pull during the rotation",
+            format!("{failures} of {pulls} pulls failed"),
+        ));
+    }
+    s.ok(&format!(
+        "{first} replaced by {now_using}: made and granted first, the Secret switched, the old robot deleted after its 1 s grace period; {pulls} pulls meanwhile, 0 failed"
+    ));
+    Ok(())
+}
+
+/// The robot and token the default service account's Secret holds.
+async fn pull_credentials(admin: &kube::Client, host: &str) -> Result<(String, String), DemoError> {
     let secret = Api::<Secret>::namespaced(admin.clone(), "demo")
         .get("default-quay-openshift")
         .await
@@ -455,9 +599,7 @@ async fn pull(
     let (user, pass) = auth
         .split_once(':')
         .ok_or_else(|| fail("pull Secret", "malformed auth"))?;
-    let pulled = pull_as(quay, user, pass, digest, "pull the image").await?;
-    s.ok(&format!("pulled {pulled} as {user}"));
-    Ok(())
+    Ok((user.to_owned(), pass.to_owned()))
 }
 
 /// The developer the team sync step binds (a Quay user of the same name

@@ -466,6 +466,11 @@ fn sandbox_demo_tells_the_whole_story_and_exits_zero() {
         "Complete, pushed sha256:",
         "httpd-example:latest",
         "as openshift_demo+default",
+        "signed in as quay-bridge",
+        "SECRET KEYS NOW",
+        "token, username",
+        "openshift_demo+default replaced by openshift_demo+default_2",
+        " 0 failed",
         "All steps succeeded",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");

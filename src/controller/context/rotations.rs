@@ -161,3 +161,77 @@ impl Rotations {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(per_minute: u32) -> IntegrationConfig {
+        let mut c = crate::config::test_config("openshift", "");
+        c.rotation = Some(crate::config::RotationConfig {
+            interval: Duration::from_secs(60),
+            grace: Duration::from_secs(1),
+            per_minute,
+        });
+        c
+    }
+
+    fn waiting(r: &Rotations, c: &IntegrationConfig, ns: &str, created: &str) {
+        r.report(
+            ns,
+            NsTokens {
+                integration: c.id.clone(),
+                oldest: Some(created.parse().unwrap()),
+                rotating: 0,
+                waiting: Some(created.parse().unwrap()),
+                next: None,
+            },
+        );
+    }
+
+    #[test]
+    fn permits_go_to_the_oldest_tokens_first_within_the_budget() {
+        let r = Rotations::default();
+        let c = cfg(2);
+        waiting(&r, &c, "young", "2026-03-01T00:00:00Z");
+        waiting(&r, &c, "old", "2026-01-01T00:00:00Z");
+        waiting(&r, &c, "middle", "2026-02-01T00:00:00Z");
+        // Two permits this minute: "young" is third in line.
+        assert!(!r.permit(&c, "young"));
+        assert!(r.permit(&c, "middle"));
+        assert!(r.permit(&c, "old"));
+        // The budget is spent, whoever asks.
+        assert!(!r.permit(&c, "young"));
+        assert_eq!(r.retry_in(&c), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn without_rotation_there_is_no_permit_and_no_next_rotation() {
+        let r = Rotations::default();
+        let mut c = cfg(5);
+        waiting(&r, &c, "a", "2026-01-01T00:00:00Z");
+        c.rotation = None;
+        assert!(!r.permit(&c, "a"));
+        let status = r.status(&c).unwrap();
+        assert_eq!(
+            status.oldest_token_created.map(|t| t.0.to_string()),
+            Some("2026-01-01T00:00:00Z".to_owned())
+        );
+        assert_eq!(status.next_rotation, None);
+    }
+
+    #[test]
+    fn switches_are_remembered_until_forgotten() {
+        let r = Rotations::default();
+        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        r.remember_switch("ns", "builder", Some(t));
+        // A later report of the same grace period keeps the first instant.
+        r.remember_switch("ns", "builder", Some(Timestamp::now()));
+        assert_eq!(r.switched_at("ns", "builder"), Some(t));
+        r.remember_switch("ns", "builder", None);
+        assert_eq!(r.switched_at("ns", "builder"), None);
+        r.remember_switch("ns", "builder", Some(t));
+        r.forget("ns");
+        assert_eq!(r.switched_at("ns", "builder"), None);
+    }
+}

@@ -83,6 +83,8 @@ pub struct SecretKeyRef {
     pub keep_password: bool,
     /// Lifetime of a token the operator mints.
     pub token_lifetime: std::time::Duration,
+    /// Create the Secret's user on an empty Quay.
+    pub initialize_user: bool,
 }
 
 /// `tokenLifetime`'s default (30 days).
@@ -472,6 +474,7 @@ pub fn from_current(qi: &QuayIntegration) -> Result<IntegrationConfig, ConfigErr
         key: s.credentials_secret.key.clone(),
         keep_password: s.credentials_secret.keep_password,
         token_lifetime,
+        initialize_user: s.credentials_secret.initialize_user,
     };
     let id = IntegrationId {
         group: ApiGroup::Current,
@@ -507,6 +510,7 @@ pub fn from_legacy(qi: &LegacyQuayIntegration) -> Result<IntegrationConfig, Conf
             .unwrap_or_else(|| "token".into()),
         keep_password: false,
         token_lifetime: DEFAULT_TOKEN_LIFETIME,
+        initialize_user: false,
     };
     let id = IntegrationId {
         group: ApiGroup::Legacy,
@@ -543,6 +547,7 @@ pub(crate) fn test_config(cluster_id: &str, prefix: &str) -> IntegrationConfig {
             key: "token".into(),
             keep_password: false,
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            initialize_user: false,
         },
         allow: vec![],
         deny: vec![],

@@ -55,6 +55,12 @@ pub struct CredentialsSecret {
     #[serde(default = "default_token_lifetime")]
     #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"))]
     pub token_lifetime: String,
+    /// On a Quay with no user at all and `FEATURE_USER_INITIALIZE` on:
+    /// when the Secret's user does not exist, create it as Quay's first
+    /// user (`POST /api/v1/user/initialize`) and mint the token with the
+    /// short-lived token Quay returns. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub initialize_user: bool,
 }
 
 /// A CA bundle the operator trusts for Quay's API (besides the system

@@ -23,6 +23,9 @@ use std::time::Instant;
 pub struct SignInFailure {
     /// The Secret's version the failure was met with.
     resource_version: Option<String>,
+    /// The integration's generation then (a changed spec may change the
+    /// outcome: `initializeUser`).
+    generation: Option<i64>,
     /// Until when not to try (Quay's Retry-After); `None`: until the
     /// Secret changes.
     until: Option<Instant>,
@@ -141,6 +144,7 @@ async fn mint_and_report(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(&key)
         && f.resource_version == secret.metadata.resource_version
+        && f.generation == cfg.generation
         && f.until.is_none_or(|u| Instant::now() < u)
     {
         return f.check.clone();
@@ -172,6 +176,7 @@ async fn mint_and_report(
                     key,
                     SignInFailure {
                         resource_version: secret.metadata.resource_version.clone(),
+                        generation: cfg.generation,
                         until,
                         check: check.clone(),
                     },
@@ -266,12 +271,34 @@ async fn mint(
         .quay_with_token(cfg, SecretString::new(String::new()))
         .await
         .map_err(|e| other("cannot build the Quay client", &e))?;
-    let session = anonymous
-        .sign_in(username, password)
-        .await
-        .map_err(|e| sign_in_error(username, &e))?;
+    let (session, signed_in) = match anonymous.sign_in(username, password).await {
+        Ok(session) => (session, true),
+        // No such user, and the integration may create Quay's first one.
+        Err(QuayError::Forbidden { message, .. })
+            if cfg.credentials.initialize_user && message == "Invalid Username or Password" =>
+        {
+            let token = anonymous
+                .initialize_user(username, password)
+                .await
+                .map_err(|e| {
+                    MintError::SignIn(
+                        failed(
+                            "InitializeRefused",
+                            format!(
+                                "sign-in found no user {username:?}, and Quay refused to create it as its first user (FEATURE_USER_INITIALIZE off, or Quay has users already): {e}"
+                            ),
+                            true,
+                        ),
+                        None,
+                    )
+                })?;
+            tracing::info!(integration = %cfg.id, user = username, "created Quay's first user");
+            (anonymous.with_token(token), false)
+        }
+        Err(e) => return Err(sign_in_error(username, &e)),
+    };
     let minted = mint_in_session(cfg, ctx, &session).await;
-    if let Err(e) = session.sign_out().await {
+    if signed_in && let Err(e) = session.sign_out().await {
         tracing::debug!(error = %e, "sign-out failed; the session expires on its own");
     }
     let (minted, application) = minted.map_err(|e| other("could not mint a token", &e))?;

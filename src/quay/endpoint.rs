@@ -118,6 +118,8 @@ pub const TAG_LIST: Endpoint = Endpoint::new("GET", "/api/v1/repository/{org}/{r
 pub const CSRF_TOKEN: Endpoint = Endpoint::new("GET", "/csrf_token");
 /// `POST /api/v1/signin`.
 pub const SIGNIN: Endpoint = Endpoint::new("POST", "/api/v1/signin");
+/// `POST /api/v1/user/initialize`: the first user of an empty Quay.
+pub const USER_INITIALIZE: Endpoint = Endpoint::new("POST", "/api/v1/user/initialize");
 /// `POST /api/v1/signout`.
 pub const SIGNOUT: Endpoint = Endpoint::new("POST", "/api/v1/signout");
 /// `GET /api/v1/organization/{org}/applications`.
@@ -143,7 +145,14 @@ impl Endpoint {
     pub fn required_scope(&self) -> Option<&'static str> {
         let t = self.template;
         Some(match (self.method, t) {
-            (_, "/csrf_token" | "/api/v1/signin" | "/api/v1/signout" | "/oauth/authorizeapp") => {
+            (
+                _,
+                "/csrf_token"
+                | "/api/v1/signin"
+                | "/api/v1/signout"
+                | "/api/v1/user/initialize"
+                | "/oauth/authorizeapp",
+            ) => {
                 return None;
             }
             ("GET", "/api/v1/user/") => "user:read",

@@ -4,6 +4,7 @@
 //! reported as `CredentialsRejected`, and is minted again when the
 //! password is kept.
 
+use crate::common;
 use crate::harness::{self, Env, fast_options, wait_for};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -321,5 +322,81 @@ async fn a_wrong_password_is_reported_without_repeating_the_sign_in() {
         .await
         .unwrap();
     minted_token(&env, None).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn on_an_empty_quay_the_first_user_is_created_when_the_integration_opts_in() {
+    common::init();
+    let quay = quay_sandbox::EmbeddedQuay::start(quay_sandbox::EmbeddedQuayConfig {
+        user_initialize: true,
+        without_users: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let env = harness::env_on_quay(quay, fast_options()).await;
+    credentials(&env, json!({"username": USER, "password": PASSWORD})).await;
+    // Not opted in: no such user is a refused sign-in.
+    harness::integration(&env, "boot", json!({})).await;
+    wait_for("PasswordRejected", || async {
+        condition(&env, "boot", "CredentialsValid")
+            .await
+            .is_some_and(|c| c.1 == "PasswordRejected")
+    })
+    .await;
+    Api::<QuayIntegration>::all(env.client.clone())
+        .patch(
+            "boot",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators", "initializeUser": true}}})),
+        )
+        .await
+        .unwrap();
+    let token = minted_token(&env, None).await;
+    let (status, me) = get(&env, &token, "/api/v1/user/").await;
+    assert_eq!((status, me["username"].as_str()), (200, Some(USER)));
+    // The minted token, not Quay's 2.5-hour initialization token, is kept.
+    let secret = secrets(&env).get("quay-integration").await.unwrap();
+    let expires: jiff::Timestamp = secret.annotations()[plan::TOKEN_EXPIRES_ANNOTATION]
+        .parse()
+        .unwrap();
+    assert!(expires.duration_since(jiff::Timestamp::now()).as_hours() > 24 * 29);
+    assert_eq!(data(&secret, "password"), None);
+    harness::namespace(&env, "boot-a").await;
+    wait_for("boot-a to converge", || {
+        harness::converged(&env, "boot-a", &[])
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_quay_with_users_refuses_to_initialize_and_says_so() {
+    common::init();
+    let quay = quay_sandbox::EmbeddedQuay::start(quay_sandbox::EmbeddedQuayConfig {
+        user_initialize: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let env = harness::env_on_quay(quay, fast_options()).await;
+    credentials(
+        &env,
+        json!({"username": "nobody-yet", "password": PASSWORD}),
+    )
+    .await;
+    harness::integration(
+        &env,
+        "boot",
+        json!({"credentialsSecret": {"name": "quay-integration", "namespace": "openshift-operators", "initializeUser": true}}),
+    )
+    .await;
+    wait_for("InitializeRefused", || async {
+        condition(&env, "boot", "CredentialsValid")
+            .await
+            .is_some_and(|c| c.1 == "InitializeRefused" && c.2.contains("non-empty database"))
+    })
+    .await;
     env.stop().await;
 }

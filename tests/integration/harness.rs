@@ -234,6 +234,22 @@ where
     env_full(options, openshift, Metrics::default(), None, setup).await
 }
 
+/// Like `env_with`, against `quay` (an embedded Quay configured apart).
+pub async fn env_on_quay(quay: EmbeddedQuay, options: Options) -> Env {
+    env_on(
+        Some(quay),
+        options,
+        OpenShiftConfig {
+            service_account_delay: Duration::from_millis(50),
+            ..Default::default()
+        },
+        Metrics::default(),
+        None,
+        |_client: kube::Client| async {},
+    )
+    .await
+}
+
 async fn env_full<F, Fut>(
     options: Options,
     openshift: OpenShiftConfig,
@@ -245,8 +261,26 @@ where
     F: FnOnce(kube::Client) -> Fut,
     Fut: Future<Output = ()>,
 {
+    env_on(None, options, openshift, metrics, faults, setup).await
+}
+
+async fn env_on<F, Fut>(
+    quay: Option<EmbeddedQuay>,
+    options: Options,
+    openshift: OpenShiftConfig,
+    metrics: Metrics,
+    faults: Option<KubeFaultConfig>,
+    setup: F,
+) -> Env
+where
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: Future<Output = ()>,
+{
     common::init();
-    let quay = common::quay().await;
+    let quay = match quay {
+        Some(q) => q,
+        None => common::quay().await,
+    };
     let kube = EmbeddedKube::start(EmbeddedKubeConfig {
         openshift,
         ..Default::default()

@@ -158,6 +158,7 @@ pub enum Route {
     PublicUser(String),
     Signin,
     Signout,
+    UserInitialize,
     Apps(String),
     App(String, String),
     AppResetSecret(String, String),
@@ -209,6 +210,7 @@ impl Route {
             Route::SuperUser(_) => "/api/v1/superuser/users/{user}",
             Route::PublicUser(_) => "/api/v1/users/{user}",
             Route::Signin => "/api/v1/signin",
+            Route::UserInitialize => "/api/v1/user/initialize",
             Route::Signout => "/api/v1/signout",
             Route::Apps(_) => "/api/v1/organization/{org}/applications",
             Route::App(..) => "/api/v1/organization/{org}/applications/{client_id}",
@@ -293,6 +295,7 @@ pub fn route(path: &str) -> Route {
         ["superuser", "users", user] if !user.is_empty() => Route::SuperUser((*user).into()),
         ["users", user] if !user.is_empty() => Route::PublicUser((*user).into()),
         ["signin"] => Route::Signin,
+        ["user", "initialize"] => Route::UserInitialize,
         ["signout"] => Route::Signout,
         ["organization", org, "applications"] => Route::Apps((*org).into()),
         ["organization", org, "applications", id] => Route::App((*org).into(), (*id).into()),
@@ -336,6 +339,10 @@ fn dispatch(state: &mut QuayState, ctx: &Ctx, route: &Route, path: &str) -> R {
     }
     if ctx.method == "POST" && *route == Route::Signin {
         return bootstrap::signin(state, ctx);
+    }
+    // A web route without CSRF protection (quay-api-bootstrap.md, source).
+    if ctx.method == "POST" && *route == Route::UserInitialize {
+        return bootstrap::initialize_user(state, ctx);
     }
     // Signing out needs no CSRF token and works on a dead session too.
     if ctx.method == "POST" && *route == Route::Signout {

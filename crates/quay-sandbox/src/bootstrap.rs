@@ -180,6 +180,99 @@ pub(crate) fn signout(state: &mut QuayState, ctx: &Ctx) -> R {
     })
 }
 
+/// `POST /api/v1/user/initialize` (`endpoints/web.py` `user_initialize`,
+/// read from Quay's source: the recording did not run it): the first user
+/// of an empty Quay, signed in, and with `access_token` an all-scope token
+/// of an `automation` application in the user's namespace that lives
+/// 9000 s.
+pub(crate) fn initialize_user(state: &mut QuayState, ctx: &Ctx) -> R {
+    if !state.user_initialize {
+        return Err(not_found(ctx));
+    }
+    if !state.users.is_empty() || !state.orgs.is_empty() {
+        return Err(message(
+            400,
+            "Cannot initialize user in a non-empty database",
+        ));
+    }
+    let body = json_body(ctx)?;
+    check_fields(
+        ctx,
+        &body,
+        &["username", "password"],
+        &[
+            ("username", FieldType::String),
+            ("password", FieldType::String),
+            ("email", FieldType::String),
+        ],
+        &[],
+    )?;
+    let name = str_field(&body, "username").unwrap_or_default();
+    let password = str_field(&body, "password").unwrap_or_default();
+    if let Err(problem) = crate::names::check_namespace_name(name) {
+        return Err(message(
+            400,
+            &format!("Failed to initialize user: {}", problem.quay_message()),
+        ));
+    }
+    let email = str_field(&body, "email").map(str::to_owned);
+    state.add_user(name, password, false);
+    if let (Some(u), Some(e)) = (state.users.get_mut(name), &email) {
+        e.clone_into(&mut u.email);
+    }
+    let value = random_token(64);
+    let csrf = random_token(64);
+    state.sessions.insert(
+        value.clone(),
+        Session {
+            user: Some(name.to_owned()),
+            csrf: csrf.clone(),
+        },
+    );
+    let mut answer = json!({"username": name, "email": email,
+        "encrypted_password": format!("$2b$12${}", random_token(53))});
+    if body
+        .get("access_token")
+        .is_some_and(|v| v.as_bool() == Some(true))
+    {
+        state.apps.insert(
+            name.to_owned(),
+            AppRecord {
+                org: name.to_owned(),
+                name: "automation".into(),
+                description: String::new(),
+                application_uri: String::new(),
+                redirect_uri: String::new(),
+                client_secret: random_token(40),
+            },
+        );
+        let scopes = [
+            "org:admin",
+            "repo:admin",
+            "repo:create",
+            "repo:read",
+            "repo:write",
+            "super:user",
+            "user:admin",
+            "user:read",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let token = state.mint_app_token(name, name, scopes, None, Duration::from_secs(9000));
+        answer["access_token"] = json!(token);
+    }
+    Ok(Reply::Raw {
+        status: 200,
+        content_type: "application/json",
+        body: answer.to_string(),
+        headers: vec![
+            ("x-next-csrf-token", csrf),
+            ("set-cookie", cookie_header(&value, true)),
+        ],
+    })
+}
+
 // === OAuth applications ===
 
 fn require_org_admin<'c>(state: &QuayState, ctx: &'c Ctx, org: &str) -> Result<&'c str, Reply> {

@@ -43,6 +43,13 @@ pub struct EmbeddedQuayConfig {
     /// Serve below this path prefix (e.g. `/quay`), as Quay behind a
     /// reverse proxy; empty for the root.
     pub path_prefix: String,
+    /// Quay's `FEATURE_USER_INITIALIZE` (off by default, as in Quay):
+    /// `POST /api/v1/user/initialize` creates the first user of an empty
+    /// Quay.
+    pub user_initialize: bool,
+    /// Start with no user at all (a fresh Quay): the admin token then
+    /// authenticates only the sandbox control API.
+    pub without_users: bool,
 }
 
 impl std::fmt::Debug for EmbeddedQuayConfig {
@@ -67,6 +74,8 @@ impl Default for EmbeddedQuayConfig {
             superusers_full_access: true,
             deleted_name_hold: Duration::from_secs(2),
             path_prefix: String::new(),
+            user_initialize: false,
+            without_users: false,
         }
     }
 }
@@ -199,11 +208,16 @@ impl EmbeddedQuay {
             superusers_full_access,
             deleted_name_hold,
             path_prefix,
+            user_initialize,
+            without_users,
         } = config;
         let admin_token = admin_token.unwrap_or_else(|| SecretString::new(random_token(40)));
         let mut state = QuayState::new(superusers_full_access, deleted_name_hold);
-        state.add_user(&admin_user, admin_password.expose(), true);
-        state.add_token(admin_token.expose(), &admin_user, ALL_SCOPES, None);
+        state.user_initialize = user_initialize;
+        if !without_users {
+            state.add_user(&admin_user, admin_password.expose(), true);
+            state.add_token(admin_token.expose(), &admin_user, ALL_SCOPES, None);
+        }
         let inner = Arc::new(Inner {
             state: Mutex::new(state),
             faults: Mutex::new(Faults::default()),

@@ -324,6 +324,8 @@ pub struct QuayState {
     pub(crate) blobs: HashMap<String, bytes::Bytes>,
     pub(crate) uploads: HashMap<String, String>,
     pub(crate) superusers_full_access: bool,
+    /// `FEATURE_USER_INITIALIZE`.
+    pub(crate) user_initialize: bool,
     pub(crate) deleted_name_hold: Duration,
     pub(crate) next_seq: u64,
 }
@@ -351,6 +353,7 @@ impl QuayState {
             blobs: HashMap::new(),
             uploads: HashMap::new(),
             superusers_full_access,
+            user_initialize: false,
             deleted_name_hold,
             next_seq: 0,
         }

@@ -210,6 +210,45 @@ impl QuayClient {
         })
     }
 
+    /// `POST /api/v1/user/initialize` with `access_token`: creates the
+    /// first user of a Quay that has none (`FEATURE_USER_INITIALIZE`) and
+    /// returns the short-lived (2.5 h), all-scope token Quay mints for it.
+    /// A Quay without the feature answers 404; one with any user, 400.
+    pub async fn initialize_user(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<SecretString, QuayError> {
+        let body = serde_json::json!({
+            "username": username, "password": password.expose(), "access_token": true,
+        });
+        let body = encode(ep::USER_INITIALIZE, &body)?;
+        let request = self
+            .http
+            .post(self.url(&["user", "initialize"], false)?)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let (status, headers, body) = self.send_once(ep::USER_INITIALIZE, request).await?;
+        if status != 200 {
+            return Err(Self::answer_error(
+                ep::USER_INITIALIZE,
+                status,
+                &headers,
+                &body,
+            ));
+        }
+        #[derive(serde::Deserialize)]
+        struct Initialized {
+            access_token: Option<SecretString>,
+        }
+        let answer: Initialized = decode(ep::USER_INITIALIZE, status, &body)?;
+        answer.access_token.ok_or_else(|| QuayError::Decode {
+            endpoint: ep::USER_INITIALIZE,
+            status,
+            message: "no access_token in the answer".into(),
+        })
+    }
+
     /// `POST /api/v1/signout`: ends the session.
     pub async fn sign_out(&self) -> Result<(), QuayError> {
         let request = self.authenticate(self.http.post(self.url(&["signout"], false)?))?;

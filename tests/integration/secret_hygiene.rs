@@ -359,3 +359,127 @@ async fn decode_errors_and_debug_output_quote_no_secret() {
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("o+builder:{TOKEN}"));
     assert!(!debug.contains(&auth) && !debug.contains(TOKEN), "{debug}");
 }
+
+/// The password in the credentials Secret, the tokens minted from it, the
+/// session's cookie and the robot tokens of a rotation appear in no log
+/// line, Event, status or metric.
+#[tokio::test(flavor = "current_thread")]
+async fn bootstrap_and_rotation_leak_no_password_or_token() {
+    use crate::harness::{env_with_metrics, fast_options, image_stream, integration, namespace};
+    use crate::harness::{has_org, wait_for};
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use quay_bridge_operator::controller::context::Metrics;
+    use quay_bridge_operator::crd::QuayIntegration;
+    use std::time::Duration;
+
+    let name = "secret_hygiene::bootstrap_and_rotation_leak_no_password_or_token";
+    if !in_own_process(name) {
+        return;
+    }
+    let capture = capture_all_logs("debug,quay_bridge_operator=trace");
+    let mut registry = prometheus_client::registry::Registry::with_prefix("quay_bridge_operator");
+    let metrics = Metrics::register(&mut registry);
+    let env = env_with_metrics(
+        fast_options(),
+        Duration::from_millis(20),
+        metrics,
+        |_| async {},
+    )
+    .await;
+    let password = "hygiene-password-0123456789";
+    env.quay.add_user("hygiene", password, false);
+    let secrets = Api::<Secret>::namespaced(env.client.clone(), "openshift-operators");
+    secrets
+        .delete("quay-integration", &DeleteParams::default())
+        .await
+        .unwrap();
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "quay-integration"},
+                "stringData": {"username": "hygiene", "password": password}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    integration(
+        &env,
+        "quay",
+        serde_json::json!({"robotTokenRotation": {"interval": "2s", "gracePeriod": "1s", "maxPerMinute": 600}}),
+    )
+    .await;
+    namespace(&env, "hygiene").await;
+    image_stream(&env, "hygiene", "app").await;
+    let mut tokens = vec![password.to_owned()];
+    wait_for("the first robots", || async {
+        env.quay
+            .robot_token("openshift_hygiene", "builder")
+            .is_some()
+    })
+    .await;
+    for sa in ["builder", "default", "deployer"] {
+        tokens.push(
+            env.quay
+                .robot_token("openshift_hygiene", sa)
+                .unwrap()
+                .expose()
+                .to_owned(),
+        );
+    }
+    wait_for("a rotation to finish", || async {
+        env.quay
+            .robot_token("openshift_hygiene", "builder_2")
+            .is_some()
+            && env
+                .quay
+                .robot_token("openshift_hygiene", "builder")
+                .is_none()
+    })
+    .await;
+    for sa in ["builder_2", "default_2", "deployer_2"] {
+        if let Some(t) = env.quay.robot_token("openshift_hygiene", sa) {
+            tokens.push(t.expose().to_owned());
+        }
+    }
+    let secret = secrets.get("quay-integration").await.unwrap();
+    tokens.push(String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap());
+    assert!(has_org(&env, "openshift_hygiene"));
+
+    let mut texts = Vec::new();
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("token minted"), "the mint was logged");
+    texts.push(logs);
+    let events = Api::<Event>::all(env.client.clone())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("TokenMinted")),
+        "the mint was an Event"
+    );
+    texts.push(serde_json::to_string(&events.items).unwrap());
+    let status = Api::<QuayIntegration>::all(env.client.clone())
+        .get("quay")
+        .await
+        .unwrap()
+        .status;
+    texts.push(serde_json::to_string(&status).unwrap());
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, &registry).unwrap();
+    texts.push(metrics);
+    for text in &texts {
+        for token in &tokens {
+            assert!(
+                !text.contains(token.as_str()),
+                "a secret leaked: {token:.4}… in {:.200}",
+                text
+            );
+        }
+    }
+    env.stop().await;
+}

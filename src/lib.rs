@@ -2,6 +2,7 @@
 //! to Red Hat Quay.
 
 pub mod admin;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod controller;

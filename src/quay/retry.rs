@@ -45,19 +45,7 @@ impl RetryPolicy {
     /// a random half is jittered away ("equal jitter"), so concurrent callers
     /// spread out but still back off.
     pub fn backoff(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
-        let exp = attempt.saturating_sub(1).min(30);
-        let step = self
-            .base_delay
-            .saturating_mul(1u32 << exp)
-            .min(self.max_delay);
-        let half = step / 2;
-        let jitter_nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        let jitter = if jitter_nanos == 0 {
-            0
-        } else {
-            rng.random_range(0..=jitter_nanos)
-        };
-        half + Duration::from_nanos(jitter)
+        crate::backoff::delay(self.base_delay, self.max_delay, attempt, rng)
     }
 
     /// The wait before attempt `attempt + 1` after `err`, or `None` to give up.

@@ -5,7 +5,6 @@ use crate::config::IntegrationId;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{Resource, ResourceExt};
-use rand::Rng;
 use std::time::Duration;
 
 use super::{Context, NsOutcome, NsState, lock};
@@ -17,10 +16,12 @@ impl Context {
         let mut failures = lock(&self.failures);
         let n = failures.entry(key.to_owned()).or_insert(0);
         *n = n.saturating_add(1);
-        let base = Duration::from_millis(250).saturating_mul(1u32 << (*n - 1).min(16));
-        let capped = base.min(self.options.max_backoff);
-        let jitter = rand::rng().random_range(0.8..1.2);
-        capped.mul_f64(jitter)
+        crate::backoff::delay(
+            Duration::from_millis(250),
+            self.options.max_backoff,
+            *n,
+            &mut rand::rng(),
+        )
     }
 
     /// Forgets a namespace's failures.

@@ -3,30 +3,29 @@
 //! A typed watch fails its whole list when one object does not deserialise
 //! (an ImageStream without `spec`, a QuayIntegration of an older CRD
 //! schema): its cache never syncs and the operator does nothing. These
-//! watches read objects untyped and convert each one, skipping those that
-//! do not fit with a warning.
+//! watches read each object through kube's [`DeserializeGuard`] and skip,
+//! with a warning, those that do not fit.
 
 use futures::{Stream, StreamExt};
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
-/// `object` as `K`, or `None` (logged) when it does not deserialise.
-pub fn typed<K>(object: DynamicObject) -> Option<K>
+/// The object, or `None` (logged) when it did not deserialise.
+fn typed<K>(guard: DeserializeGuard<K>) -> Option<K>
 where
-    K: Resource<DynamicType = ()> + DeserializeOwned,
+    K: Resource<DynamicType = ()>,
 {
-    let name = object.name_any();
-    let namespace = object.namespace().unwrap_or_default();
-    match serde_json::to_value(&object).and_then(serde_json::from_value::<K>) {
+    match guard.0 {
         Ok(k) => Some(k),
-        Err(error) => {
+        Err(invalid) => {
             tracing::warn!(
                 kind = %K::kind(&()),
-                %namespace,
-                %name,
-                %error,
+                namespace = invalid.metadata.namespace.as_deref().unwrap_or_default(),
+                name = invalid.metadata.name.as_deref().unwrap_or_default(),
+                error = %invalid.error,
                 "skipping an object that does not deserialise"
             );
             None
@@ -34,9 +33,9 @@ where
     }
 }
 
-fn convert<K>(event: watcher::Event<DynamicObject>) -> Option<watcher::Event<K>>
+fn convert<K>(event: watcher::Event<DeserializeGuard<K>>) -> Option<watcher::Event<K>>
 where
-    K: Resource<DynamicType = ()> + DeserializeOwned,
+    K: Resource<DynamicType = ()>,
 {
     Some(match event {
         watcher::Event::Apply(o) => watcher::Event::Apply(typed(o)?),
@@ -55,7 +54,7 @@ pub fn lenient<K>(
 where
     K: Resource<DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug + Send + 'static,
 {
-    let api = Api::<DynamicObject>::all_with(client, &ApiResource::erase::<K>(&()));
+    let api = Api::<DeserializeGuard<K>>::all(client);
     watcher(api, config).filter_map(|event| async move {
         match event {
             Ok(e) => convert(e).map(Ok),
@@ -69,22 +68,22 @@ mod tests {
     use super::*;
     use crate::crd::QuayIntegration;
 
-    fn dynamic(v: serde_json::Value) -> DynamicObject {
+    fn guarded(v: serde_json::Value) -> DeserializeGuard<QuayIntegration> {
         serde_json::from_value(v).unwrap()
     }
 
     #[test]
     fn objects_that_do_not_fit_are_skipped_and_the_rest_pass() {
-        let good = dynamic(
+        let good = guarded(
             serde_json::json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration",
             "metadata": {"name": "a"}, "spec": {"credentialsSecret": {"name": "s", "namespace": "n"}, "quayHostname": "https://q"}}),
         );
-        let bad = dynamic(
+        let bad = guarded(
             serde_json::json!({"apiVersion": "quay.redhat.com/v1", "kind": "QuayIntegration",
             "metadata": {"name": "b"}, "spec": {"quayHostname": 7}}),
         );
-        assert!(typed::<QuayIntegration>(good.clone()).is_some());
-        assert!(typed::<QuayIntegration>(bad.clone()).is_none());
+        assert!(typed(good.clone()).is_some());
+        assert!(typed(bad.clone()).is_none());
         assert!(matches!(
             convert::<QuayIntegration>(watcher::Event::InitApply(good)),
             Some(watcher::Event::InitApply(_))

@@ -316,35 +316,7 @@ pub async fn campaign(
             report.blocked(problem.clone());
             blocked = problem;
         }
-        match attempt {
-            Ok(Attempt::Leading) => {
-                if !*leading.borrow() {
-                    tracing::info!(identity = %s.identity, "became the leader");
-                }
-                last_renewal = Some(tokio::time::Instant::now());
-                leading.send_replace(true);
-            }
-            Ok(Attempt::Following) => {
-                if *leading.borrow() {
-                    tracing::warn!(identity = %s.identity, "lost the lease");
-                }
-                last_renewal = None;
-                leading.send_replace(false);
-            }
-            Err(e) => {
-                match e {
-                    AttemptError::Kube(e) => tracing::debug!(error = %e, "lease attempt failed"),
-                    AttemptError::Deadline => {
-                        tracing::warn!(identity = %s.identity, "the lease request got no answer in time");
-                    }
-                }
-                if last_renewal.is_some_and(|t| t.elapsed() >= s.renew_deadline) {
-                    tracing::warn!(identity = %s.identity, "could not renew the lease in time; stepping down");
-                    last_renewal = None;
-                    leading.send_replace(false);
-                }
-            }
-        }
+        last_renewal = follow(attempt, last_renewal, &leading, &s);
         tokio::select! {
             () = tokio::time::sleep(s.retry_period) => {}
             _ = shutdown.changed() => {}
@@ -358,6 +330,45 @@ pub async fn campaign(
             .is_err()
     {
         tracing::warn!("could not release the lease in time; it expires by itself");
+    }
+}
+
+/// Publishes what an attempt means for leadership; the new last renewal.
+fn follow(
+    attempt: Result<Attempt, AttemptError>,
+    last_renewal: Option<tokio::time::Instant>,
+    leading: &watch::Sender<bool>,
+    s: &LeaseSettings,
+) -> Option<tokio::time::Instant> {
+    match attempt {
+        Ok(Attempt::Leading) => {
+            if !*leading.borrow() {
+                tracing::info!(identity = %s.identity, "became the leader");
+            }
+            leading.send_replace(true);
+            Some(tokio::time::Instant::now())
+        }
+        Ok(Attempt::Following) => {
+            if *leading.borrow() {
+                tracing::warn!(identity = %s.identity, "lost the lease");
+            }
+            leading.send_replace(false);
+            None
+        }
+        Err(e) => {
+            match e {
+                AttemptError::Kube(e) => tracing::debug!(error = %e, "lease attempt failed"),
+                AttemptError::Deadline => {
+                    tracing::warn!(identity = %s.identity, "the lease request got no answer in time");
+                }
+            }
+            if last_renewal.is_some_and(|t| t.elapsed() >= s.renew_deadline) {
+                tracing::warn!(identity = %s.identity, "could not renew the lease in time; stepping down");
+                leading.send_replace(false);
+                return None;
+            }
+            last_renewal
+        }
     }
 }
 

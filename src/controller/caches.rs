@@ -71,29 +71,20 @@ impl Caches {
         // Service accounts and the operator's Secrets (by label): kept as
         // what the plan reads of them (links to bridge Secrets; type,
         // metadata and a digest of the credentials), not as objects.
-        let service_accounts = Arc::new(index::Index::<ObservedServiceAccount>::default());
-        let stream = watcher(
+        let service_accounts = indexed(
             Api::<ServiceAccount>::all(client.clone()),
             watcher::Config::default(),
-        )
-        .default_backoff();
-        tasks.push(tokio::spawn(index_feed(
-            stream,
-            service_accounts.clone(),
-            namespaces.clone(),
+            &namespaces,
+            tasks,
             |sa| Some(ObservedServiceAccount::of(sa)),
-        )));
-        let secrets = Arc::new(index::Index::<ObservedSecret>::default());
-        let managed =
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-        let stream = watcher(Api::<Secret>::all(client.clone()), managed).default_backoff();
-        tasks.push(tokio::spawn(index_feed(
-            stream,
-            secrets.clone(),
-            namespaces.clone(),
+        );
+        let secrets = indexed(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+            &namespaces,
+            tasks,
             |s| Some(ObservedSecret::of(s)),
-        )));
-
+        );
         // ImageStreams: only their names by namespace are kept, not the objects.
         let image_streams = served.streams.then(|| {
             let index = Arc::new(index::NameIndex::default());
@@ -110,65 +101,11 @@ impl Caches {
             )));
             index
         });
-
-        // RoleBindings (kept as their role and subjects, by namespace) and
-        // OpenShift Groups (their users), for team sync: a change
-        // reconciles the namespaces concerned.
-        let role_bindings = Arc::new(index::Index::<ObservedBinding>::default());
-        let rb_stream = watcher(
-            Api::<RoleBinding>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff();
-        tasks.push(tokio::spawn(index_feed(
-            rb_stream,
-            role_bindings.clone(),
-            namespaces.clone(),
-            observe_binding,
-        )));
-        let groups = served.groups.then(|| {
-            let (store, writer) = reflector::store::<Group>();
-            let stream = reflector(
-                writer,
-                watcher(Api::all(client.clone()), watcher::Config::default())
-                    .default_backoff()
-                    .modify(strip_group),
-            )
-            .touched_objects();
-            tasks.push(tokio::spawn(group_feed(
-                stream,
-                role_bindings.clone(),
-                namespaces.clone(),
-            )));
-            store
-        });
-
-        // QuayIntegrations: one watch per API group feeds its cache, the
-        // parsed list every decision reads, and (in the leader) its
-        // controller.
-        let (current_store, current_writer) = reflector::store::<QuayIntegration>();
-        let current = reflector(
-            current_writer,
-            lenient::lenient::<QuayIntegration>(client.clone(), watcher::Config::default())
-                .default_backoff()
-                .modify(strip),
-        )
-        .touched_objects()
-        .boxed();
-        let (legacy_store, legacy) = if served.legacy {
-            let (store, writer) = reflector::store::<LegacyQuayIntegration>();
-            let stream = reflector(
-                writer,
-                lenient::lenient::<LegacyQuayIntegration>(
-                    client.clone(),
-                    watcher::Config::default(),
-                )
-                .default_backoff()
-                .modify(strip),
-            )
-            .touched_objects()
-            .boxed();
-            (Some(store), Some(stream))
+        let (role_bindings, groups) = team_sync_watches(client, served, &namespaces, tasks);
+        let (current, current_store) = integration_watch::<QuayIntegration>(client);
+        let (legacy, legacy_store) = if served.legacy {
+            let (stream, store) = integration_watch::<LegacyQuayIntegration>(client);
+            (Some(stream), Some(store))
         } else {
             (None, None)
         };
@@ -307,6 +244,99 @@ fn strip_group(g: &mut Group) {
     g.metadata.annotations = None;
     g.metadata.labels = None;
     g.metadata.owner_references = None;
+}
+
+/// A watch of `api` kept as `project`ed values in an index by namespace;
+/// each change reconciles its namespace.
+fn indexed<K, V>(
+    api: Api<K>,
+    config: watcher::Config,
+    namespaces: &broadcast::Sender<ObjectRef<Namespace>>,
+    tasks: &mut Tasks,
+    project: fn(&K) -> Option<V>,
+) -> Arc<index::Index<V>>
+where
+    K: Resource
+        + ResourceExt
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+    K::DynamicType: Default,
+    V: Clone + PartialEq + Send + Sync + 'static,
+{
+    let index = Arc::new(index::Index::<V>::default());
+    let stream = watcher(api, config).default_backoff();
+    tasks.push(tokio::spawn(index_feed(
+        stream,
+        index.clone(),
+        namespaces.clone(),
+        project,
+    )));
+    index
+}
+
+/// RoleBindings (kept as their role and subjects, by namespace) and
+/// OpenShift Groups (their users), for team sync: a change reconciles the
+/// namespaces concerned.
+fn team_sync_watches(
+    client: &Client,
+    served: Served,
+    namespaces: &broadcast::Sender<ObjectRef<Namespace>>,
+    tasks: &mut Tasks,
+) -> (Arc<index::Index<ObservedBinding>>, Option<Store<Group>>) {
+    let role_bindings = indexed(
+        Api::<RoleBinding>::all(client.clone()),
+        watcher::Config::default(),
+        namespaces,
+        tasks,
+        observe_binding,
+    );
+    let groups = served.groups.then(|| {
+        let (store, writer) = reflector::store::<Group>();
+        let stream = reflector(
+            writer,
+            watcher(Api::all(client.clone()), watcher::Config::default())
+                .default_backoff()
+                .modify(strip_group),
+        )
+        .touched_objects();
+        tasks.push(tokio::spawn(group_feed(
+            stream,
+            role_bindings.clone(),
+            namespaces.clone(),
+        )));
+        store
+    });
+    (role_bindings, groups)
+}
+
+/// One API group's QuayIntegrations: a stream that feeds its cache (the
+/// parsed list every decision reads, and the leader's controller), and
+/// the cache.
+fn integration_watch<K>(
+    client: &Client,
+) -> (BoxStream<'static, Result<K, watcher::Error>>, Store<K>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = reflector(
+        writer,
+        lenient::lenient::<K>(client.clone(), watcher::Config::default())
+            .default_backoff()
+            .modify(strip),
+    )
+    .touched_objects()
+    .boxed();
+    (stream, store)
 }
 
 /// Keeps an index from a watch, sending the namespaces it changes.

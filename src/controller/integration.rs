@@ -251,43 +251,16 @@ const TOKEN_CHECK_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Checks the token against Quay, at most once a minute per token.
 async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
-    let down = |msg: String| TokenCheck {
-        creds_ok: true,
-        creds_reason: "Unknown",
-        creds_msg: "Quay is unavailable; the token was not checked".into(),
-        reachable: false,
-        reach_reason: "Unavailable",
-        reach_msg: msg,
-        rejected: false,
-    };
     if ctx.quay_is_down(cfg) {
-        return down(format!("Quay at {} does not answer", cfg.quay_url));
+        return TokenCheck::quay_down(format!("Quay at {} does not answer", cfg.quay_url));
     }
     let client = match ctx.quay(cfg).await {
         Ok(c) => c,
-        Err(Error::Credentials(m)) => {
-            return TokenCheck {
-                creds_ok: false,
-                creds_reason: "SecretMissing",
-                creds_msg: m,
-                reachable: false,
-                reach_reason: "Unknown",
-                reach_msg: "no usable token".into(),
-                rejected: false,
-            };
+        Err(Error::Credentials(m)) => return TokenCheck::unusable("SecretMissing", m),
+        Err(Error::QuayDown(u)) => {
+            return TokenCheck::quay_down(format!("Quay at {u} does not answer"));
         }
-        Err(Error::QuayDown(u)) => return down(format!("Quay at {u} does not answer")),
-        Err(e) => {
-            return TokenCheck {
-                creds_ok: false,
-                creds_reason: "ClientError",
-                creds_msg: e.to_string(),
-                reachable: false,
-                reach_reason: "ClientError",
-                reach_msg: e.to_string(),
-                rejected: false,
-            };
-        }
+        Err(e) => return TokenCheck::unusable("ClientError", e.to_string()),
     };
     let key = match ctx.token(&cfg.credentials).await {
         Ok(t) => format!("{}|{:x}", cfg.quay_url, token_fingerprint(&t)),
@@ -302,70 +275,61 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
     {
         return check.clone();
     }
-    let answering = format!("Quay at {} answers", cfg.quay_url);
     let was_rejected = client.token_rejected();
-    let check = match client.current_user().await {
-        Ok(user) => {
-            if was_rejected {
-                // Quay accepts it again (its user re-enabled): namespaces
-                // resume at once.
-                tracing::info!(integration = %cfg.id, "Quay accepts the token again");
-                ctx.trigger_all();
-            }
-            TokenCheck {
-                creds_ok: true,
-                creds_reason: "TokenAccepted",
-                creds_msg: format!("the token belongs to Quay user {}", user.username),
-                reachable: true,
-                reach_reason: "Answering",
-                reach_msg: answering,
-                rejected: false,
-            }
-        }
-        Err(e) => match e.category() {
-            crate::quay::Category::Auth => TokenCheck {
-                creds_ok: false,
-                creds_reason: "TokenRejected",
-                creds_msg: format!(
-                    "Quay refuses the token (revoked, expired, its user disabled or deleted, or without the user:read scope); no Quay calls are made with it until it works again: {e}"
-                ),
-                reachable: true,
-                reach_reason: "Answering",
-                reach_msg: answering,
-                rejected: e.is_dead_token(),
-            },
-            crate::quay::Category::Unavailable | crate::quay::Category::RateLimited => {
-                ctx.quay_failed(cfg, &client);
-                return down(e.to_string());
-            }
-            crate::quay::Category::Protocol => TokenCheck {
-                creds_ok: true,
-                creds_reason: "Unknown",
-                creds_msg: "the host is not a Quay API; the token was not checked".into(),
-                reachable: false,
-                reach_reason: "NotQuay",
-                reach_msg: format!(
-                    "{} answers, but not as a Quay API (is quayHostname right?): {e}",
-                    cfg.quay_url
-                ),
-                rejected: false,
-            },
-            _ => TokenCheck {
-                creds_ok: false,
-                creds_reason: "Unexpected",
-                creds_msg: e.to_string(),
-                reachable: true,
-                reach_reason: "Answering",
-                reach_msg: e.to_string(),
-                rejected: false,
-            },
-        },
-    };
+    let answer = client.current_user().await;
+    if answer.is_ok() && was_rejected {
+        // Quay accepts it again (its user re-enabled): namespaces resume.
+        tracing::info!(integration = %cfg.id, "Quay accepts the token again");
+        ctx.trigger_all();
+    }
+    if let Err(e) = &answer
+        && matches!(
+            e.category(),
+            crate::quay::Category::Unavailable | crate::quay::Category::RateLimited
+        )
+    {
+        ctx.quay_failed(cfg, &client);
+        return TokenCheck::quay_down(e.to_string());
+    }
+    let check = token_check(cfg.quay_url.as_str(), answer);
     ctx.token_checks
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(key, (std::time::Instant::now(), check.clone()));
     check
+}
+
+/// What Quay's answer to the token probe says.
+fn token_check(
+    quay_url: &str,
+    answer: Result<crate::quay::types::User, crate::quay::QuayError>,
+) -> TokenCheck {
+    match answer {
+        Ok(user) => TokenCheck::answered(
+            true,
+            "TokenAccepted",
+            format!("the token belongs to Quay user {}", user.username),
+            quay_url,
+        ),
+        Err(e) => match e.category() {
+            crate::quay::Category::Auth => TokenCheck {
+                rejected: e.is_dead_token(),
+                ..TokenCheck::answered(
+                    false,
+                    "TokenRejected",
+                    format!(
+                        "Quay refuses the token (revoked, expired, its user disabled or deleted, or without the user:read scope); no Quay calls are made with it until it works again: {e}"
+                    ),
+                    quay_url,
+                )
+            },
+            crate::quay::Category::Protocol => TokenCheck::not_quay(quay_url, &e.to_string()),
+            _ => TokenCheck {
+                reach_msg: e.to_string(),
+                ..TokenCheck::answered(false, "Unexpected", e.to_string(), quay_url)
+            },
+        },
+    }
 }
 
 #[cfg(test)]

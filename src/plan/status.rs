@@ -47,6 +47,71 @@ pub struct TokenCheck {
     pub rejected: bool,
 }
 
+impl TokenCheck {
+    /// Quay does not answer: the token was not checked.
+    pub fn quay_down(message: String) -> Self {
+        Self {
+            creds_ok: true,
+            creds_reason: "Unknown",
+            creds_msg: "Quay is unavailable; the token was not checked".into(),
+            reachable: false,
+            reach_reason: "Unavailable",
+            reach_msg: message,
+            rejected: false,
+        }
+    }
+
+    /// No token to check (`SecretMissing`) or no client to check it with
+    /// (`ClientError`).
+    pub fn unusable(reason: &'static str, message: String) -> Self {
+        Self {
+            creds_ok: false,
+            creds_reason: reason,
+            reach_msg: if reason == "SecretMissing" {
+                "no usable token".into()
+            } else {
+                message.clone()
+            },
+            creds_msg: message,
+            reachable: false,
+            reach_reason: if reason == "SecretMissing" {
+                "Unknown"
+            } else {
+                reason
+            },
+            rejected: false,
+        }
+    }
+
+    /// Quay answered, and this is what it said of the credentials.
+    pub fn answered(ok: bool, reason: &'static str, message: String, quay_url: &str) -> Self {
+        Self {
+            creds_ok: ok,
+            creds_reason: reason,
+            creds_msg: message,
+            reachable: true,
+            reach_reason: "Answering",
+            reach_msg: format!("Quay at {quay_url} answers"),
+            rejected: false,
+        }
+    }
+
+    /// The host answers, but not as Quay's API.
+    pub fn not_quay(quay_url: &str, error: &str) -> Self {
+        Self {
+            creds_ok: true,
+            creds_reason: "Unknown",
+            creds_msg: "the host is not a Quay API; the token was not checked".into(),
+            reachable: false,
+            reach_reason: "NotQuay",
+            reach_msg: format!(
+                "{quay_url} answers, but not as a Quay API (is quayHostname right?): {error}"
+            ),
+            rejected: false,
+        }
+    }
+}
+
 pub fn condition(
     kind: &str,
     ok: bool,
@@ -97,8 +162,6 @@ pub fn invalid(
     }
 }
 
-/// The status of a valid integration from its token check and its
-/// namespaces' outcomes.
 /// What the status reports besides conditions and namespace counts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Extras {
@@ -110,43 +173,41 @@ pub struct Extras {
     pub robot_tokens: Option<RobotTokenStatus>,
 }
 
-pub fn status(
-    check: &TokenCheck,
-    outcomes: &[(String, NsOutcome)],
-    quay_url: &str,
-    generation: Option<i64>,
-    previous: &[Condition],
-    extras: Extras,
-) -> QuayIntegrationStatus {
-    let Extras {
-        team_sync,
-        escaped_builds,
-        robot_tokens,
-    } = extras;
-    let managed = outcomes
-        .iter()
-        .filter(|(_, o)| o.state == NsState::Managed)
-        .count();
-    let failing: Vec<(&String, &String)> = outcomes
-        .iter()
-        .filter_map(|(n, o)| match &o.state {
-            NsState::Failing(m) => Some((n, m)),
-            _ => None,
-        })
-        .collect();
-    let conflicts: Vec<String> = outcomes
-        .iter()
-        .filter_map(|(n, o)| match &o.state {
-            NsState::Conflict(m) => Some(format!("{n}: {m}")),
-            _ => None,
-        })
-        .collect();
-    let last_error = failing.first().map(|(n, m)| format!("{n}: {m}"));
-    let ready = check.creds_ok && check.reachable && failing.is_empty();
-    let ready_msg = if ready {
+/// The namespaces' outcomes, counted.
+struct Counts<'a> {
+    managed: usize,
+    failing: Vec<(&'a String, &'a String)>,
+    conflicts: Vec<String>,
+}
+
+impl<'a> Counts<'a> {
+    fn of(outcomes: &'a [(String, NsOutcome)]) -> Self {
+        let mut c = Counts {
+            managed: 0,
+            failing: Vec::new(),
+            conflicts: Vec::new(),
+        };
+        for (n, o) in outcomes {
+            match &o.state {
+                NsState::Managed => c.managed += 1,
+                NsState::Failing(m) => c.failing.push((n, m)),
+                NsState::Conflict(m) => c.conflicts.push(format!("{n}: {m}")),
+            }
+        }
+        c
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.failing.first().map(|(n, m)| format!("{n}: {m}"))
+    }
+}
+
+/// `Ready`'s message: what is bridged, or the first thing in the way.
+fn ready_message(check: &TokenCheck, counts: &Counts<'_>, quay_url: &str, ready: bool) -> String {
+    if ready {
         format!(
             "{} bridged to {quay_url}",
-            count_of(managed, "namespace", "namespaces")
+            count_of(counts.managed, "namespace", "namespaces")
         )
     } else if !check.creds_ok {
         check.creds_msg.clone()
@@ -155,82 +216,83 @@ pub fn status(
     } else {
         format!(
             "{} failing; last error: {}",
-            count_of(failing.len(), "namespace", "namespaces"),
-            last_error.clone().unwrap_or_default()
+            count_of(counts.failing.len(), "namespace", "namespaces"),
+            counts.last_error().unwrap_or_default()
         )
+    }
+}
+
+/// The status of a valid integration from its token check and its
+/// namespaces' outcomes.
+pub fn status(
+    check: &TokenCheck,
+    outcomes: &[(String, NsOutcome)],
+    quay_url: &str,
+    generation: Option<i64>,
+    previous: &[Condition],
+    extras: Extras,
+) -> QuayIntegrationStatus {
+    let counts = Counts::of(outcomes);
+    let ready = check.creds_ok && check.reachable && counts.failing.is_empty();
+    let cond = |kind: &str, ok: bool, reason: &str, message: String| {
+        condition(kind, ok, reason, message, generation, previous)
     };
-    let (conflict_reason, conflict_msg) = if conflicts.is_empty() {
+    let (conflict_reason, conflict_msg) = if counts.conflicts.is_empty() {
         ("NoConflict", "no conflicts".to_owned())
     } else {
         (
             "NamespacesInConflict",
-            conflicts
-                .iter()
-                .take(5)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; "),
+            counts.conflicts[..counts.conflicts.len().min(5)].join("; "),
         )
     };
-    let ready_reason = if ready { "Converged" } else { "NotReady" };
+    let (rejected_reason, rejected_msg) = if check.rejected {
+        ("TokenRejected", check.creds_msg.clone())
+    } else {
+        (
+            "NotRejected",
+            "Quay has not refused the credentials".to_owned(),
+        )
+    };
     QuayIntegrationStatus {
         conditions: vec![
-            condition(
+            cond(
                 "Ready",
                 ready,
-                ready_reason,
-                ready_msg,
-                generation,
-                previous,
+                if ready { "Converged" } else { "NotReady" },
+                ready_message(check, &counts, quay_url, ready),
             ),
-            condition(
+            cond(
                 "CredentialsValid",
                 check.creds_ok,
                 check.creds_reason,
                 check.creds_msg.clone(),
-                generation,
-                previous,
             ),
-            condition(
+            cond(
                 "QuayReachable",
                 check.reachable,
                 check.reach_reason,
                 check.reach_msg.clone(),
-                generation,
-                previous,
             ),
-            condition(
+            cond(
                 "Conflict",
-                !conflicts.is_empty(),
+                !counts.conflicts.is_empty(),
                 conflict_reason,
                 conflict_msg,
-                generation,
-                previous,
             ),
-            condition(
+            cond(
                 "CredentialsRejected",
                 check.rejected,
-                if check.rejected {
-                    "TokenRejected"
-                } else {
-                    "NotRejected"
-                },
-                if check.rejected {
-                    check.creds_msg.clone()
-                } else {
-                    "Quay has not refused the credentials".to_owned()
-                },
-                generation,
-                previous,
+                rejected_reason,
+                rejected_msg,
             ),
         ],
         observed_generation: generation,
-        managed_namespaces: u32::try_from(managed).unwrap_or(u32::MAX),
-        failing_namespaces: u32::try_from(failing.len()).unwrap_or(u32::MAX),
-        last_error,
-        team_sync,
-        escaped_builds,
-        robot_tokens,
+        managed_namespaces: u32::try_from(counts.managed).unwrap_or(u32::MAX),
+        failing_namespaces: u32::try_from(counts.failing.len()).unwrap_or(u32::MAX),
+        last_error: counts.last_error(),
+        team_sync: extras.team_sync,
+        escaped_builds: extras.escaped_builds,
+        robot_tokens: extras.robot_tokens,
     }
 }
 

@@ -425,12 +425,25 @@ pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), San
         );
         operator = Some(running);
     }
+    explore(quay, kube, operator, &kubeconfig_out, log_file.as_deref()).await;
+    Ok(())
+}
+
+/// Prints what to try, then runs until Ctrl-C or SIGTERM and stops
+/// everything.
+async fn explore(
+    quay: Option<EmbeddedQuay>,
+    kube: Option<EmbeddedKube>,
+    operator: Option<RunningOperator>,
+    kubeconfig_out: &Path,
+    log_file: Option<&Path>,
+) {
     if kube.is_some() {
         let embedded_quay = quay
             .as_ref()
             .map(|q| (q.url(), q.admin_token().expose().to_owned()));
         hints(
-            &kubeconfig_out,
+            kubeconfig_out,
             embedded_quay
                 .as_ref()
                 .map(|(u, t)| (u.as_str(), t.as_str())),
@@ -443,7 +456,7 @@ pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), San
             q.url()
         );
     }
-    if let Some(path) = &log_file {
+    if let Some(path) = log_file {
         println!("Logs: {}", path.display());
     }
     println!("Press Ctrl-C to stop.");
@@ -458,7 +471,6 @@ pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), San
     if let Some(q) = quay {
         q.shutdown().await;
     }
-    Ok(())
 }
 
 pub use quay_bridge_operator::net::shutdown_signal;

@@ -134,15 +134,43 @@ pub fn decide(request: &Value, facts: &dyn Facts) -> Decision {
             "the Quay push secret {secret} is not linked to service account {account} in namespace {namespace} yet; the operator is setting it up, retry in a few seconds"
         ));
     }
-    let prefix = cfg.id.group.annotation_prefix();
+    Decision::Patch(Value::Array(rewrite(
+        build,
+        to,
+        &Rewrite {
+            image: format!("{}/{org}/{stream}:{tag}", cfg.registry_host),
+            secret: &secret,
+            destination: format!("{destination}/{stream}:{tag}"),
+            prefix: cfg.id.group.annotation_prefix(),
+        },
+    )))
+}
+
+/// Where a rewritten Build pushes, and what it is marked with.
+struct Rewrite<'a> {
+    /// `<registry>/<org>/<stream>:<tag>`.
+    image: String,
+    /// The builder robot's Secret.
+    secret: &'a str,
+    /// `<namespace>/<stream>:<tag>`, the ImageStreamTag to import into.
+    destination: String,
+    /// The annotation prefix of the integration's API group.
+    prefix: &'static str,
+}
+
+/// The JSON patch of a rewrite: output to Quay with the push secret, the
+/// managed annotation, the bridged label (the import controller watches
+/// only those) and the destination annotation.
+fn rewrite(build: &Value, to: &Value, r: &Rewrite<'_>) -> Vec<Value> {
+    let prefix = r.prefix;
     let mut ops = vec![
         json!({"op": "replace", "path": "/spec/output/to/kind", "value": "DockerImage"}),
-        json!({"op": "replace", "path": "/spec/output/to/name", "value": format!("{}/{org}/{stream}:{tag}", cfg.registry_host)}),
+        json!({"op": "replace", "path": "/spec/output/to/name", "value": r.image}),
     ];
     if to.get("namespace").is_some() {
         ops.push(json!({"op": "remove", "path": "/spec/output/to/namespace"}));
     }
-    ops.push(json!({"op": "add", "path": "/spec/output/pushSecret", "value": {"name": secret}}));
+    ops.push(json!({"op": "add", "path": "/spec/output/pushSecret", "value": {"name": r.secret}}));
     if !build
         .pointer("/metadata/annotations")
         .is_some_and(Value::is_object)
@@ -150,7 +178,6 @@ pub fn decide(request: &Value, facts: &dyn Facts) -> Decision {
         ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
     }
     ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", pointer_token(&format!("{prefix}/quay-registry-operator-managed"))), "value": "true"}));
-    // The label lets the import controller watch only rewritten Builds.
     if !build
         .pointer("/metadata/labels")
         .is_some_and(Value::is_object)
@@ -158,8 +185,8 @@ pub fn decide(request: &Value, facts: &dyn Facts) -> Decision {
         ops.push(json!({"op": "add", "path": "/metadata/labels", "value": {}}));
     }
     ops.push(json!({"op": "add", "path": format!("/metadata/labels/{}", pointer_token(BRIDGED_LABEL)), "value": "true"}));
-    ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", pointer_token(&format!("{prefix}/destination-imagestream"))), "value": format!("{destination}/{stream}:{tag}")}));
-    Decision::Patch(Value::Array(ops))
+    ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", pointer_token(&format!("{prefix}/destination-imagestream"))), "value": r.destination}));
+    ops
 }
 
 // The tests apply patches with the sandbox apiserver's JSON patch.
@@ -372,6 +399,11 @@ mod tests {
         for (what, req) in cases {
             assert_eq!(decide(&req, &w), Decision::Allow, "{what}");
         }
+    }
+
+    #[test]
+    fn without_exactly_one_integration_builds_are_left_alone() {
+        let ist = json!({"kind": "ImageStreamTag", "name": "app:v1"});
         let none = World {
             integrations: vec![],
             linked: true,

@@ -150,17 +150,7 @@ async fn ensure_once(client: &Client, cfg: &SelfManaged) -> Result<Current, Cert
         }
         _ => {
             changed = true;
-            let svc = &cfg.service;
-            let ns = &cfg.namespace;
-            let names = [
-                format!("{svc}.{ns}.svc"),
-                format!("{svc}.{ns}.svc.cluster.local"),
-                format!("{svc}.{ns}"),
-                svc.clone(),
-            ];
-            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            let pair = ca.issue_server_for(&refs, cfg.cert_validity)?;
-            (pair.cert_pem, pair.key_pem)
+            issue_serving(&ca, cfg)?
         }
     };
     // During a CA rotation the old CA stays trusted next to the new one.
@@ -176,31 +166,7 @@ async fn ensure_once(client: &Client, cfg: &SelfManaged) -> Result<Current, Cert
         } else {
             (now() + cfg.ca_validity.as_secs()).to_string()
         };
-        let mut secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": cfg.secret, "namespace": cfg.namespace,
-                "labels": {crate::config::MANAGED_BY_LABEL: crate::config::MANAGED_BY},
-                "annotations": {CA_NOT_AFTER: ca_after, CERT_NOT_AFTER: (now() + cfg.cert_validity.as_secs()).to_string()}},
-            "type": "kubernetes.io/tls",
-        }))
-        .map_err(|e| crate::net::NetError::Tls(e.to_string()))?;
-        secret.data = Some(
-            [
-                ("ca.crt".to_owned(), ByteString(ca.cert_pem().into_bytes())),
-                (
-                    "ca.key".to_owned(),
-                    ByteString(ca.key_pem().expose().as_bytes().to_vec()),
-                ),
-                (
-                    "tls.crt".to_owned(),
-                    ByteString(cert_pem.clone().into_bytes()),
-                ),
-                (
-                    "tls.key".to_owned(),
-                    ByteString(key_pem.expose().as_bytes().to_vec()),
-                ),
-            ]
-            .into(),
-        );
+        let mut secret = tls_secret(cfg, &ca, &cert_pem, &key_pem, ca_after)?;
         match existing {
             Some(old) => {
                 secret.metadata.resource_version = old.metadata.resource_version;
@@ -220,6 +186,60 @@ async fn ensure_once(client: &Client, cfg: &SelfManaged) -> Result<Current, Cert
         key_pem,
         ca_bundle,
     })
+}
+
+/// A serving certificate for the webhook Service's names, from `ca`.
+fn issue_serving(
+    ca: &CertificateAuthority,
+    cfg: &SelfManaged,
+) -> Result<(String, crate::secret::SecretString), CertError> {
+    let svc = &cfg.service;
+    let ns = &cfg.namespace;
+    let names = [
+        format!("{svc}.{ns}.svc"),
+        format!("{svc}.{ns}.svc.cluster.local"),
+        format!("{svc}.{ns}"),
+        svc.clone(),
+    ];
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let pair = ca.issue_server_for(&refs, cfg.cert_validity)?;
+    Ok((pair.cert_pem, pair.key_pem))
+}
+
+/// The Secret holding the CA and the serving pair, with their expiries.
+fn tls_secret(
+    cfg: &SelfManaged,
+    ca: &CertificateAuthority,
+    cert_pem: &str,
+    key_pem: &crate::secret::SecretString,
+    ca_after: String,
+) -> Result<Secret, CertError> {
+    let mut secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": cfg.secret, "namespace": cfg.namespace,
+            "labels": {crate::config::MANAGED_BY_LABEL: crate::config::MANAGED_BY},
+            "annotations": {CA_NOT_AFTER: ca_after, CERT_NOT_AFTER: (now() + cfg.cert_validity.as_secs()).to_string()}},
+        "type": "kubernetes.io/tls",
+    }))
+    .map_err(|e| crate::net::NetError::Tls(e.to_string()))?;
+    secret.data = Some(
+        [
+            ("ca.crt".to_owned(), ByteString(ca.cert_pem().into_bytes())),
+            (
+                "ca.key".to_owned(),
+                ByteString(ca.key_pem().expose().as_bytes().to_vec()),
+            ),
+            (
+                "tls.crt".to_owned(),
+                ByteString(cert_pem.as_bytes().to_vec()),
+            ),
+            (
+                "tls.key".to_owned(),
+                ByteString(key_pem.expose().as_bytes().to_vec()),
+            ),
+        ]
+        .into(),
+    );
+    Ok(secret)
 }
 
 /// Sets `caBundle` of every webhook of the configuration that calls our

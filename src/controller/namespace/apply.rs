@@ -26,111 +26,149 @@ pub(super) async fn apply_quay(
     actions: &[QuayAction],
     view: &mut QuayView,
 ) -> Result<(), Error> {
-    let (cfg, org, client, ctx) = (s.cfg, s.org, s.client, s.ctx);
     for action in actions {
         match action {
-            QuayAction::CreateOrganization => {
-                match client.create_organization(org, None).await {
-                    Ok(()) => {}
-                    // Created concurrently (or by someone else): look again next time.
-                    Err(e) if e.is_already_exists() => {
-                        ctx.views
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .remove(&s.name);
-                        return Err(e.into());
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                view.exists = true;
-            }
-            QuayAction::CreateRobot { short, description } => {
-                let robot = client
-                    .create_robot(
-                        org,
-                        short,
-                        &NewRobot {
-                            description: description.clone(),
-                            unstructured_metadata: None,
-                        },
-                    )
-                    .await?;
-                view.robots.retain(|r| &r.short != short);
-                view.robots.push(ObservedRobot {
-                    short: short.clone(),
-                    marker: Marker::parse(description),
-                    created: Some(
-                        robot
-                            .created
-                            .as_deref()
-                            .and_then(crate::plan::namespace::quay_date)
-                            .unwrap_or_else(jiff::Timestamp::now),
-                    ),
-                    token: robot.token,
-                    repositories: robot.repositories.into_iter().collect(),
-                });
-            }
-            QuayAction::DeleteRobot { short } => {
-                match client.delete_robot(org, short).await {
-                    Ok(()) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e.into()),
-                }
-                // Quay deletes its permissions and default permissions too.
-                let delegate = names::robot_account(org, short);
-                view.robots.retain(|r| &r.short != short);
-                view.prototypes.retain(|(_, _, d)| d != &delegate);
-            }
-            QuayAction::CreatePrototype { short, role } => {
-                let p = client.create_robot_prototype(org, short, *role).await?;
-                view.prototypes.push((p.id, p.role, p.delegate.name));
-            }
-            QuayAction::DeletePrototype { id } => {
-                match client.delete_prototype(org, id).await {
-                    Ok(()) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e.into()),
-                }
-                view.prototypes.retain(|(i, _, _)| i != id);
-            }
-            QuayAction::CreateRepository { name } => {
-                match client
-                    .create_repository(org, name, cfg.visibility, REPOSITORY_DESCRIPTION)
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(e) if e.is_already_exists() => {}
-                    Err(e) => return Err(e.into()),
-                }
-                // Created by a real user: Quay applied the default permissions.
-                let delegates: BTreeSet<String> =
-                    view.prototypes.iter().map(|(_, _, d)| d.clone()).collect();
-                for r in &mut view.robots {
-                    if delegates.contains(&names::robot_account(org, &r.short)) {
-                        r.repositories.insert(name.clone());
-                    }
-                }
-                view.repositories.push(ObservedRepository {
-                    name: name.clone(),
-                    managed: true,
-                });
-            }
-            QuayAction::DeleteRepository { name } => {
-                client.delete_repository(org, name).await?;
-                view.repositories.retain(|r| &r.name != name);
-                for r in &mut view.robots {
-                    r.repositories.remove(name);
-                }
-            }
-            QuayAction::GrantRepository { repo, short, role } => {
-                client
-                    .set_repository_permission(org, repo, &names::robot_account(org, short), *role)
-                    .await?;
-                if let Some(r) = view.robots.iter_mut().find(|r| &r.short == short) {
-                    r.repositories.insert(repo.clone());
-                }
+            QuayAction::CreateOrganization => create_organization(s, view).await?,
+            QuayAction::CreateRobot { .. }
+            | QuayAction::DeleteRobot { .. }
+            | QuayAction::CreatePrototype { .. }
+            | QuayAction::DeletePrototype { .. } => apply_robot_action(s, action, view).await?,
+            QuayAction::CreateRepository { .. }
+            | QuayAction::DeleteRepository { .. }
+            | QuayAction::GrantRepository { .. } => {
+                apply_repository_action(s, action, view).await?;
             }
         }
+    }
+    Ok(())
+}
+
+async fn create_organization(s: &Scope<'_>, view: &mut QuayView) -> Result<(), Error> {
+    match s.client.create_organization(s.org, None).await {
+        Ok(()) => {}
+        // Created concurrently (or by someone else): look again next time.
+        Err(e) if e.is_already_exists() => {
+            s.ctx
+                .views
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&s.name);
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    view.exists = true;
+    Ok(())
+}
+
+/// Robots and their default permissions.
+async fn apply_robot_action(
+    s: &Scope<'_>,
+    action: &QuayAction,
+    view: &mut QuayView,
+) -> Result<(), Error> {
+    let (org, client) = (s.org, s.client);
+    match action {
+        QuayAction::CreateRobot { short, description } => {
+            let robot = client
+                .create_robot(
+                    org,
+                    short,
+                    &NewRobot {
+                        description: description.clone(),
+                        unstructured_metadata: None,
+                    },
+                )
+                .await?;
+            view.robots.retain(|r| &r.short != short);
+            view.robots.push(ObservedRobot {
+                short: short.clone(),
+                marker: Marker::parse(description),
+                created: Some(
+                    robot
+                        .created
+                        .as_deref()
+                        .and_then(crate::plan::namespace::quay_date)
+                        .unwrap_or_else(jiff::Timestamp::now),
+                ),
+                token: robot.token,
+                repositories: robot.repositories.into_iter().collect(),
+            });
+        }
+        QuayAction::DeleteRobot { short } => {
+            match client.delete_robot(org, short).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            // Quay deletes its permissions and default permissions too.
+            let delegate = names::robot_account(org, short);
+            view.robots.retain(|r| &r.short != short);
+            view.prototypes.retain(|(_, _, d)| d != &delegate);
+        }
+        QuayAction::CreatePrototype { short, role } => {
+            let p = client.create_robot_prototype(org, short, *role).await?;
+            view.prototypes.push((p.id, p.role, p.delegate.name));
+        }
+        QuayAction::DeletePrototype { id } => {
+            match client.delete_prototype(org, id).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            view.prototypes.retain(|(i, _, _)| i != id);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Repositories and explicit grants on them.
+async fn apply_repository_action(
+    s: &Scope<'_>,
+    action: &QuayAction,
+    view: &mut QuayView,
+) -> Result<(), Error> {
+    let (cfg, org, client) = (s.cfg, s.org, s.client);
+    match action {
+        QuayAction::CreateRepository { name } => {
+            match client
+                .create_repository(org, name, cfg.visibility, REPOSITORY_DESCRIPTION)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => return Err(e.into()),
+            }
+            // Created by a real user: Quay applied the default permissions.
+            let delegates: BTreeSet<String> =
+                view.prototypes.iter().map(|(_, _, d)| d.clone()).collect();
+            for r in &mut view.robots {
+                if delegates.contains(&names::robot_account(org, &r.short)) {
+                    r.repositories.insert(name.clone());
+                }
+            }
+            view.repositories.push(ObservedRepository {
+                name: name.clone(),
+                managed: true,
+            });
+        }
+        QuayAction::DeleteRepository { name } => {
+            client.delete_repository(org, name).await?;
+            view.repositories.retain(|r| &r.name != name);
+            for r in &mut view.robots {
+                r.repositories.remove(name);
+            }
+        }
+        QuayAction::GrantRepository { repo, short, role } => {
+            client
+                .set_repository_permission(org, repo, &names::robot_account(org, short), *role)
+                .await?;
+            if let Some(r) = view.robots.iter_mut().find(|r| &r.short == short) {
+                r.repositories.insert(repo.clone());
+            }
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -374,26 +374,49 @@ pub fn plan_quay(
     robots: &[SaPlan],
 ) -> Vec<QuayAction> {
     let mut actions = Vec::new();
-    let wanted_repos: Vec<&String> = image_streams
-        .iter()
-        .filter(|n| quay_names::is_valid_repository_name(n))
-        .collect();
     if !view.exists {
         actions.push(QuayAction::CreateOrganization);
     }
-    let role_of = |sa: &str| {
-        cfg.service_accounts
-            .iter()
-            .find(|(s, _)| s == sa)
-            .map(|(_, r)| *r)
-    };
-    let kept: Vec<(&String, Role)> = robots
+    let kept = kept_robots(cfg, robots);
+    let new_robots = plan_robots(org, marker, view, &kept, &mut actions);
+    for p in robots {
+        for short in &p.delete {
+            if view.robots.iter().any(|r| &r.short == short) {
+                actions.push(QuayAction::DeleteRobot {
+                    short: short.clone(),
+                });
+            }
+        }
+    }
+    plan_repositories(cfg, view, image_streams, &kept, &new_robots, &mut actions);
+    actions
+}
+
+/// Each robot kept, with its service account's role.
+fn kept_robots<'p>(cfg: &IntegrationConfig, robots: &'p [SaPlan]) -> Vec<(&'p String, Role)> {
+    robots
         .iter()
-        .filter_map(|p| role_of(&p.sa).map(|role| (p, role)))
+        .filter_map(|p| {
+            cfg.service_accounts
+                .iter()
+                .find(|(s, _)| s == &p.sa)
+                .map(|(_, role)| (p, *role))
+        })
         .flat_map(|(p, role)| p.keep.iter().map(move |short| (short, role)))
-        .collect();
+        .collect()
+}
+
+/// Robots to create and their default permissions (one of the right role
+/// each; wrong or duplicate ones deleted). Returns the robots created.
+fn plan_robots(
+    org: &str,
+    marker: &Marker,
+    view: &QuayView,
+    kept: &[(&String, Role)],
+    actions: &mut Vec<QuayAction>,
+) -> BTreeSet<String> {
     let mut new_robots = BTreeSet::new();
-    for (short, role) in &kept {
+    for (short, role) in kept {
         let delegate = names::robot_account(org, short);
         if !view.robots.iter().any(|r| &r.short == *short) {
             actions.push(QuayAction::CreateRobot {
@@ -421,32 +444,37 @@ pub fn plan_quay(
             });
         }
     }
-    for p in robots {
-        for short in &p.delete {
-            if view.robots.iter().any(|r| &r.short == short) {
-                actions.push(QuayAction::DeleteRobot {
-                    short: short.clone(),
-                });
-            }
-        }
-    }
+    new_robots
+}
+
+/// Repositories for the ImageStreams (Quay applies the default permissions
+/// to those the token's user creates), explicit grants where a kept robot
+/// lacks one (or was just created), and deletes under the Delete policy.
+fn plan_repositories(
+    cfg: &IntegrationConfig,
+    view: &QuayView,
+    image_streams: &BTreeSet<String>,
+    kept: &[(&String, Role)],
+    new_robots: &BTreeSet<String>,
+    actions: &mut Vec<QuayAction>,
+) {
     let existing: BTreeSet<&str> = view.repositories.iter().map(|r| r.name.as_str()).collect();
-    for repo in &wanted_repos {
+    let wanted = image_streams
+        .iter()
+        .filter(|n| quay_names::is_valid_repository_name(n));
+    for repo in wanted {
         if !existing.contains(repo.as_str()) {
-            // Created by the token's user: Quay applies the default permissions.
-            actions.push(QuayAction::CreateRepository {
-                name: (*repo).clone(),
-            });
+            actions.push(QuayAction::CreateRepository { name: repo.clone() });
             continue;
         }
-        for (short, role) in &kept {
+        for (short, role) in kept {
             let has = view
                 .robots
                 .iter()
                 .any(|r| &r.short == *short && r.repositories.contains(repo.as_str()));
             if !has || new_robots.contains(*short) {
                 actions.push(QuayAction::GrantRepository {
-                    repo: (*repo).clone(),
+                    repo: repo.clone(),
                     short: (*short).clone(),
                     role: *role,
                 });
@@ -462,7 +490,6 @@ pub fn plan_quay(
             }
         }
     }
-    actions
 }
 
 /// What a reconcile created, for its `Bridged` Event; `None` when it

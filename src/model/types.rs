@@ -330,6 +330,7 @@ pub struct RepositoryPermission {
     pub is_robot: bool,
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(Debug, Deserialize)]
 pub(crate) struct RepositoryPermissionList {
     #[serde(default)]
@@ -352,6 +353,7 @@ pub struct Tag {
     pub last_modified: Option<String>,
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(Debug, Deserialize)]
 pub(crate) struct TagPage {
     #[serde(default)]
@@ -365,6 +367,7 @@ pub(crate) struct RoleBody {
     pub role: Role,
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(Serialize)]
 pub(crate) struct VisibilityBody {
     pub visibility: Visibility,

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 mod bootstrap;
 mod calls;
+#[cfg(feature = "sandbox")]
+mod inspect;
 
 pub use bootstrap::MintedToken;
 
@@ -171,16 +173,6 @@ impl QuayClient {
     /// then fail at once until [`Self::current_user`] succeeds again.
     pub fn token_rejected(&self) -> bool {
         self.rejected.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// The base URL.
-    pub fn base_url(&self) -> &Url {
-        &self.base
-    }
-
-    /// `host[:port]` of the Quay registry.
-    pub fn registry_host(&self) -> String {
-        registry_host(&self.base)
     }
 
     fn url(&self, segments: &[&str], trailing_slash: bool) -> Result<Url, QuayError> {
@@ -525,7 +517,7 @@ mod tests {
             client.url(&["repository"], false).unwrap().as_str(),
             "http://127.0.0.1:8080/api/v1/repository"
         );
-        assert_eq!(client.registry_host(), "127.0.0.1:8080");
+        assert_eq!(registry_host(&client.base), "127.0.0.1:8080");
         assert_eq!(
             registry_host(&parse_base_url("https://quay.example.com").unwrap()),
             "quay.example.com"

@@ -85,7 +85,7 @@ pub(crate) async fn patch_guarded<K>(
     api: &kube::Api<K>,
     name: &str,
     cached: Option<&K>,
-    ops: impl Fn(&K) -> Vec<serde_json::Value>,
+    ops: impl Fn(&K) -> Vec<crate::plan::patch::Op>,
 ) -> Result<bool, error::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -103,8 +103,7 @@ where
         if ops.is_empty() {
             return Ok(false);
         }
-        let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
-            .map_err(|e| error::Error::Internal(format!("metadata patch: {e}")))?;
+        let patch = json_patch::Patch(ops);
         match api
             .patch(name, &patch_params(), &kube::api::Patch::Json::<()>(patch))
             .await

@@ -32,8 +32,7 @@ where
     if ops.is_empty() {
         return Ok(false);
     }
-    let patch: json_patch::Patch =
-        serde_json::from_value(serde_json::Value::Array(ops)).map_err(kube::Error::SerdeError)?;
+    let patch = json_patch::Patch(ops);
     api.patch(
         &obj.name_any(),
         &PatchParams::default(),

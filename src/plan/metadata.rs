@@ -4,25 +4,21 @@
 //! key another client wrote since is never overwritten: the apiserver
 //! refuses the patch and the caller reads the object again.
 
+use super::patch::{self, Op};
 use crate::config::{BRIDGED_LABEL, FINALIZER, LEGACY_FINALIZER, ORGANIZATION_ANNOTATION};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde_json::{Value, json};
+use serde_json::json;
 
-/// A JSON pointer token for a map key (RFC 6901: `~` and `/` escaped).
-pub fn pointer_token(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
-}
-
-/// Sets `key` to `value` in the map at `map_path` (`/metadata/labels` or
-/// `/metadata/annotations`), whose current content is `current`. When the
-/// map is absent it is created with the key alone, guarded by a test that
-/// it is still absent.
-fn set_key(ops: &mut Vec<Value>, map_path: &str, current: bool, key: &str, value: &str) {
-    if current {
-        ops.push(json!({"op": "add", "path": format!("{map_path}/{}", pointer_token(key)), "value": value}));
+/// Sets `key` to `value` in the map `map` (`labels` or `annotations`) of
+/// the metadata; `present` says whether the map exists. When it is absent
+/// it is created with the key alone, guarded by a test that it is still
+/// absent.
+fn set_key(ops: &mut Vec<Op>, map: &str, present: bool, key: &str, value: &str) {
+    if present {
+        ops.push(patch::add(&["metadata", map, key], json!(value)));
     } else {
-        ops.push(json!({"op": "test", "path": map_path, "value": null}));
-        ops.push(json!({"op": "add", "path": map_path, "value": {key: value}}));
+        ops.push(patch::test(&["metadata", map], json!(null)));
+        ops.push(patch::add(&["metadata", map], json!({ key: value })));
     }
 }
 
@@ -30,7 +26,7 @@ fn set_key(ops: &mut Vec<Value>, map_path: &str, current: bool, key: &str, value
 /// legacy one), the organization annotation and the bridged label (the
 /// webhook registration selects namespaces by it). The patch is guarded by
 /// the resourceVersion `meta` was read at; empty when nothing is missing.
-pub fn claim_ops(meta: &ObjectMeta, org: &str) -> Vec<Value> {
+pub fn claim_ops(meta: &ObjectMeta, org: &str) -> Vec<Op> {
     let current = meta.finalizers.clone().unwrap_or_default();
     let mut wanted: Vec<String> = current
         .iter()
@@ -45,11 +41,11 @@ pub fn claim_ops(meta: &ObjectMeta, org: &str) -> Vec<Value> {
     let mut ops = Vec::new();
     if wanted != current {
         if meta.finalizers.is_none() {
-            ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": null}));
-            ops.push(json!({"op": "add", "path": "/metadata/finalizers", "value": wanted}));
+            ops.push(patch::test(&["metadata", "finalizers"], json!(null)));
+            ops.push(patch::add(&["metadata", "finalizers"], json!(wanted)));
         } else {
-            ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": current}));
-            ops.push(json!({"op": "replace", "path": "/metadata/finalizers", "value": wanted}));
+            ops.push(patch::test(&["metadata", "finalizers"], json!(current)));
+            ops.push(patch::replace(&["metadata", "finalizers"], json!(wanted)));
         }
     }
     if annotations
@@ -59,7 +55,7 @@ pub fn claim_ops(meta: &ObjectMeta, org: &str) -> Vec<Value> {
     {
         set_key(
             &mut ops,
-            "/metadata/annotations",
+            "annotations",
             annotations.is_some(),
             ORGANIZATION_ANNOTATION,
             org,
@@ -70,20 +66,14 @@ pub fn claim_ops(meta: &ObjectMeta, org: &str) -> Vec<Value> {
         .map(String::as_str)
         != Some("true")
     {
-        set_key(
-            &mut ops,
-            "/metadata/labels",
-            labels.is_some(),
-            BRIDGED_LABEL,
-            "true",
-        );
+        set_key(&mut ops, "labels", labels.is_some(), BRIDGED_LABEL, "true");
     }
     guarded(meta, ops)
 }
 
 /// Removes `finalizers` and `label` from an object; empty when it carries
 /// neither. Guarded by the resourceVersion `meta` was read at.
-pub fn release_ops(meta: &ObjectMeta, finalizers: &[&str], label: Option<&str>) -> Vec<Value> {
+pub fn release_ops(meta: &ObjectMeta, finalizers: &[&str], label: Option<&str>) -> Vec<Op> {
     let current = meta.finalizers.clone().unwrap_or_default();
     let kept: Vec<&String> = current
         .iter()
@@ -91,22 +81,23 @@ pub fn release_ops(meta: &ObjectMeta, finalizers: &[&str], label: Option<&str>) 
         .collect();
     let mut ops = Vec::new();
     if kept.len() != current.len() {
-        ops.push(json!({"op": "test", "path": "/metadata/finalizers", "value": current}));
-        ops.push(json!({"op": "replace", "path": "/metadata/finalizers", "value": kept}));
+        ops.push(patch::test(&["metadata", "finalizers"], json!(current)));
+        ops.push(patch::replace(&["metadata", "finalizers"], json!(kept)));
     }
     if let Some(key) = label.filter(|l| meta.labels.as_ref().is_some_and(|m| m.contains_key(*l))) {
-        ops.push(
-            json!({"op": "remove", "path": format!("/metadata/labels/{}", pointer_token(key))}),
-        );
+        ops.push(patch::remove(&["metadata", "labels", key]));
     }
     guarded(meta, ops)
 }
 
-fn guarded(meta: &ObjectMeta, mut ops: Vec<Value>) -> Vec<Value> {
+fn guarded(meta: &ObjectMeta, mut ops: Vec<Op>) -> Vec<Op> {
     if !ops.is_empty() {
         ops.insert(
             0,
-            json!({"op": "test", "path": "/metadata/resourceVersion", "value": meta.resource_version.clone().unwrap_or_default()}),
+            patch::test(
+                &["metadata", "resourceVersion"],
+                json!(meta.resource_version.clone().unwrap_or_default()),
+            ),
         );
     }
     ops
@@ -115,6 +106,7 @@ fn guarded(meta: &ObjectMeta, mut ops: Vec<Value>) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::collections::BTreeMap;
 
     fn meta(
@@ -137,10 +129,10 @@ mod tests {
         }
     }
 
-    fn apply(meta: &ObjectMeta, ops: &[Value]) -> Result<Value, String> {
+    fn apply(meta: &ObjectMeta, ops: &[Op]) -> Result<Value, String> {
         let mut doc = json!({"metadata": serde_json::to_value(meta).unwrap()});
         // The apiserver's JSON patch (a test for null passes on an absent key).
-        kube_sandbox::patch::json_patch(&mut doc, &Value::Array(ops.to_vec()))
+        kube_sandbox::patch::json_patch(&mut doc, &patch::to_json(ops))
             .map_err(|e| format!("{e:?}"))?;
         Ok(doc)
     }
@@ -150,8 +142,8 @@ mod tests {
         let m = meta(None, None, Some(&[("kubernetes.io/metadata.name", "team")]));
         let ops = claim_ops(&m, "openshift_team");
         assert_eq!(
-            ops[0],
-            json!({"op": "test", "path": "/metadata/resourceVersion", "value": "42"})
+            patch::to_json(&ops[..1]),
+            json!([{"op": "test", "path": "/metadata/resourceVersion", "value": "42"}])
         );
         let doc = apply(&m, &ops).unwrap();
         assert_eq!(doc["metadata"]["finalizers"], json!([FINALIZER]));
@@ -226,6 +218,5 @@ mod tests {
             )
             .is_empty()
         );
-        assert_eq!(pointer_token("a/b~c"), "a~1b~0c");
     }
 }

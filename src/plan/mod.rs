@@ -8,6 +8,7 @@ pub mod import;
 pub mod metadata;
 pub mod names;
 pub mod namespace;
+pub mod patch;
 pub mod rotation;
 pub mod selection;
 pub mod status;

@@ -4,8 +4,8 @@
 
 use crate::config::{BRIDGED_LABEL, IntegrationConfig};
 use crate::model::names as quay_names;
-use crate::plan::metadata::pointer_token;
 use crate::plan::names;
+use crate::plan::patch::{self, Op};
 use crate::plan::selection::{self, Manager};
 use serde_json::{Value, json};
 
@@ -134,7 +134,7 @@ pub fn decide(request: &Value, facts: &dyn Facts) -> Decision {
             "the Quay push secret {secret} is not linked to service account {account} in namespace {namespace} yet; the operator is setting it up, retry in a few seconds"
         ));
     }
-    Decision::Patch(Value::Array(rewrite(
+    Decision::Patch(patch::to_json(&rewrite(
         build,
         to,
         &Rewrite {
@@ -161,31 +161,41 @@ struct Rewrite<'a> {
 /// The JSON patch of a rewrite: output to Quay with the push secret, the
 /// managed annotation, the bridged label (the import controller watches
 /// only those) and the destination annotation.
-fn rewrite(build: &Value, to: &Value, r: &Rewrite<'_>) -> Vec<Value> {
-    let prefix = r.prefix;
+fn rewrite(build: &Value, to: &Value, r: &Rewrite<'_>) -> Vec<Op> {
+    let managed = format!("{}/quay-registry-operator-managed", r.prefix);
+    let destination = format!("{}/destination-imagestream", r.prefix);
     let mut ops = vec![
-        json!({"op": "replace", "path": "/spec/output/to/kind", "value": "DockerImage"}),
-        json!({"op": "replace", "path": "/spec/output/to/name", "value": r.image}),
+        patch::replace(&["spec", "output", "to", "kind"], json!("DockerImage")),
+        patch::replace(&["spec", "output", "to", "name"], json!(r.image)),
     ];
     if to.get("namespace").is_some() {
-        ops.push(json!({"op": "remove", "path": "/spec/output/to/namespace"}));
+        ops.push(patch::remove(&["spec", "output", "to", "namespace"]));
     }
-    ops.push(json!({"op": "add", "path": "/spec/output/pushSecret", "value": {"name": r.secret}}));
-    if !build
-        .pointer("/metadata/annotations")
-        .is_some_and(Value::is_object)
-    {
-        ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
+    ops.push(patch::add(
+        &["spec", "output", "pushSecret"],
+        json!({ "name": r.secret }),
+    ));
+    for map in ["annotations", "labels"] {
+        if !build
+            .pointer(&format!("/metadata/{map}"))
+            .is_some_and(Value::is_object)
+        {
+            ops.push(patch::add(&["metadata", map], json!({})));
+        }
     }
-    ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", pointer_token(&format!("{prefix}/quay-registry-operator-managed"))), "value": "true"}));
-    if !build
-        .pointer("/metadata/labels")
-        .is_some_and(Value::is_object)
-    {
-        ops.push(json!({"op": "add", "path": "/metadata/labels", "value": {}}));
-    }
-    ops.push(json!({"op": "add", "path": format!("/metadata/labels/{}", pointer_token(BRIDGED_LABEL)), "value": "true"}));
-    ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", pointer_token(&format!("{prefix}/destination-imagestream"))), "value": r.destination}));
+    ops.push(patch::add(
+        &["metadata", "annotations", &managed],
+        json!("true"),
+    ));
+    // The label lets the import controller watch only rewritten Builds.
+    ops.push(patch::add(
+        &["metadata", "labels", BRIDGED_LABEL],
+        json!("true"),
+    ));
+    ops.push(patch::add(
+        &["metadata", "annotations", &destination],
+        json!(r.destination),
+    ));
     ops
 }
 

@@ -175,28 +175,27 @@ pub fn link_ops(
     secrets: Option<&[String]>,
     image_pull_secrets: Option<&[String]>,
     secret: &str,
-) -> Vec<serde_json::Value> {
+) -> Vec<crate::plan::patch::Op> {
+    use crate::plan::patch;
     use serde_json::json;
     let mut ops = Vec::new();
-    for (path, list) in [
-        ("/secrets", secrets),
-        ("/imagePullSecrets", image_pull_secrets),
+    for (list_name, list) in [
+        ("secrets", secrets),
+        ("imagePullSecrets", image_pull_secrets),
     ] {
         match list {
             Some(l) if l.iter().any(|n| n == secret) => {}
             Some(l) if !l.is_empty() => {
-                ops.push(
-                    json!({"op": "add", "path": format!("{path}/-"), "value": {"name": secret}}),
-                );
+                ops.push(patch::add(&[list_name, "-"], json!({ "name": secret })));
             }
             // Absent, null or empty: the list is ours to start.
-            _ => ops.push(json!({"op": "add", "path": path, "value": [{"name": secret}]})),
+            _ => ops.push(patch::add(&[list_name], json!([{ "name": secret }]))),
         }
     }
     if !ops.is_empty() {
         ops.insert(
             0,
-            json!({"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}),
+            patch::test(&["metadata", "resourceVersion"], json!(resource_version)),
         );
     }
     ops
@@ -595,25 +594,26 @@ mod tests {
             list(&["builder-dockercfg-a"]),
             list(&["builder-dockercfg-a", "user-pull"]),
         );
+        let ops = |v: Vec<crate::plan::patch::Op>| crate::plan::patch::to_json(&v);
         assert_eq!(
-            link_ops("42", Some(&mounts), Some(&pulls), "ours"),
-            vec![
-                json!({"op": "test", "path": "/metadata/resourceVersion", "value": "42"}),
-                json!({"op": "add", "path": "/secrets/-", "value": {"name": "ours"}}),
-                json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ours"}}),
-            ]
+            ops(link_ops("42", Some(&mounts), Some(&pulls), "ours")),
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "42"},
+                {"op": "add", "path": "/secrets/-", "value": {"name": "ours"}},
+                {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ours"}},
+            ])
         );
         // Absent or empty lists start with ours; a linked list is left alone.
         let linked = list(&["x", "ours"]);
         assert_eq!(
-            link_ops("7", None, Some(&linked), "ours"),
-            vec![
-                json!({"op": "test", "path": "/metadata/resourceVersion", "value": "7"}),
-                json!({"op": "add", "path": "/secrets", "value": [{"name": "ours"}]}),
-            ]
+            ops(link_ops("7", None, Some(&linked), "ours")),
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+                {"op": "add", "path": "/secrets", "value": [{"name": "ours"}]},
+            ])
         );
         assert_eq!(
-            link_ops("7", Some(&[]), Some(&linked), "ours")[1],
+            ops(link_ops("7", Some(&[]), Some(&linked), "ours"))[1],
             json!({"op": "add", "path": "/secrets", "value": [{"name": "ours"}]})
         );
         assert!(link_ops("7", Some(&linked), Some(&linked), "ours").is_empty());

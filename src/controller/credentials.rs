@@ -5,7 +5,7 @@
 //! expires. The decisions are `plan::credentials`'; this shell reads the
 //! Secret, calls Quay, writes the Secret and reports.
 
-use super::context::{Context, TokenCheck};
+use super::context::{Context, SignInFailure, TokenCheck};
 use super::error::Error;
 use crate::config::IntegrationConfig;
 use crate::plan::credentials::{
@@ -17,21 +17,6 @@ use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::Api;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// A sign-in Quay refused, remembered so it is not repeated.
-#[derive(Debug, Clone)]
-pub struct SignInFailure {
-    /// The Secret's version the failure was met with.
-    resource_version: Option<String>,
-    /// The integration's generation then (a changed spec may change the
-    /// outcome: `initializeUser`).
-    generation: Option<i64>,
-    /// Until when not to try (Quay's Retry-After); `None`: until the
-    /// Secret changes.
-    until: Option<Instant>,
-    /// What the status says meanwhile.
-    check: TokenCheck,
-}
 
 fn failed(reason: &'static str, message: String, reachable: bool) -> TokenCheck {
     TokenCheck {
@@ -138,16 +123,12 @@ async fn mint_and_report(
         cfg.credentials.namespace.clone(),
         cfg.credentials.name.clone(),
     );
-    if let Some(f) = ctx
-        .sign_in_failures
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&key)
-        && f.resource_version == secret.metadata.resource_version
-        && f.generation == cfg.generation
-        && f.until.is_none_or(|u| Instant::now() < u)
-    {
-        return f.check.clone();
+    if let Some(check) = ctx.integrations.sign_in_failure(
+        &key,
+        secret.metadata.resource_version.as_deref(),
+        cfg.generation,
+    ) {
+        return check;
     }
     match mint(cfg, ctx, secret, username, password).await {
         Ok(user) => {
@@ -169,18 +150,15 @@ async fn mint_and_report(
             }
         }
         Err(MintError::SignIn(check, until)) => {
-            ctx.sign_in_failures
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(
-                    key,
-                    SignInFailure {
-                        resource_version: secret.metadata.resource_version.clone(),
-                        generation: cfg.generation,
-                        until,
-                        check: check.clone(),
-                    },
-                );
+            ctx.integrations.remember_sign_in_failure(
+                key,
+                SignInFailure {
+                    resource_version: secret.metadata.resource_version.clone(),
+                    generation: cfg.generation,
+                    until,
+                    check: check.clone(),
+                },
+            );
             check
         }
         Err(MintError::Other(check)) => check,

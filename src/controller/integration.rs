@@ -10,14 +10,12 @@ use crate::config::{
 };
 use crate::crd::{LegacyQuayIntegration, QuayIntegration, QuayIntegrationStatus};
 use crate::plan::status::{self, transition_events};
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch};
 use kube::core::ClusterResourceScope;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -107,43 +105,6 @@ pub fn error_policy<K: IntegrationResource>(
     Action::requeue(ctx.backoff(&format!("qi/{}", qi.name_any())))
 }
 
-/// Watches the credentials Secret so a changed token reaches every
-/// namespace at once.
-fn watch_credentials(ctx: &Arc<Context>, namespace: &str, name: &str) {
-    let key = (namespace.to_owned(), name.to_owned());
-    let mut watched = ctx
-        .credentials
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if watched.contains_key(&key) {
-        return;
-    }
-    let (reader, writer) = reflector::store();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let stream = reflector(
-        writer,
-        watcher(
-            api,
-            watcher::Config::default().fields(&format!("metadata.name={name}")),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    let ctx2 = Arc::downgrade(ctx);
-    ctx.spawn_in_term(async move {
-        let mut stream = std::pin::pin!(stream);
-        let mut first = true;
-        while let Some(event) = stream.next().await {
-            let Some(ctx) = ctx2.upgrade() else { return };
-            if event.is_ok() && !first {
-                ctx.trigger_all();
-            }
-            first = false;
-        }
-    });
-    watched.insert(key, reader);
-}
-
 async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Action, Error> {
     let name = qi.name_any();
     // The UID keys what this replica knows of the object: without one
@@ -158,14 +119,9 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
         .status()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    let changed = {
-        let mut seen = ctx
-            .generations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let before = seen.insert(uid.clone(), generation.unwrap_or_default());
-        before != Some(generation.unwrap_or_default())
-    };
+    let changed = ctx
+        .integrations
+        .generation_changed(&uid, generation.unwrap_or_default());
     if changed {
         // The spec changed (or this replica sees it for the first time):
         // every namespace it may select is reconciled again.
@@ -174,7 +130,7 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
     let status = match qi.config() {
         Err(e) => status::invalid(&e.to_string(), generation, &previous),
         Ok(cfg) => {
-            watch_credentials(ctx, &cfg.credentials.namespace, &cfg.credentials.name);
+            ctx.watch_credentials(&cfg.credentials.namespace, &cfg.credentials.name);
             let regarding = qi.object_ref(&());
             let check = match super::credentials::ensure(&cfg, ctx, &regarding).await {
                 Some(decided) => decided,
@@ -266,14 +222,8 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
         Ok(t) => format!("{}|{:x}", cfg.quay_url, token_fingerprint(&t)),
         Err(_) => String::new(),
     };
-    if let Some((at, check)) = ctx
-        .token_checks
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&key)
-        && at.elapsed() < TOKEN_CHECK_TTL
-    {
-        return check.clone();
+    if let Some(check) = ctx.integrations.token_check(&key, TOKEN_CHECK_TTL) {
+        return check;
     }
     let was_rejected = client.token_rejected();
     let answer = client.current_user().await;
@@ -292,10 +242,7 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
         return TokenCheck::quay_down(e.to_string());
     }
     let check = token_check(cfg.quay_url.as_str(), answer);
-    ctx.token_checks
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(key, (std::time::Instant::now(), check.clone()));
+    ctx.integrations.remember_token_check(key, check.clone());
     check
 }
 

@@ -117,7 +117,7 @@ fn prober(ctx: &Arc<Context>, namespaces: Store<Namespace>, tasks: &mut Tasks) {
                 return;
             };
             ctx.probe().await;
-            ctx.evict_stale_views();
+            ctx.views.evict_stale();
             ctx.queue_retain(|name| namespaces.get(&ObjectRef::new(name)).is_some());
         }
     }));

@@ -6,11 +6,14 @@
 
 pub mod escaped;
 mod events;
+mod integrations;
 mod metrics;
 mod options;
 mod outcomes;
 mod quay_access;
 pub mod rotations;
+mod views;
+pub(crate) use integrations::{IntegrationMemory, SignInFailure};
 
 pub(crate) use crate::plan::status::TokenCheck;
 pub use crate::plan::status::{NsOutcome, NsState};
@@ -21,7 +24,7 @@ pub(crate) use quay_access::token_fingerprint;
 
 use crate::config::{ApiGroup, IntegrationConfig, IntegrationId, from_current, from_legacy};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
-use crate::plan::namespace::{ObservedSecret, ObservedServiceAccount, QuayView};
+use crate::plan::namespace::{ObservedSecret, ObservedServiceAccount};
 use crate::quay::QuayClient;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::Reporter;
@@ -29,36 +32,9 @@ use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 use tokio::sync::watch;
 
-/// A namespace's organization as last read: a hint that saves the reads
-/// of the reconciles that follow one (its own writes trigger them), kept
-/// for [`VIEW_HINT`] at most.
-pub(crate) struct CachedView {
-    pub org: String,
-    pub view: QuayView,
-    pub fetched: Instant,
-    pub generation: Option<i64>,
-}
-
-/// How long a cached view stands in for Quay (or the resync interval, if
-/// shorter). Long enough for the reconciles a namespace's own Secrets and
-/// links trigger; short enough that a large cluster does not hold every
-/// organization's view between resyncs.
-pub(crate) const VIEW_HINT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// What team sync learnt of a namespace that a read of Quay does not
-/// show: kept between reads, unlike the view.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct TeamMemory {
-    /// Users Quay invited instead of adding: (team, user).
-    pub invited: std::collections::BTreeSet<(String, String)>,
-    /// Unknown users already reported by an Event.
-    pub reported: std::collections::BTreeSet<String>,
-    /// Team sync's counts for the status.
-    pub report: Option<crate::crd::TeamSyncStatus>,
-}
+pub(crate) use views::{CachedView, QuayViews, TeamMemory};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -95,21 +71,17 @@ pub struct Context {
     pub escaped: escaped::EscapedBuilds,
     /// Robot-token rotation's memory.
     pub rotations: rotations::Rotations,
-    pub(crate) credentials: Mutex<HashMap<(String, String), Store<Secret>>>,
+    credentials: Mutex<HashMap<(String, String), Store<Secret>>>,
     clients: Mutex<HashMap<String, QuayClient>>,
-    pub(crate) views: Mutex<HashMap<String, CachedView>>,
-    pub(crate) team_memory: Mutex<HashMap<String, TeamMemory>>,
+    /// Cached Quay views and team sync's memory, by namespace.
+    pub(crate) views: QuayViews,
     health: Mutex<HashMap<String, Health>>,
     outcomes: Mutex<BTreeMap<String, NsOutcome>>,
     failures: Mutex<HashMap<String, u32>>,
     reported: Mutex<HashSet<(String, String)>>,
-    pub(crate) generations: Mutex<HashMap<String, i64>>,
-    pub(crate) token_checks: Mutex<HashMap<String, (Instant, TokenCheck)>>,
-    /// Sign-ins Quay refused, per credentials Secret: not tried again
-    /// until the Secret changes (or Quay's backoff has passed), since
-    /// every failure lengthens Quay's per-user backoff.
-    pub(crate) sign_in_failures:
-        Mutex<HashMap<(String, String), crate::controller::credentials::SignInFailure>>,
+    /// Generations handled, token checks and refused sign-ins, by
+    /// integration.
+    pub(crate) integrations: IntegrationMemory,
     trigger: watch::Sender<u64>,
     events: events::EventSink,
     /// Namespaces triggered and not yet picked up by a reconcile.
@@ -166,6 +138,7 @@ impl Context {
             instance: Some(options.instance.clone()),
         };
         let events = events::EventSink::new(client.clone(), reporter);
+        let views = QuayViews::new(options.resync);
         let Stores {
             current,
             legacy,
@@ -191,15 +164,12 @@ impl Context {
             rotations: rotations::Rotations::default(),
             credentials: Mutex::default(),
             clients: Mutex::default(),
-            views: Mutex::default(),
-            team_memory: Mutex::default(),
+            views,
             health: Mutex::default(),
             outcomes: Mutex::default(),
             failures: Mutex::default(),
             reported: Mutex::default(),
-            generations: Mutex::default(),
-            token_checks: Mutex::default(),
-            sign_in_failures: Mutex::default(),
+            integrations: IntegrationMemory::default(),
             trigger,
             parsed: std::sync::RwLock::default(),
             invalid: std::sync::RwLock::default(),
@@ -237,11 +207,8 @@ impl Context {
     /// views, generations handled, token checks, failure counts, Events
     /// already published) is not trusted; this term reads afresh.
     pub(crate) fn begin_term(&self) {
-        lock(&self.views).clear();
-        lock(&self.team_memory).clear();
-        lock(&self.generations).clear();
-        lock(&self.token_checks).clear();
-        lock(&self.sign_in_failures).clear();
+        self.views.clear();
+        self.integrations.clear();
         lock(&self.failures).clear();
         lock(&self.reported).clear();
         self.escaped.clear();
@@ -357,39 +324,7 @@ impl Context {
         id: &crate::config::IntegrationId,
     ) -> crate::crd::TeamSyncStatus {
         let managed: HashSet<String> = self.outcomes_of(id).into_iter().map(|(n, _)| n).collect();
-        let mut sum = crate::crd::TeamSyncStatus::default();
-        for (ns, m) in lock(&self.team_memory).iter() {
-            if let (true, Some(r)) = (managed.contains(ns), &m.report) {
-                sum.members += r.members;
-                sum.unknown_users += r.unknown_users;
-                sum.invalid_user_names += r.invalid_user_names;
-                sum.pending_invitations += r.pending_invitations;
-                sum.conflicts += r.conflicts;
-            }
-        }
-        sum
-    }
-
-    /// How long a cached view stands in for Quay.
-    pub(crate) fn view_hint(&self) -> std::time::Duration {
-        self.options.resync.mul_f64(0.9).min(VIEW_HINT)
-    }
-
-    /// Drops the cached views no reconcile may use any more.
-    pub(crate) fn evict_stale_views(&self) {
-        let hint = self.view_hint();
-        lock(&self.views).retain(|_, c| c.fetched.elapsed() < hint);
-    }
-
-    /// Keeps what team sync learnt of a namespace (nothing, when it
-    /// learnt nothing).
-    pub(crate) fn remember_teams(&self, namespace: &str, memory: TeamMemory) {
-        let mut all = lock(&self.team_memory);
-        if memory == TeamMemory::default() {
-            all.remove(namespace);
-        } else {
-            all.insert(namespace.to_owned(), memory);
-        }
+        self.views.team_report(|ns| managed.contains(ns))
     }
 
     /// Re-reconciles every namespace (integration or credentials changed,

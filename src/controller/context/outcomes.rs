@@ -64,8 +64,7 @@ impl Context {
     /// Forgets everything about a namespace.
     pub fn forget(&self, namespace: &str) {
         self.set_outcome(namespace, None);
-        lock(&self.views).remove(namespace);
-        lock(&self.team_memory).remove(namespace);
+        self.views.forget(namespace);
         lock(&self.failures).remove(namespace);
         lock(&self.reported).retain(|(n, _)| n != namespace);
         self.rotations.forget(namespace);

@@ -7,9 +7,11 @@ use crate::controller::error::Error;
 use crate::crd::CaBundleKind;
 use crate::quay::{QuayClient, QuayClientConfig};
 use crate::secret::SecretString;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use std::sync::Arc;
 
 use super::{Context, lock};
@@ -20,6 +22,40 @@ pub(super) struct Health {
 }
 
 impl Context {
+    /// Watches the credentials Secret so a changed token reaches every
+    /// namespace at once.
+    pub(crate) fn watch_credentials(self: &Arc<Self>, namespace: &str, name: &str) {
+        let key = (namespace.to_owned(), name.to_owned());
+        let mut watched = lock(&self.credentials);
+        if watched.contains_key(&key) {
+            return;
+        }
+        let (reader, writer) = reflector::store();
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let stream = reflector(
+            writer,
+            watcher(
+                api,
+                watcher::Config::default().fields(&format!("metadata.name={name}")),
+            ),
+        )
+        .default_backoff()
+        .touched_objects();
+        let ctx2 = Arc::downgrade(self);
+        self.spawn_in_term(async move {
+            let mut stream = std::pin::pin!(stream);
+            let mut first = true;
+            while let Some(event) = stream.next().await {
+                let Some(ctx) = ctx2.upgrade() else { return };
+                if event.is_ok() && !first {
+                    ctx.trigger_all();
+                }
+                first = false;
+            }
+        });
+        watched.insert(key, reader);
+    }
+
     /// The Quay token in the credentials Secret `creds` names: from its
     /// watch once one runs, else read from the apiserver.
     pub(crate) async fn token(&self, creds: &SecretKeyRef) -> Result<SecretString, Error> {

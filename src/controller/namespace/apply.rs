@@ -48,11 +48,7 @@ async fn create_organization(s: &Scope<'_>, view: &mut QuayView) -> Result<(), E
         Ok(()) => {}
         // Created concurrently (or by someone else): look again next time.
         Err(e) if e.is_already_exists() => {
-            s.ctx
-                .views
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&s.name);
+            s.ctx.views.drop_view(&s.name);
             return Err(e.into());
         }
         Err(e) => return Err(e.into()),

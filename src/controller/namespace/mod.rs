@@ -176,10 +176,7 @@ async fn manage(
         }
         // A cached view is a hint: an answer that contradicts it drops it.
         if e.quay_unavailable() || e.contradicts_view() {
-            ctx.views
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&name);
+            ctx.views.drop_view(&name);
         }
     }
     result
@@ -293,19 +290,16 @@ async fn converge(
         &robots,
     );
     let team_report = apply_quay_and_teams(&s, &actions, &mut view).await;
-    ctx.views
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(
-            s.name.clone(),
-            CachedView {
-                org: org.to_owned(),
-                view: view.clone(),
-                fetched,
-                generation: cfg.generation,
-            },
-        );
-    ctx.remember_teams(
+    ctx.views.store(
+        &s.name,
+        CachedView {
+            org: org.to_owned(),
+            view: view.clone(),
+            fetched,
+            generation: cfg.generation,
+        },
+    );
+    ctx.views.remember_teams(
         &s.name,
         TeamMemory {
             invited: view.teams.invited.clone(),
@@ -471,15 +465,7 @@ fn cached_view(
     org: &str,
     cfg: &IntegrationConfig,
 ) -> Option<(QuayView, Instant)> {
-    let fresh_for = ctx.view_hint();
-    ctx.views
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(namespace)
-        .filter(|c| {
-            c.org == org && c.generation == cfg.generation && c.fetched.elapsed() < fresh_for
-        })
-        .map(|c| (c.view.clone(), c.fetched))
+    ctx.views.get(namespace, org, cfg.generation)
 }
 
 /// Whether an organization without robots, repositories or default
@@ -544,16 +530,7 @@ fn robot_tokens(view: &QuayView, robots: &[SaPlan]) -> BTreeMap<String, (String,
 /// Keeps the Quay view for the next reconciles of the namespace, until
 /// the resync reads Quay again.
 fn remember(ctx: &Context, ns: &str, org: &str, cfg: &IntegrationConfig, view: &QuayView) {
-    let mut views = ctx
-        .views
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(c) = views.get_mut(ns)
-        && c.org == org
-        && c.generation == cfg.generation
-    {
-        c.view = view.clone();
-    }
+    ctx.views.update(ns, org, cfg.generation, view);
 }
 
 /// The configured service accounts' Secrets as cached, looked up by name:

@@ -62,14 +62,12 @@ pub(super) fn teams_of(
 /// still pending and the unknown users already reported. Unknown users
 /// themselves are asked about again now that Quay is read again.
 pub(super) fn carry_over(ctx: &Context, ns: &str, view: &mut QuayView) {
-    let memory = ctx
-        .team_memory
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(old) = memory.get(ns) {
-        view.teams.invited = old
-            .invited
-            .iter()
+    let remembered = ctx
+        .views
+        .with_teams(ns, |old| (old.invited.clone(), old.reported.clone()));
+    if let Some((invited, reported)) = remembered {
+        view.teams.invited = invited
+            .into_iter()
             .filter(|(team, user)| {
                 !view
                     .teams
@@ -77,9 +75,8 @@ pub(super) fn carry_over(ctx: &Context, ns: &str, view: &mut QuayView) {
                     .get(team)
                     .is_some_and(|t| t.members.contains(user))
             })
-            .cloned()
             .collect();
-        view.teams.reported = old.reported.clone();
+        view.teams.reported = reported;
     }
 }
 

@@ -1,0 +1,134 @@
+//! What this leadership term learnt of each namespace's organization: the
+//! last view read from Quay (a hint for at most [`VIEW_HINT`]) and what
+//! team sync learnt that a read of Quay does not show.
+
+use super::lock;
+use crate::plan::namespace::QuayView;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A namespace's organization as last read: a hint that saves the reads
+/// of the reconciles that follow one (its own writes trigger them).
+pub(crate) struct CachedView {
+    pub org: String,
+    pub view: QuayView,
+    pub fetched: Instant,
+    pub generation: Option<i64>,
+}
+
+/// How long a cached view stands in for Quay (or the resync interval, if
+/// shorter). Long enough for the reconciles a namespace's own Secrets and
+/// links trigger; short enough that a large cluster does not hold every
+/// organization's view between resyncs.
+pub(crate) const VIEW_HINT: Duration = Duration::from_secs(60);
+
+/// What team sync learnt of a namespace that a read of Quay does not
+/// show: kept between reads, unlike the view.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct TeamMemory {
+    /// Users Quay invited instead of adding: (team, user).
+    pub invited: std::collections::BTreeSet<(String, String)>,
+    /// Unknown users already reported by an Event.
+    pub reported: std::collections::BTreeSet<String>,
+    /// Team sync's counts for the status.
+    pub report: Option<crate::crd::TeamSyncStatus>,
+}
+
+/// The cached views and team memories, by namespace.
+#[derive(Default)]
+pub(crate) struct QuayViews {
+    hint: Duration,
+    views: Mutex<HashMap<String, CachedView>>,
+    teams: Mutex<HashMap<String, TeamMemory>>,
+}
+
+impl QuayViews {
+    /// Views trusted for `resync · 0.9`, at most [`VIEW_HINT`].
+    pub fn new(resync: Duration) -> Self {
+        Self {
+            hint: resync.mul_f64(0.9).min(VIEW_HINT),
+            ..Self::default()
+        }
+    }
+
+    /// The namespace's view, when it was read for this organization and
+    /// integration generation and is still fresh; with when it was read.
+    pub fn get(&self, ns: &str, org: &str, generation: Option<i64>) -> Option<(QuayView, Instant)> {
+        lock(&self.views)
+            .get(ns)
+            .filter(|c| {
+                c.org == org && c.generation == generation && c.fetched.elapsed() < self.hint
+            })
+            .map(|c| (c.view.clone(), c.fetched))
+    }
+
+    /// Keeps a view read (or updated by this reconcile's writes).
+    pub fn store(&self, ns: &str, view: CachedView) {
+        lock(&self.views).insert(ns.to_owned(), view);
+    }
+
+    /// Replaces the kept view's content (same organization and generation
+    /// only), keeping when it was read.
+    pub fn update(&self, ns: &str, org: &str, generation: Option<i64>, view: &QuayView) {
+        if let Some(c) = lock(&self.views).get_mut(ns)
+            && c.org == org
+            && c.generation == generation
+        {
+            c.view = view.clone();
+        }
+    }
+
+    /// Drops the namespace's view: an answer contradicted it.
+    pub fn drop_view(&self, ns: &str) {
+        lock(&self.views).remove(ns);
+    }
+
+    /// Drops the views no reconcile may use any more.
+    pub fn evict_stale(&self) {
+        lock(&self.views).retain(|_, c| c.fetched.elapsed() < self.hint);
+    }
+
+    /// Runs `f` on the namespace's team memory, if any.
+    pub fn with_teams<T>(&self, ns: &str, f: impl FnOnce(&TeamMemory) -> T) -> Option<T> {
+        lock(&self.teams).get(ns).map(f)
+    }
+
+    /// Keeps what team sync learnt of a namespace (nothing, when it
+    /// learnt nothing).
+    pub fn remember_teams(&self, ns: &str, memory: TeamMemory) {
+        let mut all = lock(&self.teams);
+        if memory == TeamMemory::default() {
+            all.remove(ns);
+        } else {
+            all.insert(ns.to_owned(), memory);
+        }
+    }
+
+    /// Team sync's counts of the namespaces `include` accepts, summed.
+    pub fn team_report(&self, include: impl Fn(&str) -> bool) -> crate::crd::TeamSyncStatus {
+        let mut sum = crate::crd::TeamSyncStatus::default();
+        for (ns, m) in lock(&self.teams).iter() {
+            if let (true, Some(r)) = (include(ns), &m.report) {
+                sum.members += r.members;
+                sum.unknown_users += r.unknown_users;
+                sum.invalid_user_names += r.invalid_user_names;
+                sum.pending_invitations += r.pending_invitations;
+                sum.conflicts += r.conflicts;
+            }
+        }
+        sum
+    }
+
+    /// Forgets a namespace.
+    pub fn forget(&self, ns: &str) {
+        lock(&self.views).remove(ns);
+        lock(&self.teams).remove(ns);
+    }
+
+    /// Forgets everything (a new leadership term).
+    pub fn clear(&self) {
+        lock(&self.views).clear();
+        lock(&self.teams).clear();
+    }
+}

@@ -142,15 +142,7 @@ fn spawn_operator(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), quay_bridge_operator::controller::StartError>>,
 ) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let client = kube.client_as("system:serviceaccount:openshift-operators:quay-bridge-operator");
-    let operator = tokio::spawn(async move {
-        quay_bridge_operator::controller::run(client, options, Metrics::default(), async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    (stop, operator)
+    spawn_operator_with(kube, options, Metrics::default())
 }
 
 async fn quiet(quay: &EmbeddedQuay) {

@@ -414,9 +414,9 @@ async fn bootstrap_and_rotation_leak_no_password_or_token() {
     image_stream(&env, "hygiene", "app").await;
     let mut tokens = vec![password.to_owned()];
     wait_for("the first robots", || async {
-        env.quay
-            .robot_token("openshift_hygiene", "builder")
-            .is_some()
+        ["builder", "default", "deployer"]
+            .iter()
+            .all(|sa| env.quay.robot_token("openshift_hygiene", sa).is_some())
     })
     .await;
     for sa in ["builder", "default", "deployer"] {

@@ -84,6 +84,29 @@ fn bad_credentials(text: &str) -> Reply {
     )
 }
 
+/// Opens a signed-in session for `user`: the answer carries `body`, the
+/// new session cookie and its CSRF token (`X-Next-CSRF-Token`).
+fn signed_in(state: &mut QuayState, user: &str, body: Value) -> Reply {
+    let value = random_token(64);
+    let csrf = random_token(64);
+    state.sessions.insert(
+        value.clone(),
+        Session {
+            user: Some(user.to_owned()),
+            csrf: csrf.clone(),
+        },
+    );
+    Reply::Raw {
+        status: 200,
+        content_type: "application/json",
+        body: body.to_string(),
+        headers: vec![
+            ("x-next-csrf-token", csrf),
+            ("set-cookie", cookie_header(&value, true)),
+        ],
+    }
+}
+
 /// `POST /api/v1/signin`.
 pub(crate) fn signin(state: &mut QuayState, ctx: &Ctx) -> R {
     if !csrf_ok(state, ctx) {
@@ -139,24 +162,7 @@ pub(crate) fn signin(state: &mut QuayState, ctx: &Ctx) -> R {
     if let Some(old) = ctx.cookie {
         state.sessions.remove(old);
     }
-    let value = random_token(64);
-    let csrf = random_token(64);
-    state.sessions.insert(
-        value.clone(),
-        Session {
-            user: Some(name.to_owned()),
-            csrf: csrf.clone(),
-        },
-    );
-    Ok(Reply::Raw {
-        status: 200,
-        content_type: "application/json",
-        body: json!({"success": true}).to_string(),
-        headers: vec![
-            ("x-next-csrf-token", csrf),
-            ("set-cookie", cookie_header(&value, true)),
-        ],
-    })
+    Ok(signed_in(state, name, json!({"success": true})))
 }
 
 /// `POST /api/v1/signout`: the session ends; a fresh one is handed out.
@@ -220,15 +226,6 @@ pub(crate) fn initialize_user(state: &mut QuayState, ctx: &Ctx) -> R {
     if let (Some(u), Some(e)) = (state.users.get_mut(name), &email) {
         e.clone_into(&mut u.email);
     }
-    let value = random_token(64);
-    let csrf = random_token(64);
-    state.sessions.insert(
-        value.clone(),
-        Session {
-            user: Some(name.to_owned()),
-            csrf: csrf.clone(),
-        },
-    );
     let mut answer = json!({"username": name, "email": email,
         "encrypted_password": format!("$2b$12${}", random_token(53))});
     if body
@@ -246,31 +243,11 @@ pub(crate) fn initialize_user(state: &mut QuayState, ctx: &Ctx) -> R {
                 client_secret: random_token(40),
             },
         );
-        let scopes = [
-            "org:admin",
-            "repo:admin",
-            "repo:create",
-            "repo:read",
-            "repo:write",
-            "super:user",
-            "user:admin",
-            "user:read",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+        let scopes = ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect();
         let token = state.mint_app_token(name, name, scopes, None, Duration::from_secs(9000));
         answer["access_token"] = json!(token);
     }
-    Ok(Reply::Raw {
-        status: 200,
-        content_type: "application/json",
-        body: answer.to_string(),
-        headers: vec![
-            ("x-next-csrf-token", csrf),
-            ("set-cookie", cookie_header(&value, true)),
-        ],
-    })
+    Ok(signed_in(state, name, answer))
 }
 
 // === OAuth applications ===

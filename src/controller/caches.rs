@@ -26,11 +26,11 @@ use tokio::sync::broadcast;
 pub(super) struct Served {
     /// `redhatcop.redhat.io` QuayIntegrations.
     pub legacy: bool,
-    /// ImageStreams.
+    /// `image.openshift.io` is served: ImageStreams get repositories.
     pub streams: bool,
-    /// Builds.
+    /// `build.openshift.io` is served: the Build controller and webhook run.
     pub builds: bool,
-    /// OpenShift Groups.
+    /// `user.openshift.io` is served: team sync expands Groups.
     pub groups: bool,
 }
 

@@ -47,7 +47,7 @@ pub struct SaRobots {
 /// The rest of what the decision needs.
 #[derive(Debug, Clone, Copy)]
 pub struct RotationInput<'a> {
-    /// Now.
+    /// The instant the decision is for (tests pass any).
     pub now: Timestamp,
     /// Rotation, when on.
     pub policy: Option<&'a RotationConfig>,

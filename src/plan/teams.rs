@@ -128,7 +128,7 @@ pub struct TeamView {
 pub enum TeamAction {
     /// Create the team, or set its role, with our marker.
     PutTeam {
-        /// Team.
+        /// A managed team's name (`admins`, `editors`, … per the mapping).
         team: String,
         /// Role in the organization.
         role: TeamRole,
@@ -137,37 +137,37 @@ pub enum TeamAction {
     },
     /// A default permission for the team.
     CreatePrototype {
-        /// Team.
+        /// The team the default permission names as its delegate.
         team: String,
         /// Role on new repositories.
         role: Role,
     },
     /// Delete a team default permission (wrong role or duplicate).
     DeletePrototype {
-        /// Its id.
+        /// The prototype's id, as Quay's list gives it.
         id: String,
     },
     /// Grant the team its role on an existing repository.
     GrantRepository {
-        /// Repository.
+        /// A repository of the organization, by its short name.
         repo: String,
-        /// Team.
+        /// The team granted there.
         team: String,
         /// The team's role on the repository (the mapping's repositoryRole).
         role: Role,
     },
     /// Add a user.
     AddMember {
-        /// Team.
+        /// The team the user joins.
         team: String,
-        /// User.
+        /// The Quay user name (lower-cased from the RoleBinding subject).
         user: String,
     },
     /// Remove a user.
     RemoveMember {
-        /// Team.
+        /// The team the user leaves.
         team: String,
-        /// User.
+        /// A member no RoleBinding grants the team's role any more.
         user: String,
     },
 }

@@ -56,7 +56,8 @@ pub enum QuayError {
     NotFound {
         /// The call.
         endpoint: Endpoint,
-        /// Quay's message.
+        /// Quay's own text (`detail`, `error_message`, `message` or
+        /// `error`, whichever the answer had), first line only.
         message: String,
     },
     /// The object exists already (Quay answers duplicates with 400).
@@ -64,7 +65,8 @@ pub enum QuayError {
     AlreadyExists {
         /// The call.
         endpoint: Endpoint,
-        /// Quay's message.
+        /// Quay's own text (`detail`, `error_message`, `message` or
+        /// `error`, whichever the answer had), first line only.
         message: String,
     },
     /// Quay rejected the request (400, 405, 415, 422 and other 4xx).
@@ -72,9 +74,10 @@ pub enum QuayError {
     InvalidRequest {
         /// The call.
         endpoint: Endpoint,
-        /// HTTP status.
+        /// The HTTP status Quay answered.
         status: u16,
-        /// Quay's message.
+        /// Quay's own text (`detail`, `error_message`, `message` or
+        /// `error`, whichever the answer had), first line only.
         message: String,
     },
     /// 401: the token is missing, invalid or expired.
@@ -82,7 +85,8 @@ pub enum QuayError {
     Unauthorized {
         /// The call.
         endpoint: Endpoint,
-        /// Quay's message.
+        /// Quay's own text (`detail`, `error_message`, `message` or
+        /// `error`, whichever the answer had), first line only.
         message: String,
     },
     /// 403: the token lacks a scope or the user a permission (or, for writes,
@@ -91,7 +95,8 @@ pub enum QuayError {
     Forbidden {
         /// The call.
         endpoint: Endpoint,
-        /// Quay's message.
+        /// Quay's own text (`detail`, `error_message`, `message` or
+        /// `error`, whichever the answer had), first line only.
         message: String,
     },
     /// 409.
@@ -99,7 +104,8 @@ pub enum QuayError {
     Conflict {
         /// The call.
         endpoint: Endpoint,
-        /// Quay's message.
+        /// Quay's own text (`detail`, `error_message`, `message` or
+        /// `error`, whichever the answer had), first line only.
         message: String,
     },
     /// 429, with Quay's Retry-After when it sent one.
@@ -115,7 +121,7 @@ pub enum QuayError {
     Server {
         /// The call.
         endpoint: Endpoint,
-        /// HTTP status.
+        /// The HTTP status Quay answered.
         status: u16,
         /// Quay's message, or the start of its HTML page.
         message: String,
@@ -138,7 +144,7 @@ pub enum QuayError {
     Decode {
         /// The call.
         endpoint: Endpoint,
-        /// HTTP status.
+        /// The HTTP status Quay answered.
         status: u16,
         /// The decoding error.
         message: String,

@@ -226,11 +226,11 @@ fn image_streams(ctx: &Context, ns: &str) -> BTreeSet<String> {
 pub(super) struct Scope<'a> {
     /// The namespace.
     pub ns: &'a Namespace,
-    /// Its name.
+    /// The namespace's name (owned: events and caches key by it).
     pub name: String,
     /// The integration managing it.
     pub cfg: &'a IntegrationConfig,
-    /// Its organization.
+    /// Its organization: the recorded one, or the computed name.
     pub org: &'a str,
     /// The integration's Quay client.
     pub client: &'a QuayClient,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 /// Secret holds no token and a few dozen bytes per Secret.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObservedSecret {
-    /// `type`.
+    /// `type` (ours are `kubernetes.io/dockerconfigjson`).
     pub type_: String,
     /// Digest of the `.dockerconfigjson` key, when the Secret has one.
     pub dockerconfigjson: Option<ConfigDigest>,
@@ -205,9 +205,9 @@ pub fn link_ops(
 /// `imagePullSecrets`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObservedServiceAccount {
-    /// Mountable secrets.
+    /// Names in `secrets` (mountable) that may be bridge Secrets.
     pub secrets: Vec<String>,
-    /// Image pull secrets.
+    /// Names in `imagePullSecrets` that may be bridge Secrets.
     pub image_pull_secrets: Vec<String>,
 }
 

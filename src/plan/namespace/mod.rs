@@ -20,7 +20,7 @@ pub use kube::{
 /// A robot as observed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservedRobot {
-    /// Short name.
+    /// The part after `org+`.
     pub short: String,
     /// Our marker, if its description is one.
     pub marker: Option<Marker>,
@@ -46,11 +46,12 @@ pub struct ObservedRepository {
 pub struct QuayView {
     /// The organization exists.
     pub exists: bool,
-    /// Its robots.
+    /// Every robot of the organization (the service accounts' and any a
+    /// person made).
     pub robots: Vec<ObservedRobot>,
     /// Its default permissions: (id, role, delegate).
     pub prototypes: Vec<(String, Role, String)>,
-    /// Its repositories.
+    /// Every repository of the organization, ours (by description) or not.
     pub repositories: Vec<ObservedRepository>,
     /// Its teams and team default permissions (team sync).
     pub teams: crate::plan::teams::TeamView,
@@ -316,15 +317,15 @@ pub enum QuayAction {
     CreateOrganization,
     /// Create a robot with our marker.
     CreateRobot {
-        /// Short name.
+        /// The part after `org+` (a service account's robot name).
         short: String,
-        /// Marker description.
+        /// The marker that makes it, and the organization, this cluster's.
         description: String,
     },
     /// Delete a robot a rotation replaced (its grace period over); Quay
     /// deletes its permissions with it.
     DeleteRobot {
-        /// Short name.
+        /// The replaced robot, after `org+`.
         short: String,
     },
     /// Create a default permission for a robot.
@@ -336,7 +337,7 @@ pub enum QuayAction {
     },
     /// Delete a default permission (wrong role or duplicate).
     DeletePrototype {
-        /// Its id.
+        /// The prototype's id, as Quay's list gives it.
         id: String,
     },
     /// Create a repository for an ImageStream.
@@ -351,7 +352,8 @@ pub enum QuayAction {
     },
     /// Grant a robot its role on a repository explicitly.
     GrantRepository {
-        /// Repository.
+        /// A repository that existed before the robot (no default
+        /// permission applied to it).
         repo: String,
         /// Robot short name.
         short: String,

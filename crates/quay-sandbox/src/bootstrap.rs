@@ -107,11 +107,9 @@ fn signed_in(state: &mut QuayState, user: &str, body: Value) -> Reply {
     }
 }
 
-/// `POST /api/v1/signin`.
-pub(crate) fn signin(state: &mut QuayState, ctx: &Ctx) -> R {
-    if !csrf_ok(state, ctx) {
-        return Err(csrf_refusal(state, ctx));
-    }
+/// A JSON body with `username` and `password` (and maybe `email`), as
+/// sign-in and first-user initialization take it.
+fn credentials_body(ctx: &Ctx) -> Result<Value, Reply> {
     let body = json_body(ctx)?;
     check_fields(
         ctx,
@@ -120,9 +118,19 @@ pub(crate) fn signin(state: &mut QuayState, ctx: &Ctx) -> R {
         &[
             ("username", FieldType::String),
             ("password", FieldType::String),
+            ("email", FieldType::String),
         ],
         &[],
     )?;
+    Ok(body)
+}
+
+/// `POST /api/v1/signin`.
+pub(crate) fn signin(state: &mut QuayState, ctx: &Ctx) -> R {
+    if !csrf_ok(state, ctx) {
+        return Err(csrf_refusal(state, ctx));
+    }
+    let body = credentials_body(ctx)?;
     let name = str_field(&body, "username").unwrap_or_default();
     let password = str_field(&body, "password").unwrap_or_default();
     let now = Instant::now();
@@ -201,18 +209,7 @@ pub(crate) fn initialize_user(state: &mut QuayState, ctx: &Ctx) -> R {
             "Cannot initialize user in a non-empty database",
         ));
     }
-    let body = json_body(ctx)?;
-    check_fields(
-        ctx,
-        &body,
-        &["username", "password"],
-        &[
-            ("username", FieldType::String),
-            ("password", FieldType::String),
-            ("email", FieldType::String),
-        ],
-        &[],
-    )?;
+    let body = credentials_body(ctx)?;
     let name = str_field(&body, "username").unwrap_or_default();
     let password = str_field(&body, "password").unwrap_or_default();
     if let Err(problem) = crate::names::check_namespace_name(name) {

@@ -335,7 +335,10 @@ async fn steady_state(
     namespaces: usize,
     concurrency: usize,
 ) {
-    let resync = Duration::from_secs(env("RESYNC_SECONDS_STEADY", 20) as u64);
+    // Longer than the restart pass itself (about N/50 s here), or the
+    // window "until Quay is quiet" would hold resyncs of the namespaces
+    // the pass began with.
+    let resync = Duration::from_secs(env("RESYNC_SECONDS_STEADY", 20.max(namespaces / 50)) as u64);
     let options = Options {
         concurrency: u16::try_from(concurrency).unwrap(),
         resync,

@@ -111,26 +111,29 @@ impl Error {
         }
     }
 
-    /// Whether Quay's answer contradicts what the operator believed of it:
-    /// something it held is missing (404), or something it meant to create
-    /// is there already (409, 400). The cached view is dropped, so the
-    /// retry reads Quay again instead of repeating the same mistake.
-    pub fn contradicts_view(&self) -> bool {
+    /// What this error says about Quay, for `plan::view::kept_after`:
+    /// down (transport failures, 5xx), or contradicting what the operator
+    /// believed of it (something it held is missing: 404; something it
+    /// meant to create is there already: 409, 400; a write found the
+    /// cache stale).
+    pub fn failure(&self) -> crate::plan::view::Failure {
+        use crate::plan::view::Failure;
         match self {
-            Error::Stale(_) => true,
-            Error::Quay(q) => matches!(
-                q.category(),
+            Error::Stale(_) => Failure::Contradiction,
+            Error::Quay(q) => match q.category() {
+                crate::quay::Category::Unavailable => Failure::QuayUnavailable,
                 crate::quay::Category::NotFound
-                    | crate::quay::Category::AlreadyExists
-                    | crate::quay::Category::InvalidRequest
-            ),
-            _ => false,
+                | crate::quay::Category::AlreadyExists
+                | crate::quay::Category::InvalidRequest => Failure::Contradiction,
+                _ => Failure::Other,
+            },
+            _ => Failure::Other,
         }
     }
 
     /// Whether Quay itself seems down (transport failures, 5xx).
     pub fn quay_unavailable(&self) -> bool {
-        matches!(self, Error::Quay(q) if q.category() == crate::quay::Category::Unavailable)
+        self.failure() == crate::plan::view::Failure::QuayUnavailable
     }
 }
 

@@ -13,6 +13,7 @@ pub mod rotation;
 pub mod selection;
 pub mod status;
 pub mod teams;
+pub mod view;
 
 /// `1 namespace`, `2 namespaces`: a count with its noun, for messages.
 pub fn count_of(n: usize, one: &str, many: &str) -> String {

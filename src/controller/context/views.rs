@@ -1,9 +1,10 @@
 //! What this leadership term learnt of each namespace's organization: the
-//! last view read from Quay (a hint for at most [`VIEW_HINT`]) and what
-//! team sync learnt that a read of Quay does not show.
+//! last view read from Quay (a hint while `plan::view::fresh` says so)
+//! and what team sync learnt that a read of Quay does not show.
 
 use super::lock;
 use crate::plan::namespace::QuayView;
+use crate::plan::view;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,12 +17,6 @@ pub(crate) struct CachedView {
     pub fetched: Instant,
     pub generation: Option<i64>,
 }
-
-/// How long a cached view stands in for Quay (or the resync interval, if
-/// shorter). Long enough for the reconciles a namespace's own Secrets and
-/// links trigger; short enough that a large cluster does not hold every
-/// organization's view between resyncs.
-pub(crate) const VIEW_HINT: Duration = Duration::from_secs(60);
 
 /// What team sync learnt of a namespace that a read of Quay does not
 /// show: kept between reads, unlike the view.
@@ -44,10 +39,10 @@ pub(crate) struct QuayViews {
 }
 
 impl QuayViews {
-    /// Views trusted for `resync · 0.9`, at most [`VIEW_HINT`].
+    /// Views trusted for `plan::view::hint(resync)`.
     pub fn new(resync: Duration) -> Self {
         Self {
-            hint: resync.mul_f64(0.9).min(VIEW_HINT),
+            hint: view::hint(resync),
             ..Self::default()
         }
     }
@@ -58,7 +53,12 @@ impl QuayViews {
         lock(&self.views)
             .get(ns)
             .filter(|c| {
-                c.org == org && c.generation == generation && c.fetched.elapsed() < self.hint
+                let kept = view::Kept {
+                    org: &c.org,
+                    generation: c.generation,
+                    age: c.fetched.elapsed(),
+                };
+                view::fresh(kept, org, generation, self.hint)
             })
             .map(|c| (c.view.clone(), c.fetched))
     }

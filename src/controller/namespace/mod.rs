@@ -20,7 +20,7 @@ use crate::plan::namespace::{
 };
 use crate::plan::rotation::SaPlan;
 use crate::plan::selection::{self, Manager};
-use crate::plan::teams::needs_fresh_read;
+use crate::plan::view::{self, TokenSource};
 use crate::quay::QuayClient;
 use crate::secret::SecretString;
 use k8s_openapi::api::core::v1::Namespace;
@@ -174,8 +174,7 @@ async fn manage(
         if e.quay_unavailable() {
             ctx.quay_failed(cfg, &client);
         }
-        // A cached view is a hint: an answer that contradicts it drops it.
-        if e.quay_unavailable() || e.contradicts_view() {
+        if !view::kept_after(e.failure()) {
             ctx.views.drop_view(&name);
         }
     }
@@ -322,12 +321,8 @@ async fn converge(
 /// a managed team is not used: a team is created only after a fresh read
 /// shows it absent.
 async fn read_view(s: &Scope<'_>) -> Result<ReadView, Error> {
-    let cached = cached_view(s.ctx, &s.name, s.org, s.cfg).filter(|(view, _)| {
-        !s.cfg
-            .team_sync
-            .as_ref()
-            .is_some_and(|ts| needs_fresh_read(ts, &view.teams))
-    });
+    let cached = cached_view(s.ctx, &s.name, s.org, s.cfg)
+        .filter(|(kept, _)| view::usable(&kept.teams, s.cfg.team_sync.as_ref()));
     Ok(match cached {
         Some((view, fetched)) => ReadView {
             view,
@@ -396,17 +391,13 @@ async fn converge_kube(
     if !plan.waiting_for.is_empty() {
         tracing::debug!(namespace = %s.name, waiting_for = ?plan.waiting_for, "service accounts not created yet");
     }
-    // A Secret about to be written gets the robot's current token: the one
-    // read this reconcile, or, from a cached view, one read from Quay again
-    // (a person may have regenerated it, after a leak, since).
-    let tokens = if from_cache {
-        Tokens::Reread {
+    let tokens = match view::token_source(from_cache) {
+        TokenSource::ReadAgain => Tokens::Reread {
             client: s.client,
             cfg: s.cfg,
             org: s.org,
-        }
-    } else {
-        Tokens::Fresh
+        },
+        TokenSource::View => Tokens::Fresh,
     };
     let applied = apply_kube(s.ns, &plan.actions, &tokens, s.ctx).await?;
     if !applied.refreshed.is_empty() {

@@ -3,7 +3,7 @@
 //! webhook (created while the operator was unreachable, under a webhook
 //! that fails open) is reported, and rebuilt when the integration opts in.
 
-use super::context::Context;
+use super::context::BuildContext;
 use super::error::Error;
 use crate::openshift::Build;
 use crate::plan::escape::{Admission, EscapeDecision, EscapeFacts, plan_escape};
@@ -19,13 +19,13 @@ use std::sync::Arc;
 const CONTROLLER: &str = "build";
 
 /// Imports the tag of a completed, rewritten Build.
-pub async fn reconcile(build: Arc<Build>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile(build: Arc<Build>, ctx: Arc<BuildContext>) -> Result<Action, Error> {
     let result = reconcile_inner(&build, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, result.is_ok());
     result
 }
 
-async fn reconcile_inner(build: &Build, ctx: &Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_inner(build: &Build, ctx: &Arc<BuildContext>) -> Result<Action, Error> {
     // The namespace comes from the apiserver's key for the object; the
     // decision derives everything else from it and the integration.
     let Some(ns) = build.namespace() else {
@@ -39,7 +39,7 @@ async fn reconcile_inner(build: &Build, ctx: &Arc<Context>) -> Result<Action, Er
         output_name: output.and_then(|t| t.get("name")).and_then(Value::as_str),
         phase: build.status.as_ref().and_then(|s| s.phase.as_deref()),
     };
-    let dest = match crate::plan::import::plan_import(&facts, &ctx.integrations()) {
+    let dest = match crate::plan::import::plan_import(&facts, &ctx.integrations.all()) {
         ImportDecision::Skip => return escape(build, &ns, ctx).await,
         ImportDecision::Refuse(msg) => {
             ctx.build_event(build, true, "ImportRefused", msg).await;
@@ -136,8 +136,8 @@ fn admission(
 
 /// Finds a Build that escaped the webhook: reports it once, and starts it
 /// again from its BuildConfig and cancels it when the integration opts in.
-async fn escape(build: &Build, ns: &str, ctx: &Arc<Context>) -> Result<Action, Error> {
-    let integrations = ctx.integrations();
+async fn escape(build: &Build, ns: &str, ctx: &Arc<BuildContext>) -> Result<Action, Error> {
+    let integrations = ctx.integrations.all();
     let status = build.status.as_ref();
     let facts = EscapeFacts {
         namespace: ns,
@@ -206,7 +206,7 @@ async fn escape(build: &Build, ns: &str, ctx: &Arc<Context>) -> Result<Action, E
 /// `oc start-build <config>`: a new Build from the BuildConfig (it goes
 /// through the webhook); its name.
 async fn instantiate(
-    ctx: &Context,
+    ctx: &BuildContext,
     ns: &str,
     config: &str,
     escaped: &str,
@@ -239,20 +239,21 @@ async fn cancel(builds: &Api<Build>, name: &str) -> Result<(), Error> {
 }
 
 /// Retries a failed import with backoff.
-pub fn error_policy(build: Arc<Build>, err: &Error, ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy(build: Arc<Build>, err: &Error, ctx: Arc<BuildContext>) -> Action {
     ctx.metrics.failed(CONTROLLER, err.category());
     let key = format!(
         "build/{}/{}",
         build.namespace().unwrap_or_default(),
         build.name_any()
     );
-    kube::runtime::controller::Action::requeue(ctx.backoff(&key))
+    kube::runtime::controller::Action::requeue(ctx.backoff.next(&key))
 }
 
-impl Context {
+impl BuildContext {
     /// An Event on a Build.
     pub async fn build_event(&self, build: &Build, warning: bool, reason: &str, note: String) {
-        self.publish(&build.object_ref(&()), warning, reason, "Import", note)
+        self.events
+            .publish(&build.object_ref(&()), warning, reason, "Import", note)
             .await;
     }
 }

@@ -156,17 +156,17 @@ impl Caches {
 /// the internal registry, and reconciles could release finalizers or
 /// rewrite Secrets).
 pub(super) async fn all_synced(ctx: &Context) {
-    synced(&ctx.current).await;
-    if let Some(s) = &ctx.legacy {
+    synced(&ctx.caches.current).await;
+    if let Some(s) = &ctx.caches.legacy {
         synced(s).await;
     }
-    ctx.service_accounts.ready().await;
-    ctx.secrets.ready().await;
-    ctx.role_bindings.ready().await;
-    if let Some(g) = &ctx.groups {
+    ctx.caches.service_accounts.ready().await;
+    ctx.caches.secrets.ready().await;
+    ctx.caches.role_bindings.ready().await;
+    if let Some(g) = &ctx.caches.groups {
         synced(g).await;
     }
-    if let Some(index) = &ctx.image_streams {
+    if let Some(index) = &ctx.caches.image_streams {
         index.ready().await;
     }
     ctx.refresh_integrations();

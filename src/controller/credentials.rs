@@ -5,7 +5,7 @@
 //! expires. The decisions are `plan::credentials`'; this shell reads the
 //! Secret, calls Quay, writes the Secret and reports.
 
-use super::context::{Context, SignInFailure, TokenCheck};
+use super::context::{IntegrationContext, SignInFailure, TokenCheck};
 use super::error::Error;
 use crate::config::IntegrationConfig;
 use crate::plan::credentials::{
@@ -48,13 +48,13 @@ fn text(secret: &Secret, key: &str) -> Option<String> {
 /// sign-in); `None` leaves it to the token check.
 pub(crate) async fn ensure(
     cfg: &IntegrationConfig,
-    ctx: &Arc<Context>,
+    ctx: &Arc<IntegrationContext>,
     regarding: &ObjectReference,
 ) -> Option<TokenCheck> {
-    if ctx.quay_is_down(cfg) {
+    if ctx.quay.is_down(cfg) {
         return None;
     }
-    let secret = match ctx.credentials_secret(&cfg.credentials).await {
+    let secret = match ctx.quay.credentials_secret(&cfg.credentials).await {
         Ok(Some(s)) => s,
         // The token check reports a missing Secret.
         Ok(None) => return None,
@@ -68,7 +68,8 @@ pub(crate) async fn ensure(
     let password = text(&secret, plan::PASSWORD_KEY).map(SecretString::new);
     let token_rejected = match &token {
         Some(_) => ctx
-            .quay(cfg)
+            .quay
+            .client(cfg)
             .await
             .is_ok_and(|client| client.token_rejected()),
         None => false,
@@ -114,7 +115,7 @@ pub(crate) async fn ensure(
 /// publishes the mint; remembers a refused sign-in.
 async fn mint_and_report(
     cfg: &IntegrationConfig,
-    ctx: &Arc<Context>,
+    ctx: &Arc<IntegrationContext>,
     secret: &Secret,
     (username, password): (&str, &SecretString),
     regarding: &ObjectReference,
@@ -137,7 +138,8 @@ async fn mint_and_report(
                 plan::SCOPES.join(" ")
             );
             tracing::info!(integration = %cfg.id, %note, "token minted");
-            ctx.publish(regarding, false, "TokenMinted", "Mint", note.clone())
+            ctx.events
+                .publish(regarding, false, "TokenMinted", "Mint", note.clone())
                 .await;
             TokenCheck {
                 creds_ok: true,
@@ -167,7 +169,7 @@ async fn mint_and_report(
 
 async fn renew_and_report(
     cfg: &IntegrationConfig,
-    ctx: &Arc<Context>,
+    ctx: &Arc<IntegrationContext>,
     secret: &Secret,
     (application, uuid): (&(String, String), &str),
     regarding: &ObjectReference,
@@ -175,17 +177,19 @@ async fn renew_and_report(
     if let Err(e) = renew(cfg, ctx, secret, application, uuid).await {
         let note = format!("could not renew the minted Quay token (it still works): {e}");
         tracing::warn!(integration = %cfg.id, %note);
-        ctx.publish(regarding, true, "TokenRenewalFailed", "Renew", note)
+        ctx.events
+            .publish(regarding, true, "TokenRenewalFailed", "Renew", note)
             .await;
     } else {
-        ctx.publish(
-            regarding,
-            false,
-            "TokenRenewed",
-            "Renew",
-            "renewed the minted Quay token; the previous one is deleted".into(),
-        )
-        .await;
+        ctx.events
+            .publish(
+                regarding,
+                false,
+                "TokenRenewed",
+                "Renew",
+                "renewed the minted Quay token; the previous one is deleted".into(),
+            )
+            .await;
     }
 }
 
@@ -237,7 +241,7 @@ fn sign_in_error(username: &str, e: &QuayError) -> MintError {
 /// out. Returns the Quay user.
 async fn mint(
     cfg: &IntegrationConfig,
-    ctx: &Arc<Context>,
+    ctx: &Arc<IntegrationContext>,
     secret: &Secret,
     username: &str,
     password: &SecretString,
@@ -246,7 +250,8 @@ async fn mint(
         MintError::Other(failed("MintFailed", format!("{what}: {e}"), true))
     };
     let anonymous = ctx
-        .quay_with_token(cfg, SecretString::new(String::new()))
+        .quay
+        .with_token(cfg, SecretString::new(String::new()))
         .await
         .map_err(|e| other("cannot build the Quay client", &e))?;
     let (session, signed_in) = match anonymous.sign_in(username, password).await {
@@ -304,7 +309,7 @@ async fn mint(
 /// on a Quay without that API.
 async fn mint_in_session(
     cfg: &IntegrationConfig,
-    ctx: &Context,
+    ctx: &IntegrationContext,
     session: &QuayClient,
 ) -> Result<(MintedToken, (String, String)), Error> {
     let org = plan::organization(cfg).map_err(|e| Error::Config(e.to_string()))?;
@@ -371,12 +376,12 @@ async fn mint_in_session(
 /// valid until it expires, never a Secret without a working one.
 async fn renew(
     cfg: &IntegrationConfig,
-    ctx: &Arc<Context>,
+    ctx: &Arc<IntegrationContext>,
     secret: &Secret,
     application: &(String, String),
     old_uuid: &str,
 ) -> Result<(), Error> {
-    let client = ctx.quay(cfg).await?;
+    let client = ctx.quay.client(cfg).await?;
     let (org, client_id) = application;
     let minted = client
         .create_application_token(
@@ -402,7 +407,7 @@ async fn renew(
 
 async fn write(
     cfg: &IntegrationConfig,
-    ctx: &Context,
+    ctx: &IntegrationContext,
     secret: &Secret,
     minted: &MintedToken,
     application: (String, String),

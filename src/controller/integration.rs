@@ -3,7 +3,7 @@
 //! conditions and namespace counts, re-reconciles namespaces when the spec
 //! changes, and releases namespace finalizers when it is deleted.
 
-use super::context::{Context, TokenCheck, token_fingerprint};
+use super::context::{IntegrationContext, TokenCheck, token_fingerprint};
 use super::error::Error;
 use crate::config::{
     ApiGroup, ConfigError, INTEGRATION_FINALIZER, IntegrationConfig, from_current, from_legacy,
@@ -68,9 +68,9 @@ impl IntegrationResource for LegacyQuayIntegration {
 }
 
 /// Reconciles one QuayIntegration.
-pub async fn reconcile<K: IntegrationResource>(
+pub(crate) async fn reconcile<K: IntegrationResource>(
     qi: Arc<K>,
-    ctx: Arc<Context>,
+    ctx: Arc<IntegrationContext>,
 ) -> Result<Action, kube::runtime::finalizer::Error<Error>> {
     let api: Api<K> = Api::all(ctx.client.clone());
     let result = finalizer(&api, INTEGRATION_FINALIZER, qi, |event| async {
@@ -80,7 +80,7 @@ pub async fn reconcile<K: IntegrationResource>(
                 // Without this integration its namespaces are no longer
                 // selected: their reconcile releases the finalizers and keeps
                 // the organizations.
-                ctx.trigger_all();
+                ctx.resync.all();
                 Ok(Action::await_change())
             }
         }
@@ -91,10 +91,10 @@ pub async fn reconcile<K: IntegrationResource>(
 }
 
 /// Retries with the integration's own backoff.
-pub fn error_policy<K: IntegrationResource>(
+pub(crate) fn error_policy<K: IntegrationResource>(
     qi: Arc<K>,
     err: &kube::runtime::finalizer::Error<Error>,
-    ctx: Arc<Context>,
+    ctx: Arc<IntegrationContext>,
 ) -> Action {
     let category = match err {
         kube::runtime::finalizer::Error::ApplyFailed(e)
@@ -102,10 +102,13 @@ pub fn error_policy<K: IntegrationResource>(
         _ => super::error::Category::Kubernetes,
     };
     ctx.metrics.failed(CONTROLLER, category);
-    Action::requeue(ctx.backoff(&format!("qi/{}", qi.name_any())))
+    Action::requeue(ctx.backoff.next(&format!("qi/{}", qi.name_any())))
 }
 
-async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Action, Error> {
+async fn apply<K: IntegrationResource>(
+    qi: &K,
+    ctx: &Arc<IntegrationContext>,
+) -> Result<Action, Error> {
     let name = qi.name_any();
     // The UID keys what this replica knows of the object: without one
     // (never from a real apiserver) there is nothing to key it by.
@@ -125,12 +128,13 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
     if changed {
         // The spec changed (or this replica sees it for the first time):
         // every namespace it may select is reconciled again.
-        ctx.trigger_all();
+        ctx.resync.all();
     }
     let status = match qi.config() {
         Err(e) => status::invalid(&e.to_string(), generation, &previous),
         Ok(cfg) => {
-            ctx.watch_credentials(&cfg.credentials.namespace, &cfg.credentials.name);
+            ctx.quay
+                .watch_credentials(&cfg.credentials.namespace, &cfg.credentials.name);
             let regarding = qi.object_ref(&());
             let check = match super::credentials::ensure(&cfg, ctx, &regarding).await {
                 Some(decided) => decided,
@@ -148,7 +152,7 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
             };
             status::status(
                 &check,
-                &ctx.outcomes_of(&cfg.id),
+                &ctx.outcomes.of(&cfg.id),
                 cfg.quay_url.as_str(),
                 generation,
                 &previous,
@@ -166,7 +170,8 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
     };
     if qi.status() != Some(&status) {
         for (warning, reason, note) in transition_events(&previous, &status.conditions) {
-            ctx.publish(&qi.object_ref(&()), warning, &reason, "Reconcile", note)
+            ctx.events
+                .publish(&qi.object_ref(&()), warning, &reason, "Reconcile", note)
                 .await;
         }
         let api: Api<K> = Api::all(ctx.client.clone());
@@ -177,11 +182,14 @@ async fn apply<K: IntegrationResource>(qi: &K, ctx: &Arc<Context>) -> Result<Act
         )
         .await?;
     }
-    Ok(Action::requeue(ctx.options.status_interval))
+    Ok(Action::requeue(ctx.status_interval))
 }
 
 /// The robot tokens' status, and the age metric from it.
-fn robot_tokens(cfg: &IntegrationConfig, ctx: &Context) -> Option<crate::crd::RobotTokenStatus> {
+fn robot_tokens(
+    cfg: &IntegrationConfig,
+    ctx: &IntegrationContext,
+) -> Option<crate::crd::RobotTokenStatus> {
     let status = ctx.rotations.status(cfg)?;
     if let Some(oldest) = &status.oldest_token_created {
         let age = jiff::Timestamp::now().duration_since(oldest.0).as_secs();
@@ -206,11 +214,11 @@ fn status_patch(status: &QuayIntegrationStatus) -> serde_json::Value {
 const TOKEN_CHECK_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Checks the token against Quay, at most once a minute per token.
-async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
-    if ctx.quay_is_down(cfg) {
+async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<IntegrationContext>) -> TokenCheck {
+    if ctx.quay.is_down(cfg) {
         return TokenCheck::quay_down(format!("Quay at {} does not answer", cfg.quay_url));
     }
-    let client = match ctx.quay(cfg).await {
+    let client = match ctx.quay.client(cfg).await {
         Ok(c) => c,
         Err(Error::Credentials(m)) => return TokenCheck::unusable("SecretMissing", m),
         Err(Error::QuayDown(u)) => {
@@ -218,7 +226,7 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
         }
         Err(e) => return TokenCheck::unusable("ClientError", e.to_string()),
     };
-    let key = match ctx.token(&cfg.credentials).await {
+    let key = match ctx.quay.token(&cfg.credentials).await {
         Ok(t) => format!("{}|{:x}", cfg.quay_url, token_fingerprint(&t)),
         Err(_) => String::new(),
     };
@@ -230,7 +238,7 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
     if answer.is_ok() && was_rejected {
         // Quay accepts it again (its user re-enabled): namespaces resume.
         tracing::info!(integration = %cfg.id, "Quay accepts the token again");
-        ctx.trigger_all();
+        ctx.resync.all();
     }
     if let Err(e) = &answer
         && matches!(
@@ -238,7 +246,7 @@ async fn check_quay(cfg: &IntegrationConfig, ctx: &Arc<Context>) -> TokenCheck {
             crate::quay::Category::Unavailable | crate::quay::Category::RateLimited
         )
     {
-        ctx.quay_failed(cfg, &client);
+        ctx.quay.failed(cfg, &client);
         return TokenCheck::quay_down(e.to_string());
     }
     let check = token_check(cfg.quay_url.as_str(), answer);

@@ -59,24 +59,24 @@ fn integration_controllers(
     tasks: &mut Tasks,
 ) {
     let controller = Controller::for_shared_stream(
-        shared_objects(current, ctx.current.clone()),
-        ctx.current.clone(),
+        shared_objects(current, ctx.caches.current.clone()),
+        ctx.caches.current.clone(),
     )
     .graceful_shutdown_on(stop.clone())
     .run(
         integration::reconcile::<QuayIntegration>,
         integration::error_policy::<QuayIntegration>,
-        ctx.clone(),
+        ctx.integration(),
     )
     .for_each(|_| async {});
     tasks.push(tokio::spawn(controller));
-    if let (Some(rx), Some(store)) = (legacy, ctx.legacy.clone()) {
+    if let (Some(rx), Some(store)) = (legacy, ctx.caches.legacy.clone()) {
         let controller = Controller::for_shared_stream(shared_objects(rx, store.clone()), store)
             .graceful_shutdown_on(stop.clone())
             .run(
                 integration::reconcile::<LegacyQuayIntegration>,
                 integration::error_policy::<LegacyQuayIntegration>,
-                ctx.clone(),
+                ctx.integration(),
             )
             .for_each(|_| async {});
         tasks.push(tokio::spawn(controller));
@@ -99,9 +99,9 @@ fn build_controller(ctx: &Arc<Context>, client: &Client, stop: &Stop, tasks: &mu
     // A changed integration (spec.rebuildEscapedBuilds turned on, a
     // namespace selected) re-checks every Build.
     let controller = Controller::for_stream(stream, store)
-        .reconcile_all_on(ctx.trigger_stream())
+        .reconcile_all_on(ctx.resync.stream())
         .graceful_shutdown_on(stop.clone())
-        .run(build::reconcile, build::error_policy, ctx.clone())
+        .run(build::reconcile, build::error_policy, ctx.builds())
         .for_each(|_| async {});
     tasks.push(tokio::spawn(controller));
 }
@@ -116,9 +116,14 @@ fn prober(ctx: &Arc<Context>, namespaces: Store<Namespace>, tasks: &mut Tasks) {
             let Some(ctx) = weak.upgrade() else {
                 return;
             };
-            ctx.probe().await;
+            if ctx.quay.probe().await {
+                // Quay is back: its namespaces retry now, from the start.
+                ctx.backoff.clear();
+                ctx.resync.all();
+            }
             ctx.views.evict_stale();
-            ctx.queue_retain(|name| namespaces.get(&ObjectRef::new(name)).is_some());
+            ctx.queue
+                .retain(|name| namespaces.get(&ObjectRef::new(name)).is_some());
         }
     }));
 }
@@ -137,7 +142,7 @@ async fn namespace_controller(
 ) {
     let (ns_store, ns_writer) = reflector::store::<Namespace>();
     prober(&ctx, ns_store.clone(), tasks);
-    let queue_ctx = ctx.clone();
+    let queue = ctx.queue.clone();
     let triggers = futures::stream::unfold(feed, |mut rx| async move {
         loop {
             match rx.recv().await {
@@ -148,11 +153,11 @@ async fn namespace_controller(
             }
         }
     })
-    .inspect(move |r| queue_ctx.queued([r.name.as_str()]));
+    .inspect(move |r| queue.add([r.name.as_str()]));
     // The namespace cache drops managedFields, spec and status: on a large
     // cluster they are most of each cached object, and no decision reads
     // them.
-    let watch_ctx = ctx.clone();
+    let queue = ctx.queue.clone();
     let ns_stream = reflector(
         ns_writer,
         watcher(
@@ -165,14 +170,14 @@ async fn namespace_controller(
     .applied_objects()
     .inspect(move |n| {
         if let Ok(n) = n {
-            watch_ctx.queued([n.name_any().as_str()]);
+            queue.add([n.name_any().as_str()]);
         }
     });
-    let all_ctx = ctx.clone();
+    let queue = ctx.queue.clone();
     let all_store = ns_store.clone();
-    let all = ctx.trigger_stream().inspect(move |()| {
+    let all = ctx.resync.stream().inspect(move |()| {
         let names: Vec<String> = all_store.state().iter().map(|n| n.name_any()).collect();
-        all_ctx.queued(names.iter().map(String::as_str));
+        queue.add(names.iter().map(String::as_str));
     });
     Controller::for_stream(ns_stream, ns_store)
         .with_config(
@@ -181,7 +186,11 @@ async fn namespace_controller(
         .reconcile_all_on(all)
         .reconcile_on(triggers)
         .graceful_shutdown_on(stop)
-        .run(namespace::reconcile, namespace::error_policy, ctx.clone())
+        .run(
+            namespace::reconcile,
+            namespace::error_policy,
+            ctx.namespaces(),
+        )
         .for_each(|_| async {})
         .await;
 }

@@ -99,7 +99,10 @@ impl Operator {
                     settings,
                     leading_tx,
                     campaign_stopped,
-                    ctx.clone(),
+                    Arc::new(super::context::CampaignReporter {
+                        metrics: ctx.metrics.clone(),
+                        problem: ctx.options.campaign_problem.clone(),
+                    }),
                 )))),
                 None,
             ),
@@ -217,7 +220,7 @@ async fn serve_webhook(
     options: &WebhookOptions,
 ) -> Result<ServerHandle, StartError> {
     let config = resolver.server_config()?;
-    let source: Arc<dyn crate::webhook::server::FactsSource> = ctx.clone();
+    let source: Arc<dyn crate::webhook::server::FactsSource> = Arc::new(ctx.admission());
     let router = crate::webhook::server::router(source, ctx.metrics.webhook.clone());
     let server = crate::net::serve(&options.listen, Some(config), router).await?;
     options.serving.send_replace(Some(server.local_addr()));

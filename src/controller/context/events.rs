@@ -217,6 +217,80 @@ impl EventSink {
     }
 }
 
+/// Events about namespaces, integrations and Builds, and the once-only
+/// reports already made this term.
+pub(crate) struct Events {
+    sink: EventSink,
+    reported: Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+impl Events {
+    /// Events written as `reporter`.
+    pub fn new(client: kube::Client, reporter: Reporter) -> Self {
+        Self {
+            sink: EventSink::new(client, reporter),
+            reported: Mutex::default(),
+        }
+    }
+
+    /// Publishes an Event on a namespace. With `once`, an identical reason
+    /// is published only the first time (until the namespace is forgotten).
+    pub async fn on_namespace(
+        &self,
+        ns: &k8s_openapi::api::core::v1::Namespace,
+        warning: bool,
+        reason: &str,
+        note: String,
+        once: bool,
+    ) {
+        use kube::{Resource, ResourceExt};
+        if once && !lock(&self.reported).insert((ns.name_any(), reason.to_owned())) {
+            return;
+        }
+        // Normal Events here summarise what one reconcile did: they never
+        // repeat, so nothing is remembered of them. Warnings repeat and
+        // aggregate into a series.
+        self.publish(&ns.object_ref(&()), warning, reason, "Reconcile", note)
+            .await;
+    }
+
+    /// Publishes an Event about any object; a Warning's repeats aggregate
+    /// into a series.
+    pub async fn publish(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let n = Note {
+            warning,
+            reason,
+            action,
+            note,
+        };
+        if let Err(e) = self.sink.publish(&n, reference, warning).await {
+            tracing::debug!(error = %e, "event not published");
+        }
+    }
+
+    /// Clears a once-only report, so it is published again if it recurs.
+    pub fn clear_report(&self, namespace: &str, reason: &str) {
+        lock(&self.reported).remove(&(namespace.to_owned(), reason.to_owned()));
+    }
+
+    /// Forgets a namespace's once-only reports.
+    pub fn forget(&self, namespace: &str) {
+        lock(&self.reported).retain(|(n, _)| n != namespace);
+    }
+
+    /// Forgets every once-only report (a new leadership term).
+    pub fn clear_reports(&self) {
+        lock(&self.reported).clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

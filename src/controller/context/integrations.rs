@@ -1,11 +1,15 @@
-//! What this leadership term learnt of each QuayIntegration: the spec
-//! generation it last handled, recent token checks, and sign-ins Quay
-//! refused.
+//! The QuayIntegrations, parsed once per change of their caches, and what
+//! this leadership term learnt of each: the spec generation it last
+//! handled, recent token checks, and sign-ins Quay refused.
 
 use super::lock;
+use crate::config::{ApiGroup, IntegrationConfig, IntegrationId, from_current, from_legacy};
+use crate::crd::{LegacyQuayIntegration, QuayIntegration};
 use crate::plan::status::TokenCheck;
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// A sign-in Quay refused, remembered so it is not repeated: every failure
@@ -24,15 +28,86 @@ pub(crate) struct SignInFailure {
     pub check: TokenCheck,
 }
 
-/// The integrations' memory (see the module).
+/// The integrations and their memory (see the module).
 #[derive(Debug, Default)]
-pub(crate) struct IntegrationMemory {
+pub(crate) struct Integrations {
+    /// The valid integrations not being deleted, sorted by id.
+    parsed: RwLock<Arc<Vec<IntegrationConfig>>>,
+    /// The integrations that fail validation (not being deleted).
+    invalid: RwLock<Arc<Vec<IntegrationId>>>,
     generations: Mutex<HashMap<String, i64>>,
     checks: Mutex<HashMap<String, (Instant, TokenCheck)>>,
     sign_ins: Mutex<HashMap<(String, String), SignInFailure>>,
 }
 
-impl IntegrationMemory {
+fn read<T: Clone>(l: &RwLock<T>) -> T {
+    l.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn write<T>(l: &RwLock<T>, value: T) {
+    *l.write().unwrap_or_else(std::sync::PoisonError::into_inner) = value;
+}
+
+impl Integrations {
+    /// Every valid integration that is not being deleted, sorted by id:
+    /// parsed once per change of the QuayIntegration caches (see
+    /// [`Integrations::refresh`]), not on every reconcile and admission.
+    pub fn all(&self) -> Arc<Vec<IntegrationConfig>> {
+        read(&self.parsed)
+    }
+
+    /// The integrations that exist, are not being deleted, and fail
+    /// validation: their namespaces are held as they are.
+    pub fn invalid(&self) -> Arc<Vec<IntegrationId>> {
+        read(&self.invalid)
+    }
+
+    /// Parses the QuayIntegration caches again.
+    pub fn refresh(
+        &self,
+        current: &Store<QuayIntegration>,
+        legacy: Option<&Store<LegacyQuayIntegration>>,
+    ) {
+        let mut out: Vec<IntegrationConfig> = Vec::new();
+        let mut invalid: Vec<IntegrationId> = Vec::new();
+        let mut sort =
+            |id: IntegrationId, parsed: Result<IntegrationConfig, crate::config::ConfigError>| {
+                match parsed {
+                    Ok(cfg) => out.push(cfg),
+                    Err(_) => invalid.push(id),
+                }
+            };
+        for q in current
+            .state()
+            .iter()
+            .filter(|q| q.meta().deletion_timestamp.is_none())
+        {
+            let id = IntegrationId {
+                group: ApiGroup::Current,
+                name: q.name_any(),
+            };
+            sort(id, from_current(q));
+        }
+        for q in legacy
+            .map(Store::state)
+            .unwrap_or_default()
+            .iter()
+            .filter(|q| q.meta().deletion_timestamp.is_none())
+        {
+            let id = IntegrationId {
+                group: ApiGroup::Legacy,
+                name: q.name_any(),
+            };
+            sort(id, from_legacy(q));
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        invalid.sort();
+        write(&self.invalid, Arc::new(invalid));
+        write(&self.parsed, Arc::new(out));
+    }
+
     /// Records the generation handled for the integration of this UID;
     /// whether it differs from the last one (or is the first seen).
     pub fn generation_changed(&self, uid: &str, generation: i64) -> bool {
@@ -75,7 +150,8 @@ impl IntegrationMemory {
         lock(&self.sign_ins).insert(secret, failure);
     }
 
-    /// Forgets everything (a new leadership term).
+    /// Forgets what the term learnt (a new leadership term); the parsed
+    /// integrations stay (they come from the caches).
     pub fn clear(&self) {
         lock(&self.generations).clear();
         lock(&self.checks).clear();

@@ -1,8 +1,12 @@
-//! What every reconcile shares, one file per responsibility: the
-//! settings (`options`), the metrics (`metrics`), access to Quay (client
-//! pool, credentials, health gate: `quay_access`), what happened to each
-//! namespace (outcomes, backoff, Events: `outcomes`), and here the caches
-//! and the triggers that re-run reconciles.
+//! What the reconciles and admission share, one part per
+//! responsibility, each a type with the few methods its callers need: the
+//! settings (`options`), the metrics (`metrics`), the integrations
+//! (`integrations`), access to Quay (client pool, credentials, health
+//! gate: `quay_access`), what became of each namespace and the retry
+//! delays (`outcomes`), Events (`events`), the cached Quay views
+//! (`views`), rotation's memory (`rotations`), escaped Builds
+//! (`escaped`); here the root that holds them, the per-controller
+//! contexts, the queue, the resync trigger and the term's tasks.
 
 pub mod escaped;
 mod events;
@@ -13,24 +17,24 @@ mod outcomes;
 mod quay_access;
 pub mod rotations;
 mod views;
-pub(crate) use integrations::{IntegrationMemory, SignInFailure};
+pub(crate) use events::Events;
+pub(crate) use integrations::{Integrations, SignInFailure};
+pub(crate) use outcomes::{Backoff, Outcomes};
+pub(crate) use quay_access::QuayAccess;
 
 pub(crate) use crate::plan::status::TokenCheck;
 pub use crate::plan::status::{NsOutcome, NsState};
 pub use metrics::{InFlight, Metrics};
 pub use options::{CertSource, Options, WebhookOptions};
-use quay_access::Health;
 pub(crate) use quay_access::token_fingerprint;
 
-use crate::config::{ApiGroup, IntegrationConfig, IntegrationId, from_current, from_legacy};
+use crate::config::IntegrationConfig;
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
 use crate::plan::namespace::{ObservedSecret, ObservedServiceAccount};
-use crate::quay::QuayClient;
-use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::Store;
-use kube::{Client, Resource, ResourceExt};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
@@ -40,59 +44,44 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// What every reconcile and admission shares: the caches, what the
-/// current leadership term learnt, and the ways out (Kubernetes, Quay,
-/// Events, metrics).
-pub struct Context {
+/// Everything the operator shares, as parts: the composition root
+/// (`operator.rs`) builds it once, and each controller is handed only the
+/// parts it uses ([`NamespaceContext`], [`IntegrationContext`],
+/// [`BuildContext`]), the webhook only its facts ([`AdmissionFacts`]).
+/// What a leadership term learnt is cleared when the next one begins.
+pub(crate) struct Context {
     /// Acts as the operator's service account; every call has a deadline.
     pub client: Client,
     /// From the command line, fixed for the process's life.
     pub options: Options,
     /// UID of the `kube-system` namespace: tells clusters apart.
     pub cluster_uid: String,
-    /// QuayIntegrations (`quay.redhat.com`).
-    pub current: Store<QuayIntegration>,
-    /// QuayIntegrations (`redhatcop.redhat.io`), when that CRD is installed.
-    pub legacy: Option<Store<LegacyQuayIntegration>>,
-    /// Service accounts, as their links to bridge Secrets, by namespace.
-    pub service_accounts: Arc<super::index::Index<ObservedServiceAccount>>,
-    /// Secrets this operator manages (label-selected), as the plan reads
-    /// them, by namespace.
-    pub secrets: Arc<super::index::Index<ObservedSecret>>,
-    /// ImageStream metadata, when the kind is served.
-    pub image_streams: Option<Arc<super::index::NameIndex>>,
-    /// RoleBindings (role and subjects), by namespace.
-    pub role_bindings: Arc<super::index::Index<crate::plan::teams::ObservedBinding>>,
-    /// OpenShift Groups, when the kind is served.
-    pub groups: Option<Store<crate::openshift::Group>>,
+    /// The watch caches (one watch per kind).
+    pub caches: Stores,
     /// Counters and gauges `/metrics` serves; shared with the admin server.
     pub metrics: Metrics,
-    /// Builds that escaped the webhook.
-    pub escaped: escaped::EscapedBuilds,
-    /// Robot-token rotation's memory.
-    pub rotations: rotations::Rotations,
-    credentials: Mutex<HashMap<(String, String), Store<Secret>>>,
-    clients: Mutex<HashMap<String, QuayClient>>,
+    /// The parsed integrations and what the term learnt of each.
+    pub integrations: Arc<Integrations>,
+    /// Quay clients, credentials and health.
+    pub quay: Arc<QuayAccess>,
+    /// What became of each namespace.
+    pub outcomes: Arc<Outcomes>,
+    /// Failures per key, for retry delays.
+    pub backoff: Arc<Backoff>,
+    /// Events, and the once-only reports already made.
+    pub events: Arc<Events>,
     /// Cached Quay views and team sync's memory, by namespace.
-    pub(crate) views: QuayViews,
-    health: Mutex<HashMap<String, Health>>,
-    outcomes: Mutex<BTreeMap<String, NsOutcome>>,
-    failures: Mutex<HashMap<String, u32>>,
-    reported: Mutex<HashSet<(String, String)>>,
-    /// Generations handled, token checks and refused sign-ins, by
-    /// integration.
-    pub(crate) integrations: IntegrationMemory,
-    trigger: watch::Sender<u64>,
-    events: events::EventSink,
+    pub views: Arc<QuayViews>,
+    /// Robot-token rotation's memory.
+    pub rotations: Arc<rotations::Rotations>,
+    /// Builds that escaped the webhook.
+    pub escaped: Arc<escaped::EscapedBuilds>,
     /// Namespaces triggered and not yet picked up by a reconcile.
-    queued: Mutex<HashSet<String>>,
-    /// The valid integrations, parsed once per change of their caches.
-    parsed: std::sync::RwLock<Arc<Vec<IntegrationConfig>>>,
-    /// The integrations that fail validation (not being deleted).
-    invalid: std::sync::RwLock<Arc<Vec<IntegrationId>>>,
-    /// Tasks the current leadership term started (Event writers,
-    /// credential watchers): aborted when the term ends.
-    term_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    pub queue: Arc<Queue>,
+    /// The "reconcile everything" trigger.
+    pub resync: Arc<Resync>,
+    /// The tasks of the current leadership term.
+    pub term: Arc<Term>,
 }
 
 impl std::fmt::Debug for Context {
@@ -106,7 +95,7 @@ impl std::fmt::Debug for Context {
 /// The caches a Context reads, each fed by one watch (see
 /// `caches::Caches::start`), before the Context exists.
 #[derive(Clone)]
-pub struct Stores {
+pub(crate) struct Stores {
     /// `quay.redhat.com` QuayIntegrations, managedFields dropped.
     pub current: Store<QuayIntegration>,
     /// `redhatcop.redhat.io` QuayIntegrations, when that CRD is served.
@@ -129,78 +118,101 @@ impl Context {
         client: Client,
         options: Options,
         cluster_uid: String,
-        stores: Stores,
+        caches: Stores,
         metrics: Metrics,
     ) -> Arc<Self> {
-        let (trigger, _) = watch::channel(0);
         let reporter = Reporter {
             controller: crate::config::FIELD_MANAGER.into(),
             instance: Some(options.instance.clone()),
         };
-        let events = events::EventSink::new(client.clone(), reporter);
-        let views = QuayViews::new(options.resync);
-        let Stores {
-            current,
-            legacy,
-            service_accounts,
-            secrets,
-            image_streams,
-            role_bindings,
-            groups,
-        } = stores;
-        let ctx = Self {
+        let resync = Arc::new(Resync::default());
+        let term = Arc::new(Term::default());
+        let backoff = Arc::new(Backoff::new(options.max_backoff));
+        let quay = Arc::new(QuayAccess::new(
+            client.clone(),
+            &options,
+            metrics.clone(),
+            term.clone(),
+            resync.clone(),
+        ));
+        Arc::new(Self {
+            events: Arc::new(Events::new(client.clone(), reporter)),
+            views: Arc::new(QuayViews::new(options.resync)),
+            outcomes: Arc::new(Outcomes::new(metrics.clone())),
+            queue: Arc::new(Queue::new(metrics.clone())),
+            integrations: Arc::new(Integrations::default()),
+            escaped: Arc::default(),
+            rotations: Arc::default(),
+            quay,
+            backoff,
+            resync,
+            term,
             client,
             options,
             cluster_uid,
-            current,
-            legacy,
-            service_accounts,
-            secrets,
-            image_streams,
-            role_bindings,
-            groups,
+            caches,
             metrics,
-            escaped: escaped::EscapedBuilds::default(),
-            rotations: rotations::Rotations::default(),
-            credentials: Mutex::default(),
-            clients: Mutex::default(),
-            views,
-            health: Mutex::default(),
-            outcomes: Mutex::default(),
-            failures: Mutex::default(),
-            reported: Mutex::default(),
-            integrations: IntegrationMemory::default(),
-            trigger,
-            parsed: std::sync::RwLock::default(),
-            invalid: std::sync::RwLock::default(),
-            term_tasks: Mutex::default(),
-            events,
-
-            queued: Mutex::default(),
-        };
-        Arc::new(ctx)
+        })
     }
 
-    /// Every valid integration that is not being deleted, sorted by id:
-    /// parsed once per change of the QuayIntegration caches (see
-    /// [`Context::refresh_integrations`]), not on every reconcile and
-    /// admission.
-    pub fn integrations(&self) -> Arc<Vec<IntegrationConfig>> {
-        self.parsed
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    /// The parts the namespace controller uses.
+    pub fn namespaces(&self) -> Arc<NamespaceContext> {
+        Arc::new(NamespaceContext {
+            client: self.client.clone(),
+            options: self.options.clone(),
+            cluster_uid: self.cluster_uid.clone(),
+            caches: self.caches.clone(),
+            metrics: self.metrics.clone(),
+            integrations: self.integrations.clone(),
+            quay: self.quay.clone(),
+            outcomes: self.outcomes.clone(),
+            backoff: self.backoff.clone(),
+            events: self.events.clone(),
+            views: self.views.clone(),
+            rotations: self.rotations.clone(),
+            queue: self.queue.clone(),
+            term: self.term.clone(),
+        })
     }
 
-    /// Starts a task owned by the current leadership term.
-    pub(crate) fn spawn_in_term(
-        &self,
-        task: impl std::future::Future<Output = ()> + Send + 'static,
-    ) {
-        let handle = tokio::spawn(task);
-        let mut tasks = lock(&self.term_tasks);
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(handle.abort_handle());
+    /// The parts the QuayIntegration controllers use.
+    pub fn integration(&self) -> Arc<IntegrationContext> {
+        Arc::new(IntegrationContext {
+            client: self.client.clone(),
+            status_interval: self.options.status_interval,
+            cluster_uid: self.cluster_uid.clone(),
+            metrics: self.metrics.clone(),
+            integrations: self.integrations.clone(),
+            quay: self.quay.clone(),
+            outcomes: self.outcomes.clone(),
+            backoff: self.backoff.clone(),
+            events: self.events.clone(),
+            views: self.views.clone(),
+            rotations: self.rotations.clone(),
+            escaped: self.escaped.clone(),
+            resync: self.resync.clone(),
+        })
+    }
+
+    /// The parts the Build controller uses.
+    pub fn builds(&self) -> Arc<BuildContext> {
+        Arc::new(BuildContext {
+            client: self.client.clone(),
+            metrics: self.metrics.clone(),
+            integrations: self.integrations.clone(),
+            backoff: self.backoff.clone(),
+            events: self.events.clone(),
+            escaped: self.escaped.clone(),
+        })
+    }
+
+    /// What admission reads: the parsed integrations and two caches.
+    pub fn admission(&self) -> AdmissionFacts {
+        AdmissionFacts {
+            integrations: self.integrations.clone(),
+            service_accounts: self.caches.service_accounts.clone(),
+            secrets: self.caches.secrets.clone(),
+        }
     }
 
     /// A leadership term begins: what an earlier term learnt (cached Quay
@@ -209,84 +221,143 @@ impl Context {
     pub(crate) fn begin_term(&self) {
         self.views.clear();
         self.integrations.clear();
-        lock(&self.failures).clear();
-        lock(&self.reported).clear();
+        self.backoff.clear();
+        self.events.clear_reports();
         self.escaped.clear();
     }
 
     /// A leadership term ends: every task it started stops, and its
     /// credential watchers with them (the next term starts its own).
     pub(crate) fn end_term(&self) {
-        for t in lock(&self.term_tasks).drain(..) {
-            t.abort();
-        }
-        lock(&self.credentials).clear();
-    }
-
-    /// The integrations that exist, are not being deleted, and fail
-    /// validation: their namespaces are held as they are.
-    pub fn invalid_integrations(&self) -> Arc<Vec<IntegrationId>> {
-        self.invalid
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.term.end();
+        self.quay.forget_credentials();
     }
 
     /// Parses the QuayIntegration caches again; the feeds of both caches
     /// call it after every change they apply.
     pub fn refresh_integrations(&self) {
-        let mut out: Vec<IntegrationConfig> = Vec::new();
-        let mut invalid: Vec<IntegrationId> = Vec::new();
-        let mut sort =
-            |id: IntegrationId, parsed: Result<IntegrationConfig, crate::config::ConfigError>| {
-                match parsed {
-                    Ok(cfg) => out.push(cfg),
-                    Err(_) => invalid.push(id),
-                }
-            };
-        for q in self
-            .current
-            .state()
-            .iter()
-            .filter(|q| q.meta().deletion_timestamp.is_none())
-        {
-            sort(
-                IntegrationId {
-                    group: ApiGroup::Current,
-                    name: q.name_any(),
-                },
-                from_current(q),
-            );
+        self.integrations
+            .refresh(&self.caches.current, self.caches.legacy.as_ref());
+    }
+}
+
+/// What the namespace controller uses: everything but the Build parts.
+pub(crate) struct NamespaceContext {
+    /// Acts as the operator's service account.
+    pub client: Client,
+    /// From the command line.
+    pub options: Options,
+    /// UID of the `kube-system` namespace.
+    pub cluster_uid: String,
+    /// The watch caches.
+    pub caches: Stores,
+    /// The operator's series.
+    pub metrics: Metrics,
+    /// The parsed integrations.
+    pub integrations: Arc<Integrations>,
+    /// Quay clients, credentials and health.
+    pub quay: Arc<QuayAccess>,
+    /// What became of each namespace.
+    pub outcomes: Arc<Outcomes>,
+    /// Failures per namespace, for retry delays.
+    pub backoff: Arc<Backoff>,
+    /// Events on namespaces.
+    pub events: Arc<Events>,
+    /// Cached Quay views and team sync's memory.
+    pub views: Arc<QuayViews>,
+    /// Robot-token rotation's memory.
+    pub rotations: Arc<rotations::Rotations>,
+    /// The queue-depth gauge's set.
+    pub queue: Arc<Queue>,
+    /// The current leadership term's tasks.
+    pub term: Arc<Term>,
+}
+
+impl NamespaceContext {
+    /// Forgets everything about a namespace.
+    pub fn forget(&self, namespace: &str) {
+        self.outcomes.set(namespace, None);
+        self.views.forget(namespace);
+        self.backoff.succeeded(namespace);
+        self.events.forget(namespace);
+        self.rotations.forget(namespace);
+    }
+}
+
+/// What the QuayIntegration controllers use: no cache but their own.
+pub(crate) struct IntegrationContext {
+    /// Acts as the operator's service account.
+    pub client: Client,
+    /// How often the status is refreshed.
+    pub status_interval: std::time::Duration,
+    /// UID of the `kube-system` namespace.
+    pub cluster_uid: String,
+    /// The operator's series.
+    pub metrics: Metrics,
+    /// The parsed integrations and what the term learnt of each.
+    pub integrations: Arc<Integrations>,
+    /// Quay clients, credentials and health.
+    pub quay: Arc<QuayAccess>,
+    /// What became of each namespace (the status counts them).
+    pub outcomes: Arc<Outcomes>,
+    /// Failures per integration, for retry delays.
+    pub backoff: Arc<Backoff>,
+    /// Events on integrations.
+    pub events: Arc<Events>,
+    /// Team sync's counts (read only).
+    pub views: Arc<QuayViews>,
+    /// Robot-token ages (read only).
+    pub rotations: Arc<rotations::Rotations>,
+    /// Escaped Builds' counts (read only).
+    pub escaped: Arc<escaped::EscapedBuilds>,
+    /// Re-reconciles every namespace when an integration changes.
+    pub resync: Arc<Resync>,
+}
+
+impl IntegrationContext {
+    /// Team sync's counts over the namespaces an integration manages.
+    pub fn team_sync_status(
+        &self,
+        id: &crate::config::IntegrationId,
+    ) -> crate::crd::TeamSyncStatus {
+        let managed: HashSet<String> = self.outcomes.of(id).into_iter().map(|(n, _)| n).collect();
+        self.views.team_report(|ns| managed.contains(ns))
+    }
+}
+
+/// What the Build controller uses.
+pub(crate) struct BuildContext {
+    /// Acts as the operator's service account.
+    pub client: Client,
+    /// The operator's series.
+    pub metrics: Metrics,
+    /// The parsed integrations.
+    pub integrations: Arc<Integrations>,
+    /// Failures per Build, for retry delays.
+    pub backoff: Arc<Backoff>,
+    /// Events on Builds.
+    pub events: Arc<Events>,
+    /// Builds found escaped.
+    pub escaped: Arc<escaped::EscapedBuilds>,
+}
+
+/// Namespaces triggered and not yet picked up by a reconcile (the
+/// queue-depth gauge).
+pub(crate) struct Queue {
+    queued: Mutex<HashSet<String>>,
+    metrics: Metrics,
+}
+
+impl Queue {
+    fn new(metrics: Metrics) -> Self {
+        Self {
+            queued: Mutex::default(),
+            metrics,
         }
-        if let Some(legacy) = &self.legacy {
-            for q in legacy
-                .state()
-                .iter()
-                .filter(|q| q.meta().deletion_timestamp.is_none())
-            {
-                sort(
-                    IntegrationId {
-                        group: ApiGroup::Legacy,
-                        name: q.name_any(),
-                    },
-                    from_legacy(q),
-                );
-            }
-        }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        invalid.sort();
-        *self
-            .invalid
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(invalid);
-        *self
-            .parsed
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(out);
     }
 
-    /// Notes namespaces as waiting for a reconcile (the queue-depth gauge).
-    pub fn queued<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+    /// Notes namespaces as waiting for a reconcile.
+    pub fn add<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
         let mut q = lock(&self.queued);
         for n in names {
             if !q.contains(n) {
@@ -297,7 +368,7 @@ impl Context {
     }
 
     /// A namespace's reconcile started.
-    pub fn dequeued(&self, name: &str) {
+    pub fn remove(&self, name: &str) {
         let mut q = lock(&self.queued);
         q.remove(name);
         self.metrics.set_queue_depth("namespace", q.len());
@@ -305,47 +376,81 @@ impl Context {
 
     /// Forgets queued namespaces that no longer exist (the controller drops
     /// a trigger for an object its cache does not hold).
-    pub fn queue_retain(&self, exists: impl Fn(&str) -> bool) {
+    pub fn retain(&self, exists: impl Fn(&str) -> bool) {
         let mut q = lock(&self.queued);
         q.retain(|n| exists(n));
         self.metrics.set_queue_depth("namespace", q.len());
     }
+}
 
-    /// A stream that yields whenever every namespace should be reconciled.
-    pub fn trigger_stream(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
-        futures::stream::unfold(self.trigger.subscribe(), |mut rx| async move {
-            rx.changed().await.ok().map(|()| ((), rx))
-        })
-    }
+/// The trigger that re-reconciles every namespace (an integration or its
+/// credentials changed, Quay came back).
+pub(crate) struct Resync(watch::Sender<u64>);
 
-    /// Team sync's counts over the namespaces an integration manages.
-    pub fn team_sync_status(
-        &self,
-        id: &crate::config::IntegrationId,
-    ) -> crate::crd::TeamSyncStatus {
-        let managed: HashSet<String> = self.outcomes_of(id).into_iter().map(|(n, _)| n).collect();
-        self.views.team_report(|ns| managed.contains(ns))
-    }
-
-    /// Re-reconciles every namespace (integration or credentials changed,
-    /// Quay came back).
-    pub fn trigger_all(&self) {
-        self.trigger.send_modify(|g| *g += 1);
+impl Default for Resync {
+    fn default() -> Self {
+        Self(watch::channel(0).0)
     }
 }
 
-impl crate::webhook::server::FactsSource for Context {
+impl Resync {
+    /// Re-reconciles every namespace.
+    pub fn all(&self) {
+        self.0.send_modify(|g| *g += 1);
+    }
+
+    /// A stream that yields whenever every namespace should be reconciled.
+    pub fn stream(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(self.0.subscribe(), |mut rx| async move {
+            rx.changed().await.ok().map(|()| ((), rx))
+        })
+    }
+}
+
+/// Tasks the current leadership term started (Event writers, credential
+/// watchers): aborted when the term ends.
+#[derive(Default)]
+pub(crate) struct Term {
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Term {
+    /// Starts a task owned by the current leadership term.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle.abort_handle());
+    }
+
+    /// Aborts every task of the term.
+    fn end(&self) {
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// What admission decides from: the parsed integrations, and which bridge
+/// Secrets exist and are linked.
+pub(crate) struct AdmissionFacts {
+    integrations: Arc<Integrations>,
+    service_accounts: Arc<super::index::Index<ObservedServiceAccount>>,
+    secrets: Arc<super::index::Index<ObservedSecret>>,
+}
+
+impl crate::webhook::server::FactsSource for AdmissionFacts {
     fn facts(&self) -> Box<dyn crate::webhook::decision::Facts + '_> {
         Box::new(WebhookFacts {
-            integrations: self.integrations(),
-            ctx: self,
+            integrations: self.integrations.all(),
+            source: self,
         })
     }
 }
 
 struct WebhookFacts<'a> {
     integrations: Arc<Vec<IntegrationConfig>>,
-    ctx: &'a Context,
+    source: &'a AdmissionFacts,
 }
 
 impl crate::webhook::decision::Facts for WebhookFacts<'_> {
@@ -354,9 +459,9 @@ impl crate::webhook::decision::Facts for WebhookFacts<'_> {
     }
 
     fn secret_linked(&self, namespace: &str, account: &str, name: &str) -> bool {
-        let secret = self.ctx.secrets.read(namespace, name, |_| ()).is_some();
+        let secret = self.source.secrets.read(namespace, name, |_| ()).is_some();
         let linked = self
-            .ctx
+            .source
             .service_accounts
             .read(namespace, account, |sa| {
                 sa.secrets.iter().any(|s| s == name)
@@ -366,9 +471,17 @@ impl crate::webhook::decision::Facts for WebhookFacts<'_> {
     }
 }
 
-impl crate::leader::CampaignReport for Context {
+/// Reports a blocked leadership campaign (metric and readiness text).
+pub(crate) struct CampaignReporter {
+    /// Where the gauge goes.
+    pub metrics: Metrics,
+    /// Where `/readyz` reads the reason.
+    pub problem: Arc<Mutex<Option<String>>>,
+}
+
+impl crate::leader::CampaignReport for CampaignReporter {
     fn blocked(&self, reason: Option<String>) {
         self.metrics.set_campaign_blocked(reason.is_some());
-        *lock(&self.options.campaign_problem) = reason;
+        *lock(&self.problem) = reason;
     }
 }

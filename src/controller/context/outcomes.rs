@@ -1,36 +1,29 @@
-//! What happened to each namespace: outcomes, backoff, Events.
+//! What happened to each namespace (its outcome, which the status and the
+//! namespace gauges read), and the retry delays of failing keys.
 
-use super::events::Note;
+use super::{Metrics, NsOutcome, NsState, lock};
 use crate::config::IntegrationId;
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::{Resource, ResourceExt};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{Context, NsOutcome, NsState, lock};
+/// Each namespace's outcome, by name.
+pub(crate) struct Outcomes {
+    outcomes: Mutex<BTreeMap<String, NsOutcome>>,
+    metrics: Metrics,
+}
 
-impl Context {
-    /// The delay before retrying a failed namespace: exponential per
-    /// namespace, with jitter, capped.
-    pub fn backoff(&self, key: &str) -> Duration {
-        let mut failures = lock(&self.failures);
-        let n = failures.entry(key.to_owned()).or_insert(0);
-        *n = n.saturating_add(1);
-        crate::backoff::delay(
-            Duration::from_millis(250),
-            self.options.max_backoff,
-            *n,
-            &mut rand::rng(),
-        )
+impl Outcomes {
+    /// No outcome yet; the namespace gauges go to `metrics`.
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            outcomes: Mutex::default(),
+            metrics,
+        }
     }
 
-    /// Forgets a namespace's failures.
-    pub fn succeeded(&self, key: &str) {
-        lock(&self.failures).remove(key);
-    }
-
-    /// Records a namespace outcome.
-    pub fn set_outcome(&self, namespace: &str, outcome: Option<NsOutcome>) {
+    /// Records (or, `None`, forgets) a namespace's outcome.
+    pub fn set(&self, namespace: &str, outcome: Option<NsOutcome>) {
         let mut outcomes = lock(&self.outcomes);
         match outcome {
             Some(o) => {
@@ -53,66 +46,86 @@ impl Context {
     }
 
     /// Outcomes of the namespaces an integration is concerned with.
-    pub fn outcomes_of(&self, id: &IntegrationId) -> Vec<(String, NsOutcome)> {
+    pub fn of(&self, id: &IntegrationId) -> Vec<(String, NsOutcome)> {
         lock(&self.outcomes)
             .iter()
             .filter(|(_, o)| o.integrations.contains(id))
             .map(|(n, o)| (n.clone(), o.clone()))
             .collect()
     }
+}
 
-    /// Forgets everything about a namespace.
-    pub fn forget(&self, namespace: &str) {
-        self.set_outcome(namespace, None);
-        self.views.forget(namespace);
-        lock(&self.failures).remove(namespace);
-        lock(&self.reported).retain(|(n, _)| n != namespace);
-        self.rotations.forget(namespace);
-    }
+/// Consecutive failures per key (a namespace, `qi/<name>`, a Build), for
+/// the retry delay.
+pub(crate) struct Backoff {
+    max: Duration,
+    failures: Mutex<HashMap<String, u32>>,
+}
 
-    /// Publishes an Event on a namespace. With `once`, an identical reason
-    /// is published only the first time (until the namespace is forgotten).
-    pub async fn event(
-        &self,
-        ns: &Namespace,
-        warning: bool,
-        reason: &str,
-        note: String,
-        once: bool,
-    ) {
-        if once && !lock(&self.reported).insert((ns.name_any(), reason.to_owned())) {
-            return;
+impl Backoff {
+    /// Delays capped at `max`.
+    pub fn new(max: Duration) -> Self {
+        Self {
+            max,
+            failures: Mutex::default(),
         }
-        // Normal Events here summarise what one reconcile did: they never
-        // repeat, so nothing is remembered of them. Warnings repeat and
-        // aggregate into a series.
-        self.publish(&ns.object_ref(&()), warning, reason, "Reconcile", note)
-            .await;
     }
 
-    /// Publishes an Event about any object; a Warning's repeats aggregate
-    /// into a series.
-    pub async fn publish(
-        &self,
-        reference: &ObjectReference,
-        warning: bool,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) {
-        let n = Note {
-            warning,
-            reason,
-            action,
-            note,
+    /// The delay before retrying `key` after one more failure:
+    /// exponential per key, with jitter, capped.
+    pub fn next(&self, key: &str) -> Duration {
+        let mut failures = lock(&self.failures);
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        crate::backoff::delay(Duration::from_millis(250), self.max, *n, &mut rand::rng())
+    }
+
+    /// Forgets a key's failures.
+    pub fn succeeded(&self, key: &str) {
+        lock(&self.failures).remove(key);
+    }
+
+    /// Forgets every failure (Quay came back; a new leadership term).
+    pub fn clear(&self) {
+        lock(&self.failures).clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_per_key_until_a_success_resets_them() {
+        let b = Backoff::new(Duration::from_secs(60));
+        let first = b.next("a");
+        assert!(first <= Duration::from_millis(250), "{first:?}");
+        for _ in 0..20 {
+            b.next("a");
+        }
+        assert!(b.next("a") <= Duration::from_secs(60));
+        assert!(b.next("a") > Duration::from_secs(10), "grown");
+        assert!(b.next("b") <= Duration::from_millis(250), "per key");
+        b.succeeded("a");
+        assert!(b.next("a") <= Duration::from_millis(250), "reset");
+    }
+
+    #[test]
+    fn outcomes_count_in_the_gauges_and_filter_by_integration() {
+        let o = Outcomes::new(Metrics::default());
+        let id = |name: &str| IntegrationId {
+            group: crate::config::ApiGroup::Current,
+            name: name.into(),
         };
-        if let Err(e) = self.events.publish(&n, reference, warning).await {
-            tracing::debug!(error = %e, "event not published");
-        }
-    }
-
-    /// Clears a once-only report, so it is published again if it recurs.
-    pub fn clear_report(&self, namespace: &str, reason: &str) {
-        lock(&self.reported).remove(&(namespace.to_owned(), reason.to_owned()));
+        let managed = |i: &str| NsOutcome {
+            integrations: vec![id(i)],
+            state: NsState::Managed,
+        };
+        o.set("a", Some(managed("one")));
+        o.set("b", Some(managed("two")));
+        assert_eq!(o.of(&id("one")).len(), 1);
+        o.set("a", None);
+        assert!(o.of(&id("one")).is_empty());
+        assert_eq!(o.of(&id("two"))[0].0, "b");
     }
 }

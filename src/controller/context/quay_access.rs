@@ -12,26 +12,73 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use super::{Context, lock};
+use super::{Metrics, Options, Resync, Term, lock};
 
-pub(super) struct Health {
+struct Health {
     down: bool,
     client: QuayClient,
 }
 
-impl Context {
+/// How the operator reaches each Quay: one client per Quay and
+/// credentials (see the module), the credentials Secrets' watches, and
+/// whether each Quay is believed down.
+pub(crate) struct QuayAccess {
+    kube: kube::Client,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    retry: crate::quay::RetryPolicy,
+    metrics: Metrics,
+    /// Owns the credential watches.
+    term: Arc<Term>,
+    /// Pulled when a watched credentials Secret changes.
+    resync: Arc<Resync>,
+    credentials: Mutex<HashMap<(String, String), reflector::Store<Secret>>>,
+    clients: Mutex<HashMap<String, QuayClient>>,
+    health: Mutex<HashMap<String, Health>>,
+}
+
+impl QuayAccess {
+    /// No client yet; `options` gives the clients' deadlines and retries.
+    pub fn new(
+        kube: kube::Client,
+        options: &Options,
+        metrics: Metrics,
+        term: Arc<Term>,
+        resync: Arc<Resync>,
+    ) -> Self {
+        Self {
+            kube,
+            connect_timeout: options.quay_connect_timeout,
+            request_timeout: options.quay_request_timeout,
+            retry: options.retry.clone(),
+            metrics,
+            term,
+            resync,
+            credentials: Mutex::default(),
+            clients: Mutex::default(),
+            health: Mutex::default(),
+        }
+    }
+
+    /// Stops using the credential watches (the term that ran them ended).
+    pub fn forget_credentials(&self) {
+        lock(&self.credentials).clear();
+    }
+
     /// Watches the credentials Secret so a changed token reaches every
     /// namespace at once.
-    pub(crate) fn watch_credentials(self: &Arc<Self>, namespace: &str, name: &str) {
+    pub(crate) fn watch_credentials(&self, namespace: &str, name: &str) {
         let key = (namespace.to_owned(), name.to_owned());
         let mut watched = lock(&self.credentials);
         if watched.contains_key(&key) {
             return;
         }
         let (reader, writer) = reflector::store();
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<Secret> = Api::namespaced(self.kube.clone(), namespace);
         let stream = reflector(
             writer,
             watcher(
@@ -41,14 +88,16 @@ impl Context {
         )
         .default_backoff()
         .touched_objects();
-        let ctx2 = Arc::downgrade(self);
-        self.spawn_in_term(async move {
+        let resync = Arc::downgrade(&self.resync);
+        self.term.spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut first = true;
             while let Some(event) = stream.next().await {
-                let Some(ctx) = ctx2.upgrade() else { return };
+                let Some(resync) = resync.upgrade() else {
+                    return;
+                };
                 if event.is_ok() && !first {
-                    ctx.trigger_all();
+                    resync.all();
                 }
                 first = false;
             }
@@ -92,7 +141,7 @@ impl Context {
             .and_then(|store| store.get(&ObjectRef::new(&creds.name).within(&creds.namespace)));
         Ok(match from_cache {
             Some(s) => Some(s),
-            None => Api::<Secret>::namespaced(self.client.clone(), &creds.namespace)
+            None => Api::<Secret>::namespaced(self.kube.clone(), &creds.namespace)
                 .get_opt(&creds.name)
                 .await?
                 .map(Arc::new),
@@ -105,13 +154,13 @@ impl Context {
         };
         let pem = match r.kind {
             CaBundleKind::ConfigMap => {
-                Api::<ConfigMap>::namespaced(self.client.clone(), &r.namespace)
+                Api::<ConfigMap>::namespaced(self.kube.clone(), &r.namespace)
                     .get_opt(&r.name)
                     .await?
                     .and_then(|c| c.data.and_then(|d| d.get(&r.key).cloned()))
                     .map(String::into_bytes)
             }
-            CaBundleKind::Secret => Api::<Secret>::namespaced(self.client.clone(), &r.namespace)
+            CaBundleKind::Secret => Api::<Secret>::namespaced(self.kube.clone(), &r.namespace)
                 .get_opt(&r.name)
                 .await?
                 .and_then(|s| s.data.and_then(|d| d.get(&r.key).map(|b| b.0.clone()))),
@@ -126,7 +175,7 @@ impl Context {
 
     /// The Quay client of an integration (shared pool, rebuilt when the
     /// token or TLS settings change). Fails fast while Quay is down.
-    pub async fn quay(&self, cfg: &IntegrationConfig) -> Result<QuayClient, Error> {
+    pub async fn client(&self, cfg: &IntegrationConfig) -> Result<QuayClient, Error> {
         let url = cfg.quay_url.to_string();
         if lock(&self.health).get(&url).is_some_and(|h| h.down) {
             return Err(Error::QuayDown(url));
@@ -142,7 +191,7 @@ impl Context {
         if let Some(c) = lock(&self.clients).get(&key) {
             return Ok(c.clone());
         }
-        let client = self.quay_with_token(cfg, token).await?;
+        let client = self.with_token(cfg, token).await?;
         // Available until a call says otherwise.
         self.metrics.set_quay_available(&url, true);
         lock(&self.clients).insert(key, client.clone());
@@ -151,7 +200,7 @@ impl Context {
 
     /// A client of an integration's Quay with this token (an empty one for
     /// anonymous calls such as sign-in), not shared.
-    pub(crate) async fn quay_with_token(
+    pub(crate) async fn with_token(
         &self,
         cfg: &IntegrationConfig,
         token: SecretString,
@@ -159,15 +208,15 @@ impl Context {
         let mut config = QuayClientConfig::new(cfg.quay_url.to_string(), token);
         config.insecure = cfg.insecure_tls;
         config.ca_bundle_pem = self.ca_bundle(cfg).await?;
-        config.connect_timeout = self.options.quay_connect_timeout;
-        config.request_timeout = self.options.quay_request_timeout;
-        config.retry = self.options.retry.clone();
+        config.connect_timeout = self.connect_timeout;
+        config.request_timeout = self.request_timeout;
+        config.retry = self.retry.clone();
         Ok(QuayClient::new(config, self.metrics.quay.clone())?)
     }
 
     /// Records that a Quay call failed because Quay seems down: namespaces
     /// stop calling it until the probe sees it back.
-    pub fn quay_failed(&self, cfg: &IntegrationConfig, client: &QuayClient) {
+    pub fn failed(&self, cfg: &IntegrationConfig, client: &QuayClient) {
         let url = cfg.quay_url.to_string();
         let mut health = lock(&self.health);
         let entry = health.entry(url.clone()).or_insert_with(|| Health {
@@ -183,15 +232,15 @@ impl Context {
     }
 
     /// Whether Quay is believed down.
-    pub fn quay_is_down(&self, cfg: &IntegrationConfig) -> bool {
+    pub fn is_down(&self, cfg: &IntegrationConfig) -> bool {
         lock(&self.health)
             .get(&cfg.quay_url.to_string())
             .is_some_and(|h| h.down)
     }
 
-    /// Probes every Quay believed down; those that answer are back: their
-    /// namespaces' backoff is reset and everything is reconciled.
-    pub async fn probe(&self) {
+    /// Probes every Quay believed down; whether one answered (it is back:
+    /// the caller resets the backoff and reconciles everything).
+    pub async fn probe(&self) -> bool {
         let down: Vec<(String, QuayClient)> = lock(&self.health)
             .iter()
             .filter(|(_, h)| h.down)
@@ -215,10 +264,7 @@ impl Context {
                 recovered = true;
             }
         }
-        if recovered {
-            lock(&self.failures).clear();
-            self.trigger_all();
-        }
+        recovered
     }
 }
 

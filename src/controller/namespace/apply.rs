@@ -2,7 +2,7 @@
 //! and service-account links.
 
 use crate::config::IntegrationConfig;
-use crate::controller::context::Context;
+use crate::controller::context::NamespaceContext;
 use crate::controller::error::Error;
 use crate::plan::names::{self, Marker, REPOSITORY_DESCRIPTION};
 use crate::plan::namespace::{
@@ -206,7 +206,7 @@ pub(super) async fn apply_kube(
     ns: &Namespace,
     actions: &[KubeAction],
     tokens: &Tokens<'_>,
-    ctx: &Context,
+    ctx: &NamespaceContext,
 ) -> Result<Applied, Error> {
     let name = ns.name_any();
     let mut applied = Applied {
@@ -290,7 +290,7 @@ async fn apply_secret(
     ns: &Namespace,
     secret: &SecretToApply<'_>,
     tokens: &Tokens<'_>,
-    ctx: &Context,
+    ctx: &NamespaceContext,
 ) -> Result<(SecretOutcome, Option<SecretString>), Error> {
     let name = ns.name_any();
     let (secret_name, service_account) = (secret.name, secret.service_account);
@@ -298,6 +298,7 @@ async fn apply_secret(
     // The cache holds what the plan compares: enough to keep a Secret that
     // is right without a request.
     if ctx
+        .caches
         .secrets
         .read(&name, secret_name, |o| {
             secret_up_to_date(o, service_account, secret.payload.expose())
@@ -353,14 +354,15 @@ async fn apply_secret(
             .create(&crate::controller::post_params(), &desired)
             .await?;
     }
-    ctx.event(
-        ns,
-        false,
-        "SecretUpdated",
-        format!("restored Secret {secret_name} for service account {service_account}"),
-        false,
-    )
-    .await;
+    ctx.events
+        .on_namespace(
+            ns,
+            false,
+            "SecretUpdated",
+            format!("restored Secret {secret_name} for service account {service_account}"),
+            false,
+        )
+        .await;
     Ok((SecretOutcome::Kept, refreshed))
 }
 
@@ -369,7 +371,12 @@ async fn apply_secret(
 /// appends what is missing, guarded by its resourceVersion (the lists are
 /// atomic to a strategic merge patch, so one would replace them); if the
 /// account changed in between, it is read again.
-async fn link(ns: &str, service_account: &str, secret: &str, ctx: &Context) -> Result<(), Error> {
+async fn link(
+    ns: &str,
+    service_account: &str,
+    secret: &str,
+    ctx: &NamespaceContext,
+) -> Result<(), Error> {
     let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
         Api::namespaced(ctx.client.clone(), ns);
     patch_guarded(&accounts, service_account, None, |live| {

@@ -4,7 +4,7 @@
 use crate::config::{
     BRIDGED_LABEL, FINALIZER, IntegrationConfig, LEGACY_FINALIZER, ORGANIZATION_ANNOTATION,
 };
-use crate::controller::context::Context;
+use crate::controller::context::NamespaceContext;
 use crate::controller::error::Error;
 use crate::controller::patch_guarded;
 use crate::crd::NamespaceDeletionPolicy;
@@ -23,7 +23,7 @@ use super::has_finalizer;
 pub(super) async fn ensure_namespace_metadata(
     ns: &Namespace,
     org: &str,
-    ctx: &Context,
+    ctx: &NamespaceContext,
 ) -> Result<(), Error> {
     let api = Api::<Namespace>::all(ctx.client.clone());
     patch_guarded(&api, &ns.name_any(), Some(ns), |live| {
@@ -40,7 +40,7 @@ pub(super) fn bridged(ns: &Namespace) -> bool {
 
 /// Removes our finalizers (current and legacy) and the bridged label from
 /// the namespace.
-pub(super) async fn release(ns: &Namespace, ctx: &Context) -> Result<(), Error> {
+pub(super) async fn release(ns: &Namespace, ctx: &NamespaceContext) -> Result<(), Error> {
     let release = |n: &Namespace| {
         release_ops(
             n.meta(),
@@ -59,7 +59,7 @@ pub(super) async fn release(ns: &Namespace, ctx: &Context) -> Result<(), Error> 
 pub(super) async fn cleanup(
     ns: &Namespace,
     cfg: &IntegrationConfig,
-    ctx: &Arc<Context>,
+    ctx: &Arc<NamespaceContext>,
 ) -> Result<(), Error> {
     let name = ns.name_any();
     let recorded = ns
@@ -70,17 +70,18 @@ pub(super) async fn cleanup(
         return Ok(());
     };
     if cfg.namespace_deletion == NamespaceDeletionPolicy::Retain {
-        ctx.event(
-            ns,
-            false,
-            "OrganizationRetained",
-            format!("namespaceDeletionPolicy is Retain: Quay organization {org} is kept"),
-            false,
-        )
-        .await;
+        ctx.events
+            .on_namespace(
+                ns,
+                false,
+                "OrganizationRetained",
+                format!("namespaceDeletionPolicy is Retain: Quay organization {org} is kept"),
+                false,
+            )
+            .await;
         return Ok(());
     }
-    let client = ctx.quay(cfg).await?;
+    let client = ctx.quay.client(cfg).await?;
     let marker = Marker {
         cluster_id: cfg.cluster_id.clone(),
         cluster_uid: ctx.cluster_uid.clone(),
@@ -105,21 +106,23 @@ pub(super) async fn cleanup(
             OnDeletion::Gone => Ok(()),
             OnDeletion::Delete => match client.delete_organization(&org).await {
                 Ok(()) => {
-                    ctx.event(
-                        ns,
-                        false,
-                        "OrganizationDeleted",
-                        format!("deleted Quay organization {org}"),
-                        false,
-                    )
-                    .await;
+                    ctx.events
+                        .on_namespace(
+                            ns,
+                            false,
+                            "OrganizationDeleted",
+                            format!("deleted Quay organization {org}"),
+                            false,
+                        )
+                        .await;
                     Ok(())
                 }
                 Err(e) if e.is_not_found() => Ok(()),
                 Err(e) => Err(Error::from(e)),
             },
             OnDeletion::Keep(why) => {
-                ctx.event(ns, true, "OrganizationRetained", why, false)
+                ctx.events
+                    .on_namespace(ns, true, "OrganizationRetained", why, false)
                     .await;
                 Ok(())
             }
@@ -129,7 +132,7 @@ pub(super) async fn cleanup(
     if let Err(e) = &result
         && e.quay_unavailable()
     {
-        ctx.quay_failed(cfg, &client);
+        ctx.quay.failed(cfg, &client);
     }
     result
 }

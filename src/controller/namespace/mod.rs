@@ -10,7 +10,7 @@ mod teams;
 use apply::{Tokens, apply_kube, apply_quay};
 use lifecycle::{bridged, cleanup, ensure_namespace_metadata, release};
 
-use super::context::{CachedView, Context, NsOutcome, NsState, TeamMemory};
+use super::context::{CachedView, NamespaceContext, NsOutcome, NsState, TeamMemory};
 use super::error::Error;
 use crate::config::{FINALIZER, IntegrationConfig, LEGACY_FINALIZER};
 use crate::plan::names::{self, Marker};
@@ -33,14 +33,17 @@ use std::time::Instant;
 const CONTROLLER: &str = "namespace";
 
 /// Reconciles one namespace.
-pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile(
+    ns: Arc<Namespace>,
+    ctx: Arc<NamespaceContext>,
+) -> Result<Action, Error> {
     let name = ns.name_any();
-    ctx.dequeued(&name);
+    ctx.queue.remove(&name);
     let _running = ctx.metrics.in_flight(CONTROLLER);
     let result = reconcile_inner(&ns, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, result.is_ok());
     match &result {
-        Ok(_) => ctx.succeeded(&name),
+        Ok(_) => ctx.backoff.succeeded(&name),
         Err(e) => tracing::debug!(namespace = %name, error = %e, "namespace reconcile failed"),
     }
     result
@@ -48,12 +51,12 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
 
 /// Retries a failed namespace with its own backoff; Quay outages are
 /// reported once and recovered from by the probe.
-pub fn error_policy(ns: Arc<Namespace>, err: &Error, ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy(ns: Arc<Namespace>, err: &Error, ctx: Arc<NamespaceContext>) -> Action {
     let name = ns.name_any();
     ctx.metrics.failed(CONTROLLER, err.category());
-    let integrations = ctx.integrations();
+    let integrations = ctx.integrations.all();
     if let Manager::One(cfg) = selection::manager(&integrations, &name) {
-        ctx.set_outcome(
+        ctx.outcomes.set(
             &name,
             Some(NsOutcome {
                 integrations: vec![cfg.id.clone()],
@@ -71,9 +74,13 @@ pub fn error_policy(ns: Arc<Namespace>, err: &Error, ctx: Arc<Context>) -> Actio
             Error::Credentials(_) => "CredentialsInvalid",
             _ => "ReconcileFailed",
         };
-        ctx.spawn_in_term(async move { ctx2.event(&ns2, true, reason, note, true).await });
+        ctx.term.spawn(async move {
+            ctx2.events
+                .on_namespace(&ns2, true, reason, note, true)
+                .await
+        });
     }
-    Action::requeue(ctx.backoff(&name))
+    Action::requeue(ctx.backoff.next(&name))
 }
 
 fn has_finalizer(ns: &Namespace) -> bool {
@@ -82,11 +89,11 @@ fn has_finalizer(ns: &Namespace) -> bool {
         .any(|f| f == FINALIZER || f == LEGACY_FINALIZER)
 }
 
-async fn reconcile_inner(ns: &Namespace, ctx: &Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_inner(ns: &Namespace, ctx: &Arc<NamespaceContext>) -> Result<Action, Error> {
     let name = ns.name_any();
-    let integrations = ctx.integrations();
+    let integrations = ctx.integrations.all();
     let manager = selection::manager(&integrations, &name);
-    if selection::held(&manager, &ctx.invalid_integrations(), bridged(ns)) {
+    if selection::held(&manager, &ctx.integrations.invalid(), bridged(ns)) {
         tracing::info!(namespace = %name, "held as it is while a QuayIntegration is invalid");
         return Ok(Action::await_change());
     }
@@ -107,7 +114,7 @@ async fn reconcile_inner(ns: &Namespace, ctx: &Arc<Context>) -> Result<Action, E
             if bridged(ns) {
                 // No longer selected: let the namespace go, keep the organization.
                 release(ns, ctx).await?;
-                ctx.event(ns, false, "Released", "no QuayIntegration selects this namespace any more; its Quay organization is kept".into(), true).await;
+                ctx.events.on_namespace(ns, false, "Released", "no QuayIntegration selects this namespace any more; its Quay organization is kept".into(), true).await;
             }
             ctx.forget(&name);
             Ok(Action::await_change())
@@ -119,22 +126,24 @@ async fn reconcile_inner(ns: &Namespace, ctx: &Arc<Context>) -> Result<Action, E
                 .collect::<Vec<_>>()
                 .join(", ");
             let msg = format!("selected by several QuayIntegrations ({list}); left alone");
-            ctx.set_outcome(
+            ctx.outcomes.set(
                 &name,
                 Some(NsOutcome {
                     integrations: ids,
                     state: NsState::Conflict(msg.clone()),
                 }),
             );
-            ctx.event(ns, true, "MultipleIntegrations", msg, true).await;
+            ctx.events
+                .on_namespace(ns, true, "MultipleIntegrations", msg, true)
+                .await;
             Ok(Action::await_change())
         }
         Manager::One(cfg) => manage(ns, cfg, ctx).await,
     }
 }
 
-fn conflict(ctx: &Context, ns: &str, cfg: &IntegrationConfig, msg: String) {
-    ctx.set_outcome(
+fn conflict(ctx: &NamespaceContext, ns: &str, cfg: &IntegrationConfig, msg: String) {
+    ctx.outcomes.set(
         ns,
         Some(NsOutcome {
             integrations: vec![cfg.id.clone()],
@@ -146,7 +155,7 @@ fn conflict(ctx: &Context, ns: &str, cfg: &IntegrationConfig, msg: String) {
 async fn manage(
     ns: &Namespace,
     cfg: &IntegrationConfig,
-    ctx: &Arc<Context>,
+    ctx: &Arc<NamespaceContext>,
 ) -> Result<Action, Error> {
     let name = ns.name_any();
     let org = match names::organization(cfg, &name) {
@@ -155,24 +164,25 @@ async fn manage(
             // Nothing will make this name valid but a change of the
             // namespace or the integration, both of which reconcile again.
             let msg = format!("cannot bridge to Quay: {e}");
-            ctx.set_outcome(
+            ctx.outcomes.set(
                 &name,
                 Some(NsOutcome {
                     integrations: vec![cfg.id.clone()],
                     state: NsState::Failing(msg.clone()),
                 }),
             );
-            ctx.event(ns, true, "InvalidOrganizationName", msg, true)
+            ctx.events
+                .on_namespace(ns, true, "InvalidOrganizationName", msg, true)
                 .await;
             return Ok(Action::await_change());
         }
     };
     ensure_namespace_metadata(ns, &org, ctx).await?;
-    let client = ctx.quay(cfg).await?;
+    let client = ctx.quay.client(cfg).await?;
     let result = converge(ns, cfg, &org, &client, ctx).await;
     if let Err(e) = &result {
         if e.quay_unavailable() {
-            ctx.quay_failed(cfg, &client);
+            ctx.quay.failed(cfg, &client);
         }
         if !view::kept_after(e.failure()) {
             ctx.views.drop_view(&name);
@@ -214,8 +224,9 @@ async fn observe(client: &QuayClient, org: &str, team_sync: bool) -> Result<Quay
     Ok(view)
 }
 
-fn image_streams(ctx: &Context, ns: &str) -> BTreeSet<String> {
-    ctx.image_streams
+fn image_streams(ctx: &NamespaceContext, ns: &str) -> BTreeSet<String> {
+    ctx.caches
+        .image_streams
         .as_ref()
         .map(|index| index.names(ns))
         .unwrap_or_default()
@@ -236,7 +247,7 @@ pub(super) struct Scope<'a> {
     /// The marker of what this operator makes for the namespace.
     pub marker: Marker,
     /// Shared state.
-    pub ctx: &'a Arc<Context>,
+    pub ctx: &'a Arc<NamespaceContext>,
 }
 
 /// A view of the namespace's organization, and where it came from.
@@ -251,7 +262,7 @@ async fn converge(
     cfg: &IntegrationConfig,
     org: &str,
     client: &QuayClient,
-    ctx: &Arc<Context>,
+    ctx: &Arc<NamespaceContext>,
 ) -> Result<Action, Error> {
     let name = ns.name_any();
     let marker = Marker {
@@ -275,7 +286,7 @@ async fn converge(
     } = read_view(&s).await?;
     if let Some((msg, reason)) = foreign_owner(&s, &view).await? {
         conflict(ctx, &s.name, cfg, msg.clone());
-        ctx.event(ns, true, reason, msg, true).await;
+        ctx.events.on_namespace(ns, true, reason, msg, true).await;
         return Ok(Action::requeue(ctx.options.resync));
     }
     let secrets = observed_secrets(ctx, cfg, &s.name);
@@ -422,7 +433,9 @@ async fn report(
     // One Event per reconcile that created something (not one per object):
     // Events are API writes, and kube-runtime keeps each one for minutes.
     if let Some(note) = bridged_note(s.org, actions, &applied.created) {
-        ctx.event(s.ns, false, "Bridged", note, false).await;
+        ctx.events
+            .on_namespace(s.ns, false, "Bridged", note, false)
+            .await;
     }
     if !applied.foreign.is_empty() {
         let msg = format!(
@@ -432,18 +445,20 @@ async fn report(
             crate::config::MANAGED_BY
         );
         conflict(ctx, &s.name, s.cfg, msg.clone());
-        ctx.event(s.ns, true, "SecretConflict", msg, true).await;
+        ctx.events
+            .on_namespace(s.ns, true, "SecretConflict", msg, true)
+            .await;
         return Ok(Action::requeue(ctx.options.resync));
     }
-    ctx.set_outcome(
+    ctx.outcomes.set(
         &s.name,
         Some(NsOutcome {
             integrations: vec![s.cfg.id.clone()],
             state: NsState::Managed,
         }),
     );
-    ctx.clear_report(&s.name, "QuayUnavailable");
-    ctx.clear_report(&s.name, "ReconcileFailed");
+    ctx.events.clear_report(&s.name, "QuayUnavailable");
+    ctx.events.clear_report(&s.name, "ReconcileFailed");
     Ok(Action::requeue(ctx.options.resync))
 }
 
@@ -451,7 +466,7 @@ async fn report(
 /// unless the integration changed since: only the periodic resync goes
 /// back to Quay, so a burst of Kubernetes events costs no Quay request.
 fn cached_view(
-    ctx: &Context,
+    ctx: &NamespaceContext,
     namespace: &str,
     org: &str,
     cfg: &IntegrationConfig,
@@ -520,32 +535,37 @@ fn robot_tokens(view: &QuayView, robots: &[SaPlan]) -> BTreeMap<String, (String,
 
 /// Keeps the Quay view for the next reconciles of the namespace, until
 /// the resync reads Quay again.
-fn remember(ctx: &Context, ns: &str, org: &str, cfg: &IntegrationConfig, view: &QuayView) {
+fn remember(ctx: &NamespaceContext, ns: &str, org: &str, cfg: &IntegrationConfig, view: &QuayView) {
     ctx.views.update(ns, org, cfg.generation, view);
 }
 
 /// The configured service accounts' Secrets as cached, looked up by name:
 /// a reconcile reads its own namespace's few entries, never the whole cache.
 fn observed_secrets(
-    ctx: &Context,
+    ctx: &NamespaceContext,
     cfg: &IntegrationConfig,
     ns: &str,
 ) -> BTreeMap<String, ObservedSecret> {
     cfg.service_accounts
         .iter()
         .map(|(sa, _)| names::secret_name(sa, &cfg.cluster_id))
-        .filter_map(|name| ctx.secrets.get(ns, &name).map(|s| (name, s)))
+        .filter_map(|name| ctx.caches.secrets.get(ns, &name).map(|s| (name, s)))
         .collect()
 }
 
 /// The configured service accounts as cached, looked up by name.
 fn observed_service_accounts(
-    ctx: &Context,
+    ctx: &NamespaceContext,
     cfg: &IntegrationConfig,
     ns: &str,
 ) -> BTreeMap<String, ObservedServiceAccount> {
     cfg.service_accounts
         .iter()
-        .filter_map(|(sa, _)| ctx.service_accounts.get(ns, sa).map(|o| (sa.clone(), o)))
+        .filter_map(|(sa, _)| {
+            ctx.caches
+                .service_accounts
+                .get(ns, sa)
+                .map(|o| (sa.clone(), o))
+        })
         .collect()
 }

@@ -114,7 +114,8 @@ pub(super) async fn record(s: &Scope<'_>, plans: &[SaPlan]) {
             grace.as_secs()
         );
         s.ctx
-            .event(s.ns, false, "RobotTokensRotated", note, false)
+            .events
+            .on_namespace(s.ns, false, "RobotTokensRotated", note, false)
             .await;
     }
     let deleted: Vec<String> = plans
@@ -128,7 +129,8 @@ pub(super) async fn record(s: &Scope<'_>, plans: &[SaPlan]) {
             deleted.join(", ")
         );
         s.ctx
-            .event(s.ns, false, "ReplacedRobotsDeleted", note, false)
+            .events
+            .on_namespace(s.ns, false, "ReplacedRobotsDeleted", note, false)
             .await;
     }
 }

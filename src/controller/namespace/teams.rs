@@ -2,7 +2,7 @@
 //! only when Quay is read anyway), plan from the RoleBinding and Group
 //! caches, apply, report.
 
-use super::super::context::Context;
+use super::super::context::NamespaceContext;
 use super::super::error::Error;
 use super::Scope;
 use crate::config::TeamSyncConfig;
@@ -61,7 +61,7 @@ pub(super) fn teams_of(
 /// What Quay does not show and earlier reconciles learnt: invitations
 /// still pending and the unknown users already reported. Unknown users
 /// themselves are asked about again now that Quay is read again.
-pub(super) fn carry_over(ctx: &Context, ns: &str, view: &mut QuayView) {
+pub(super) fn carry_over(ctx: &NamespaceContext, ns: &str, view: &mut QuayView) {
     let remembered = ctx
         .views
         .with_teams(ns, |old| (old.invited.clone(), old.reported.clone()));
@@ -81,8 +81,8 @@ pub(super) fn carry_over(ctx: &Context, ns: &str, view: &mut QuayView) {
 }
 
 /// The namespace's RoleBindings and the Groups they name, from the caches.
-fn desired(ctx: &Context, cfg: &TeamSyncConfig, ns: &str) -> Desired {
-    let bindings: Vec<ObservedBinding> = ctx.role_bindings.values(ns);
+fn desired(ctx: &NamespaceContext, cfg: &TeamSyncConfig, ns: &str) -> Desired {
+    let bindings: Vec<ObservedBinding> = ctx.caches.role_bindings.values(ns);
     let named: BTreeSet<&str> = bindings
         .iter()
         .flat_map(|b| b.subjects.iter())
@@ -90,6 +90,7 @@ fn desired(ctx: &Context, cfg: &TeamSyncConfig, ns: &str) -> Desired {
         .map(|s| s.name.as_str())
         .collect();
     let groups: BTreeMap<String, Vec<String>> = ctx
+        .caches
         .groups
         .as_ref()
         .map(|store| {
@@ -133,7 +134,7 @@ pub(super) async fn sync(
         .map(String::as_str)
         .collect();
     if !news.is_empty() {
-        ctx.event(
+        ctx.events.on_namespace(
             ns,
             true,
             "UnknownQuayUser",
@@ -148,7 +149,7 @@ pub(super) async fn sync(
         .map(String::as_str)
         .collect();
     if !invalid.is_empty() {
-        ctx.event(
+        ctx.events.on_namespace(
             ns,
             true,
             "InvalidQuayUserName",
@@ -160,7 +161,7 @@ pub(super) async fn sync(
     t.reported.extend(unknown.iter().cloned());
     t.reported.extend(desired.unusable.iter().cloned());
     if !plan.conflicts.is_empty() {
-        ctx.event(
+        ctx.events.on_namespace(
             ns,
             true,
             "TeamConflict",

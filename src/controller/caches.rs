@@ -156,17 +156,17 @@ impl Caches {
 /// the internal registry, and reconciles could release finalizers or
 /// rewrite Secrets).
 pub(super) async fn all_synced(ctx: &Context) {
-    synced(&ctx.caches.current).await;
-    if let Some(s) = &ctx.caches.legacy {
+    synced(&ctx.parts.caches.current).await;
+    if let Some(s) = &ctx.parts.caches.legacy {
         synced(s).await;
     }
-    ctx.caches.service_accounts.ready().await;
-    ctx.caches.secrets.ready().await;
-    ctx.caches.role_bindings.ready().await;
-    if let Some(g) = &ctx.caches.groups {
+    ctx.parts.caches.service_accounts.ready().await;
+    ctx.parts.caches.secrets.ready().await;
+    ctx.parts.caches.role_bindings.ready().await;
+    if let Some(g) = &ctx.parts.caches.groups {
         synced(g).await;
     }
-    if let Some(index) = &ctx.caches.image_streams {
+    if let Some(index) = &ctx.parts.caches.image_streams {
         index.ready().await;
     }
     ctx.refresh_integrations();

@@ -59,8 +59,8 @@ fn integration_controllers(
     tasks: &mut Tasks,
 ) {
     let controller = Controller::for_shared_stream(
-        shared_objects(current, ctx.caches.current.clone()),
-        ctx.caches.current.clone(),
+        shared_objects(current, ctx.parts.caches.current.clone()),
+        ctx.parts.caches.current.clone(),
     )
     .graceful_shutdown_on(stop.clone())
     .run(
@@ -70,7 +70,7 @@ fn integration_controllers(
     )
     .for_each(|_| async {});
     tasks.push(tokio::spawn(controller));
-    if let (Some(rx), Some(store)) = (legacy, ctx.caches.legacy.clone()) {
+    if let (Some(rx), Some(store)) = (legacy, ctx.parts.caches.legacy.clone()) {
         let controller = Controller::for_shared_stream(shared_objects(rx, store.clone()), store)
             .graceful_shutdown_on(stop.clone())
             .run(
@@ -109,20 +109,21 @@ fn build_controller(ctx: &Arc<Context>, client: &Client, stop: &Stop, tasks: &mu
 /// The Quay probe, which also drops queued namespaces that are gone.
 fn prober(ctx: &Arc<Context>, namespaces: Store<Namespace>, tasks: &mut Tasks) {
     let weak = Arc::downgrade(ctx);
-    let interval = ctx.options.probe_interval;
+    let interval = ctx.parts.options.probe_interval;
     tasks.push(tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
             let Some(ctx) = weak.upgrade() else {
                 return;
             };
-            if ctx.quay.probe().await {
+            if ctx.parts.quay.probe().await {
                 // Quay is back: its namespaces retry now, from the start.
-                ctx.backoff.clear();
+                ctx.parts.backoff.clear();
                 ctx.resync.all();
             }
-            ctx.views.evict_stale();
-            ctx.queue
+            ctx.parts.views.evict_stale();
+            ctx.parts
+                .queue
                 .retain(|name| namespaces.get(&ObjectRef::new(name)).is_some());
         }
     }));
@@ -142,7 +143,7 @@ async fn namespace_controller(
 ) {
     let (ns_store, ns_writer) = reflector::store::<Namespace>();
     prober(&ctx, ns_store.clone(), tasks);
-    let queue = ctx.queue.clone();
+    let queue = ctx.parts.queue.clone();
     let triggers = futures::stream::unfold(feed, |mut rx| async move {
         loop {
             match rx.recv().await {
@@ -157,7 +158,7 @@ async fn namespace_controller(
     // The namespace cache drops managedFields, spec and status: on a large
     // cluster they are most of each cached object, and no decision reads
     // them.
-    let queue = ctx.queue.clone();
+    let queue = ctx.parts.queue.clone();
     let ns_stream = reflector(
         ns_writer,
         watcher(
@@ -173,7 +174,7 @@ async fn namespace_controller(
             queue.add([n.name_any().as_str()]);
         }
     });
-    let queue = ctx.queue.clone();
+    let queue = ctx.parts.queue.clone();
     let all_store = ns_store.clone();
     let all = ctx.resync.stream().inspect(move |()| {
         let names: Vec<String> = all_store.state().iter().map(|n| n.name_any()).collect();
@@ -181,7 +182,7 @@ async fn namespace_controller(
     });
     Controller::for_stream(ns_stream, ns_store)
         .with_config(
-            kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency),
+            kube::runtime::controller::Config::default().concurrency(ctx.parts.options.concurrency),
         )
         .reconcile_all_on(all)
         .reconcile_on(triggers)
@@ -189,7 +190,7 @@ async fn namespace_controller(
         .run(
             namespace::reconcile,
             namespace::error_policy,
-            ctx.namespaces(),
+            ctx.parts.clone(),
         )
         .for_each(|_| async {})
         .await;

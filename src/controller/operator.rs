@@ -70,7 +70,8 @@ impl Operator {
             Some((resolver, options)) => Some(serve_webhook(&ctx, &resolver, &options).await?),
             None => None,
         };
-        ctx.options
+        ctx.parts
+            .options
             .ready
             .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Self {
@@ -87,12 +88,12 @@ impl Operator {
     /// replica leads, until `shutdown`.
     pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let ctx = self.ctx.clone();
-        let (leading_tx, mut leading) = watch::channel(ctx.options.leader_election.is_none());
+        let (leading_tx, mut leading) = watch::channel(ctx.parts.options.leader_election.is_none());
         let (stop_campaign, campaign_stopped) = watch::channel(false);
         // Without an election this replica leads for good; the sender is
         // kept so the loop below waits for shutdown instead of seeing it
         // closed.
-        let (campaign, _always_leading) = match ctx.options.leader_election.clone() {
+        let (campaign, _always_leading) = match ctx.parts.options.leader_election.clone() {
             Some(settings) => (
                 Some(self.tasks.push(tokio::spawn(crate::leader::campaign(
                     self.client.clone(),
@@ -100,8 +101,8 @@ impl Operator {
                     leading_tx,
                     campaign_stopped,
                     Arc::new(super::context::CampaignReporter {
-                        metrics: ctx.metrics.clone(),
-                        problem: ctx.options.campaign_problem.clone(),
+                        metrics: ctx.parts.metrics.clone(),
+                        problem: ctx.parts.options.campaign_problem.clone(),
                     }),
                 )))),
                 None,
@@ -114,7 +115,7 @@ impl Operator {
             let lead = *leading.borrow_and_update();
             match (lead, running.take()) {
                 (true, None) => {
-                    ctx.metrics.set_leader(true);
+                    ctx.parts.metrics.set_leader(true);
                     tracing::info!("leading: starting the controllers");
                     running = Some(self.start_reconcilers());
                 }
@@ -125,11 +126,11 @@ impl Operator {
                     tracing::warn!("not leading any more: stopping the controllers");
                     r.stop_within(LOSS_DRAIN).await;
                     ctx.end_term();
-                    ctx.metrics.set_leader(false);
+                    ctx.parts.metrics.set_leader(false);
                 }
                 (lead, r) => {
                     running = r;
-                    ctx.metrics.set_leader(lead);
+                    ctx.parts.metrics.set_leader(lead);
                 }
             }
             tokio::select! {
@@ -221,7 +222,7 @@ async fn serve_webhook(
 ) -> Result<ServerHandle, StartError> {
     let config = resolver.server_config()?;
     let source: Arc<dyn crate::webhook::server::FactsSource> = Arc::new(ctx.admission());
-    let router = crate::webhook::server::router(source, ctx.metrics.webhook.clone());
+    let router = crate::webhook::server::router(source, ctx.parts.metrics.webhook.clone());
     let server = crate::net::serve(&options.listen, Some(config), router).await?;
     options.serving.send_replace(Some(server.local_addr()));
     tracing::info!(address = %server.local_addr(), "admission webhook serving");

@@ -40,6 +40,33 @@ pub(crate) struct Integrations {
     sign_ins: Mutex<HashMap<(String, String), SignInFailure>>,
 }
 
+/// Parses the integrations of one API group not being deleted: the valid
+/// ones into `out`, the others' ids into `invalid`.
+fn parse_into<K>(
+    store: &Store<K>,
+    group: ApiGroup,
+    parse: fn(&K) -> Result<IntegrationConfig, crate::config::ConfigError>,
+    out: &mut Vec<IntegrationConfig>,
+    invalid: &mut Vec<IntegrationId>,
+) where
+    K: Resource + kube::runtime::reflector::Lookup + Clone + 'static,
+    <K as kube::runtime::reflector::Lookup>::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    for q in store
+        .state()
+        .iter()
+        .filter(|q| q.meta().deletion_timestamp.is_none())
+    {
+        match parse(q) {
+            Ok(cfg) => out.push(cfg),
+            Err(_) => invalid.push(IntegrationId {
+                group,
+                name: q.name_any(),
+            }),
+        }
+    }
+}
+
 fn read<T: Clone>(l: &RwLock<T>) -> T {
     l.read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -72,35 +99,21 @@ impl Integrations {
     ) {
         let mut out: Vec<IntegrationConfig> = Vec::new();
         let mut invalid: Vec<IntegrationId> = Vec::new();
-        let mut sort =
-            |id: IntegrationId, parsed: Result<IntegrationConfig, crate::config::ConfigError>| {
-                match parsed {
-                    Ok(cfg) => out.push(cfg),
-                    Err(_) => invalid.push(id),
-                }
-            };
-        for q in current
-            .state()
-            .iter()
-            .filter(|q| q.meta().deletion_timestamp.is_none())
-        {
-            let id = IntegrationId {
-                group: ApiGroup::Current,
-                name: q.name_any(),
-            };
-            sort(id, from_current(q));
-        }
-        for q in legacy
-            .map(Store::state)
-            .unwrap_or_default()
-            .iter()
-            .filter(|q| q.meta().deletion_timestamp.is_none())
-        {
-            let id = IntegrationId {
-                group: ApiGroup::Legacy,
-                name: q.name_any(),
-            };
-            sort(id, from_legacy(q));
+        parse_into(
+            current,
+            ApiGroup::Current,
+            from_current,
+            &mut out,
+            &mut invalid,
+        );
+        if let Some(legacy) = legacy {
+            parse_into(
+                legacy,
+                ApiGroup::Legacy,
+                from_legacy,
+                &mut out,
+                &mut invalid,
+            );
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         invalid.sort();

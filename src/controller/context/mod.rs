@@ -46,48 +46,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Everything the operator shares, as parts: the composition root
 /// (`operator.rs`) builds it once, and each controller is handed only the
-/// parts it uses ([`NamespaceContext`], [`IntegrationContext`],
-/// [`BuildContext`]), the webhook only its facts ([`AdmissionFacts`]).
-/// What a leadership term learnt is cleared when the next one begins.
+/// parts it uses: the namespace controller uses all but two
+/// ([`NamespaceContext`], which this holds), the others fewer
+/// ([`IntegrationContext`], [`BuildContext`]), the webhook only its facts
+/// ([`AdmissionFacts`]). What a leadership term learnt is cleared when the
+/// next one begins.
 pub(crate) struct Context {
-    /// Acts as the operator's service account; every call has a deadline.
-    pub client: Client,
-    /// From the command line, fixed for the process's life.
-    pub options: Options,
-    /// UID of the `kube-system` namespace: tells clusters apart.
-    pub cluster_uid: String,
-    /// The watch caches (one watch per kind).
-    pub caches: Stores,
-    /// Counters and gauges `/metrics` serves; shared with the admin server.
-    pub metrics: Metrics,
-    /// The parsed integrations and what the term learnt of each.
-    pub integrations: Arc<Integrations>,
-    /// Quay clients, credentials and health.
-    pub quay: Arc<QuayAccess>,
-    /// What became of each namespace.
-    pub outcomes: Arc<Outcomes>,
-    /// Failures per key, for retry delays.
-    pub backoff: Arc<Backoff>,
-    /// Events, and the once-only reports already made.
-    pub events: Arc<Events>,
-    /// Cached Quay views and team sync's memory, by namespace.
-    pub views: Arc<QuayViews>,
-    /// Robot-token rotation's memory.
-    pub rotations: Arc<rotations::Rotations>,
+    /// The parts the namespace controller uses.
+    pub parts: Arc<NamespaceContext>,
     /// Builds that escaped the webhook.
     pub escaped: Arc<escaped::EscapedBuilds>,
-    /// Namespaces triggered and not yet picked up by a reconcile.
-    pub queue: Arc<Queue>,
     /// The "reconcile everything" trigger.
     pub resync: Arc<Resync>,
-    /// The tasks of the current leadership term.
-    pub term: Arc<Term>,
 }
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("cluster_uid", &self.cluster_uid)
+            .field("cluster_uid", &self.parts.cluster_uid)
             .finish_non_exhaustive()
     }
 }
@@ -136,59 +112,42 @@ impl Context {
             resync.clone(),
         ));
         Arc::new(Self {
-            events: Arc::new(Events::new(client.clone(), reporter)),
-            views: Arc::new(QuayViews::new(options.resync)),
-            outcomes: Arc::new(Outcomes::new(metrics.clone())),
-            queue: Arc::new(Queue::new(metrics.clone())),
-            integrations: Arc::new(Integrations::default()),
+            parts: Arc::new(NamespaceContext {
+                events: Arc::new(Events::new(client.clone(), reporter)),
+                views: Arc::new(QuayViews::new(options.resync)),
+                outcomes: Arc::new(Outcomes::new(metrics.clone())),
+                queue: Arc::new(Queue::new(metrics.clone())),
+                integrations: Arc::new(Integrations::default()),
+                rotations: Arc::default(),
+                quay,
+                backoff,
+                term,
+                client,
+                options,
+                cluster_uid,
+                caches,
+                metrics,
+            }),
             escaped: Arc::default(),
-            rotations: Arc::default(),
-            quay,
-            backoff,
             resync,
-            term,
-            client,
-            options,
-            cluster_uid,
-            caches,
-            metrics,
-        })
-    }
-
-    /// The parts the namespace controller uses.
-    pub fn namespaces(&self) -> Arc<NamespaceContext> {
-        Arc::new(NamespaceContext {
-            client: self.client.clone(),
-            options: self.options.clone(),
-            cluster_uid: self.cluster_uid.clone(),
-            caches: self.caches.clone(),
-            metrics: self.metrics.clone(),
-            integrations: self.integrations.clone(),
-            quay: self.quay.clone(),
-            outcomes: self.outcomes.clone(),
-            backoff: self.backoff.clone(),
-            events: self.events.clone(),
-            views: self.views.clone(),
-            rotations: self.rotations.clone(),
-            queue: self.queue.clone(),
-            term: self.term.clone(),
         })
     }
 
     /// The parts the QuayIntegration controllers use.
     pub fn integration(&self) -> Arc<IntegrationContext> {
+        let p = &self.parts;
         Arc::new(IntegrationContext {
-            client: self.client.clone(),
-            status_interval: self.options.status_interval,
-            cluster_uid: self.cluster_uid.clone(),
-            metrics: self.metrics.clone(),
-            integrations: self.integrations.clone(),
-            quay: self.quay.clone(),
-            outcomes: self.outcomes.clone(),
-            backoff: self.backoff.clone(),
-            events: self.events.clone(),
-            views: self.views.clone(),
-            rotations: self.rotations.clone(),
+            client: p.client.clone(),
+            status_interval: p.options.status_interval,
+            cluster_uid: p.cluster_uid.clone(),
+            metrics: p.metrics.clone(),
+            integrations: p.integrations.clone(),
+            quay: p.quay.clone(),
+            outcomes: p.outcomes.clone(),
+            backoff: p.backoff.clone(),
+            events: p.events.clone(),
+            views: p.views.clone(),
+            rotations: p.rotations.clone(),
             escaped: self.escaped.clone(),
             resync: self.resync.clone(),
         })
@@ -196,12 +155,13 @@ impl Context {
 
     /// The parts the Build controller uses.
     pub fn builds(&self) -> Arc<BuildContext> {
+        let p = &self.parts;
         Arc::new(BuildContext {
-            client: self.client.clone(),
-            metrics: self.metrics.clone(),
-            integrations: self.integrations.clone(),
-            backoff: self.backoff.clone(),
-            events: self.events.clone(),
+            client: p.client.clone(),
+            metrics: p.metrics.clone(),
+            integrations: p.integrations.clone(),
+            backoff: p.backoff.clone(),
+            events: p.events.clone(),
             escaped: self.escaped.clone(),
         })
     }
@@ -209,9 +169,9 @@ impl Context {
     /// What admission reads: the parsed integrations and two caches.
     pub fn admission(&self) -> AdmissionFacts {
         AdmissionFacts {
-            integrations: self.integrations.clone(),
-            service_accounts: self.caches.service_accounts.clone(),
-            secrets: self.caches.secrets.clone(),
+            integrations: self.parts.integrations.clone(),
+            service_accounts: self.parts.caches.service_accounts.clone(),
+            secrets: self.parts.caches.secrets.clone(),
         }
     }
 
@@ -219,25 +179,27 @@ impl Context {
     /// views, generations handled, token checks, failure counts, Events
     /// already published) is not trusted; this term reads afresh.
     pub(crate) fn begin_term(&self) {
-        self.views.clear();
-        self.integrations.clear();
-        self.backoff.clear();
-        self.events.clear_reports();
+        let p = &self.parts;
+        p.views.clear();
+        p.integrations.clear();
+        p.backoff.clear();
+        p.events.clear_reports();
         self.escaped.clear();
     }
 
     /// A leadership term ends: every task it started stops, and its
     /// credential watchers with them (the next term starts its own).
     pub(crate) fn end_term(&self) {
-        self.term.end();
-        self.quay.forget_credentials();
+        self.parts.term.end();
+        self.parts.quay.forget_credentials();
     }
 
     /// Parses the QuayIntegration caches again; the feeds of both caches
     /// call it after every change they apply.
     pub fn refresh_integrations(&self) {
-        self.integrations
-            .refresh(&self.caches.current, self.caches.legacy.as_ref());
+        let p = &self.parts;
+        p.integrations
+            .refresh(&p.caches.current, p.caches.legacy.as_ref());
     }
 }
 
@@ -286,23 +248,23 @@ impl NamespaceContext {
 
 /// What the QuayIntegration controllers use: no cache but their own.
 pub(crate) struct IntegrationContext {
-    /// Acts as the operator's service account.
+    /// Writes the status, and the minted token into the credentials Secret.
     pub client: Client,
     /// How often the status is refreshed.
     pub status_interval: std::time::Duration,
-    /// UID of the `kube-system` namespace.
+    /// Goes into the OAuth application's marker when a token is minted.
     pub cluster_uid: String,
-    /// The operator's series.
+    /// Reconcile counts, robot-token age.
     pub metrics: Metrics,
-    /// The parsed integrations and what the term learnt of each.
+    /// Generations handled, token checks, refused sign-ins; resync on change.
     pub integrations: Arc<Integrations>,
-    /// Quay clients, credentials and health.
+    /// Checks and mints the token; watches the credentials Secret.
     pub quay: Arc<QuayAccess>,
-    /// What became of each namespace (the status counts them).
+    /// Counted into the status (managed, failing, conflicts).
     pub outcomes: Arc<Outcomes>,
-    /// Failures per integration, for retry delays.
+    /// Delays the retry of a failing integration.
     pub backoff: Arc<Backoff>,
-    /// Events on integrations.
+    /// Condition transitions and token Events on the integration.
     pub events: Arc<Events>,
     /// Team sync's counts (read only).
     pub views: Arc<QuayViews>,
@@ -327,17 +289,17 @@ impl IntegrationContext {
 
 /// What the Build controller uses.
 pub(crate) struct BuildContext {
-    /// Acts as the operator's service account.
+    /// Imports tags, marks Builds imported, rebuilds escaped ones.
     pub client: Client,
-    /// The operator's series.
+    /// Reconcile counts, the escaped-Builds gauge.
     pub metrics: Metrics,
-    /// The parsed integrations.
+    /// Which integration manages a Build's namespace.
     pub integrations: Arc<Integrations>,
-    /// Failures per Build, for retry delays.
+    /// Delays the retry of a failing import.
     pub backoff: Arc<Backoff>,
-    /// Events on Builds.
+    /// Import and escape Events on the Build.
     pub events: Arc<Events>,
-    /// Builds found escaped.
+    /// Records the Builds found escaped.
     pub escaped: Arc<escaped::EscapedBuilds>,
 }
 

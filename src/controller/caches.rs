@@ -369,15 +369,6 @@ pub(super) fn strip<K: ResourceExt>(obj: &mut K) {
     obj.managed_fields_mut().clear();
 }
 
-/// Cached namespaces keep their metadata (selectors read the labels, the
-/// finalizer release and claim patches guard on the rest): `spec` (the
-/// `kubernetes` finalizer) and `status` (the phase) are never read.
-pub(super) fn strip_namespace(ns: &mut Namespace) {
-    strip(ns);
-    ns.spec = None;
-    ns.status = None;
-}
-
 /// Waits until a store has its first complete list. The store's readiness
 /// signal wakes only its most recent waiter (a oneshot channel keeps one
 /// waker), and a controller's own runner may be waiting on it too: poll
@@ -516,24 +507,6 @@ mod tests {
                 .is_none()
         );
         assert!(observe_binding(&rb(serde_json::Value::Null)).is_none());
-    }
-
-    #[test]
-    fn cached_namespaces_keep_their_metadata_only() {
-        let mut ns: Namespace = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "team", "labels": {"a": "b"}, "annotations": {"c": "d"},
-                "finalizers": ["quay.redhat.com/quay-bridge"], "managedFields": [{"manager": "m"}]},
-            "spec": {"finalizers": ["kubernetes"]},
-            "status": {"phase": "Active"}
-        }))
-        .unwrap();
-        let before = ns.metadata.clone();
-        strip_namespace(&mut ns);
-        assert!(ns.spec.is_none() && ns.status.is_none());
-        assert_eq!(ns.metadata.labels, before.labels);
-        assert_eq!(ns.metadata.annotations, before.annotations);
-        assert_eq!(ns.metadata.finalizers, before.finalizers);
-        assert!(ns.metadata.managed_fields.unwrap_or_default().is_empty());
     }
 
     #[test]

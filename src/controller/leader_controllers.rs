@@ -2,12 +2,13 @@
 //! controllers on the shared caches, the import controller on rewritten
 //! Builds, the namespace controller, and the Quay probe.
 
-use super::caches::{shared_objects, strip_build, strip_namespace};
+use super::caches::{shared_objects, strip_build};
 use super::context::Context;
+use super::namespace::CachedNamespace;
 use super::{Tasks, build, integration, lenient, namespace};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
 use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -107,7 +108,7 @@ fn build_controller(ctx: &Arc<Context>, client: &Client, stop: &Stop, tasks: &mu
 }
 
 /// The Quay probe, which also drops queued namespaces that are gone.
-fn prober(ctx: &Arc<Context>, namespaces: Store<Namespace>, tasks: &mut Tasks) {
+fn prober(ctx: &Arc<Context>, namespaces: Store<CachedNamespace>, tasks: &mut Tasks) {
     let weak = Arc::downgrade(ctx);
     let interval = ctx.parts.options.probe_interval;
     tasks.push(tokio::spawn(async move {
@@ -141,7 +142,7 @@ async fn namespace_controller(
     stop: Stop,
     tasks: &mut Tasks,
 ) {
-    let (ns_store, ns_writer) = reflector::store::<Namespace>();
+    let (ns_store, ns_writer) = reflector::store::<CachedNamespace>();
     prober(&ctx, ns_store.clone(), tasks);
     let queue = ctx.parts.queue.clone();
     let triggers = futures::stream::unfold(feed, |mut rx| async move {
@@ -154,10 +155,11 @@ async fn namespace_controller(
             }
         }
     })
-    .inspect(move |r| queue.add([r.name.as_str()]));
-    // The namespace cache drops managedFields, spec and status: on a large
-    // cluster they are most of each cached object, and no decision reads
-    // them.
+    .inspect(move |r| queue.add([r.name.as_str()]))
+    .map(|r| ObjectRef::<CachedNamespace>::new(&r.name));
+    // The namespace cache keeps what a reconcile reads (see
+    // `CachedNamespace`): on a large cluster the rest is most of each
+    // object.
     let queue = ctx.parts.queue.clone();
     let ns_stream = reflector(
         ns_writer,
@@ -166,7 +168,7 @@ async fn namespace_controller(
             watcher::Config::default(),
         )
         .default_backoff()
-        .modify(strip_namespace),
+        .map_ok(CachedNamespace::event),
     )
     .applied_objects()
     .inspect(move |n| {

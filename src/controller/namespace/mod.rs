@@ -3,11 +3,13 @@
 //! permissions, repositories, Secrets and service-account links.
 
 mod apply;
+mod cached;
 mod lifecycle;
 mod rotation;
 mod teams;
 
 use apply::{Tokens, apply_kube, apply_quay};
+pub(crate) use cached::CachedNamespace;
 use lifecycle::{bridged, cleanup, ensure_namespace_metadata, release};
 
 use super::context::{CachedView, NamespaceContext, NsOutcome, NsState, TeamMemory};
@@ -34,9 +36,10 @@ const CONTROLLER: &str = "namespace";
 
 /// Reconciles one namespace.
 pub(crate) async fn reconcile(
-    ns: Arc<Namespace>,
+    cached: Arc<CachedNamespace>,
     ctx: Arc<NamespaceContext>,
 ) -> Result<Action, Error> {
+    let ns = cached.namespace();
     let name = ns.name_any();
     ctx.queue.remove(&name);
     let _running = ctx.metrics.in_flight(CONTROLLER);
@@ -51,8 +54,12 @@ pub(crate) async fn reconcile(
 
 /// Retries a failed namespace with its own backoff; Quay outages are
 /// reported once and recovered from by the probe.
-pub(crate) fn error_policy(ns: Arc<Namespace>, err: &Error, ctx: Arc<NamespaceContext>) -> Action {
-    let name = ns.name_any();
+pub(crate) fn error_policy(
+    cached: Arc<CachedNamespace>,
+    err: &Error,
+    ctx: Arc<NamespaceContext>,
+) -> Action {
+    let name = cached.name_any();
     ctx.metrics.failed(CONTROLLER, err.category());
     let integrations = ctx.integrations.all();
     if let Manager::One(cfg) = selection::manager(&integrations, &name) {
@@ -64,7 +71,7 @@ pub(crate) fn error_policy(ns: Arc<Namespace>, err: &Error, ctx: Arc<NamespaceCo
             }),
         );
         let ctx2 = ctx.clone();
-        let ns2 = ns.clone();
+        let ns2 = cached.namespace();
         let note = err.to_string();
         let reason = match err {
             Error::QuayDown(_) => "QuayUnavailable",

@@ -8,7 +8,7 @@ use crate::config::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::crd::{LegacyQuayIntegration, QuayIntegration};
 use crate::openshift::{Group, ImageStream};
 use crate::plan::namespace::{ObservedSecret, ObservedServiceAccount};
-use crate::plan::teams::{ObservedBinding, Subject};
+use crate::plan::teams::{ObservedBinding, Subject, SubjectKind};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
@@ -18,6 +18,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -202,7 +203,7 @@ async fn group_feed<S>(
                 let namespaces = bindings.namespaces_where(|b| {
                     b.subjects
                         .iter()
-                        .any(|s| s.kind == "Group" && s.name == name)
+                        .any(|s| s.kind == SubjectKind::Group && *s.name == *name)
                 });
                 for ns in namespaces {
                     let _ = tx.send(ObjectRef::new(&ns));
@@ -217,25 +218,40 @@ async fn group_feed<S>(
 /// groups it binds (service accounts never join a team). A binding of
 /// neither is not kept.
 fn observe_binding(rb: &RoleBinding) -> Option<ObservedBinding> {
-    let mut subjects: Vec<Subject> = rb
+    let subjects: Box<[Subject]> = rb
         .subjects
         .iter()
         .flatten()
-        .filter(|s| matches!(s.kind.as_str(), "User" | "Group"))
-        .map(|s| Subject {
-            kind: s.kind.clone(),
-            name: s.name.clone(),
+        .filter_map(|s| {
+            Some(Subject {
+                kind: SubjectKind::parse(&s.kind)?,
+                name: s.name.as_str().into(),
+            })
         })
         .collect();
     if subjects.is_empty() {
         return None;
     }
-    subjects.shrink_to_fit();
     Some(ObservedBinding {
-        role_kind: rb.role_ref.kind.clone(),
-        role: rb.role_ref.name.clone(),
+        role_kind: crate::plan::teams::role_kind(&rb.role_ref.kind)?,
+        role: role_name(&rb.role_ref.name),
         subjects,
     })
+}
+
+/// The role's name, shared by every binding that names it: a cluster has
+/// a few dozen roles and tens of thousands of bindings.
+fn role_name(name: &str) -> Arc<str> {
+    static ROLES: std::sync::Mutex<BTreeSet<Arc<str>>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut roles = ROLES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = roles.get(name) {
+        return known.clone();
+    }
+    let new: Arc<str> = name.into();
+    roles.insert(new.clone());
+    new
 }
 
 /// Cached Groups keep their name and users.
@@ -493,20 +509,27 @@ mod tests {
         ])))
         .unwrap();
         assert_eq!(
-            (kept.role_kind.as_str(), kept.role.as_str()),
-            ("ClusterRole", "admin")
+            (kept.role_kind, &*kept.role),
+            (crate::crd::RoleKind::ClusterRole, "admin")
         );
-        let names: Vec<_> = kept
-            .subjects
-            .iter()
-            .map(|s| (s.kind.as_str(), s.name.as_str()))
-            .collect();
-        assert_eq!(names, [("User", "alice"), ("Group", "devs")]);
+        let names: Vec<_> = kept.subjects.iter().map(|s| (s.kind, &*s.name)).collect();
+        assert_eq!(
+            names,
+            [(SubjectKind::User, "alice"), (SubjectKind::Group, "devs")]
+        );
         assert!(
             observe_binding(&rb(serde_json::json!([{"kind": "ServiceAccount", "name": "builder", "namespace": "team"}])))
                 .is_none()
         );
         assert!(observe_binding(&rb(serde_json::Value::Null)).is_none());
+    }
+
+    #[test]
+    fn bindings_share_their_role_names() {
+        let a = role_name("admin");
+        assert!(Arc::ptr_eq(&a, &role_name("admin")));
+        assert_eq!(&*role_name("edit"), "edit");
+        assert!(!Arc::ptr_eq(&a, &role_name("edit")));
     }
 
     #[test]

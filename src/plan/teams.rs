@@ -8,24 +8,56 @@ use crate::model::names::check_namespace_name;
 use crate::model::{Role, TeamRole};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The kinds of RoleBinding subject team sync reads (service accounts
+/// never join a team: they have robots).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKind {
+    /// A user, by name.
+    User,
+    /// An OpenShift Group, expanded to its users.
+    Group,
+}
+
+impl SubjectKind {
+    /// The kind of a RoleBinding subject's `kind`, if team sync reads it.
+    pub fn parse(kind: &str) -> Option<Self> {
+        match kind {
+            "User" => Some(Self::User),
+            "Group" => Some(Self::Group),
+            _ => None,
+        }
+    }
+}
+
+/// The kind of a RoleBinding's `roleRef.kind` (the API allows no other).
+pub fn role_kind(kind: &str) -> Option<RoleKind> {
+    match kind {
+        "ClusterRole" => Some(RoleKind::ClusterRole),
+        "Role" => Some(RoleKind::Role),
+        _ => None,
+    }
+}
+
 /// A RoleBinding subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject {
-    /// `User`, `Group` or `ServiceAccount`.
-    pub kind: String,
+    /// User or Group.
+    pub kind: SubjectKind,
     /// Its name.
-    pub name: String,
+    pub name: Box<str>,
 }
 
-/// What the plan needs of a RoleBinding.
+/// What the plan needs of a RoleBinding. Kept for every binding of a
+/// large cluster, so sized to it: the role's name is shared between the
+/// bindings naming it, the subjects are a slice of exactly their number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObservedBinding {
     /// `ClusterRole` or `Role`.
-    pub role_kind: String,
+    pub role_kind: RoleKind,
     /// The role's name.
-    pub role: String,
+    pub role: std::sync::Arc<str>,
     /// Who is bound.
-    pub subjects: Vec<Subject>,
+    pub subjects: Box<[Subject]>,
 }
 
 /// Who should be in each managed team, and the bound users Quay cannot
@@ -36,13 +68,6 @@ pub struct Desired {
     pub members: BTreeMap<String, BTreeSet<String>>,
     /// Users bound whose names Quay cannot hold.
     pub unusable: BTreeSet<String>,
-}
-
-fn kind_name(kind: RoleKind) -> &'static str {
-    match kind {
-        RoleKind::ClusterRole => "ClusterRole",
-        RoleKind::Role => "Role",
-    }
 }
 
 /// The desired members of every managed team: `User` subjects by name,
@@ -60,13 +85,12 @@ pub fn desired_members(
     }
     for b in bindings {
         for m in &cfg.mappings {
-            if b.role != m.role || b.role_kind != kind_name(m.role_kind) {
+            if *b.role != *m.role || b.role_kind != m.role_kind {
                 continue;
             }
-            let users = b.subjects.iter().flat_map(|s| match s.kind.as_str() {
-                "User" => vec![s.name.clone()],
-                "Group" => groups.get(&s.name).cloned().unwrap_or_default(),
-                _ => Vec::new(),
+            let users = b.subjects.iter().flat_map(|s| match s.kind {
+                SubjectKind::User => vec![s.name.to_string()],
+                SubjectKind::Group => groups.get(&*s.name).cloned().unwrap_or_default(),
             });
             for user in users {
                 if user.contains(':') {
@@ -307,14 +331,17 @@ mod tests {
     }
 
     fn binding(kind: &str, role: &str, subjects: &[(&str, &str)]) -> ObservedBinding {
+        // As the cache projects a binding: subjects of other kinds dropped.
         ObservedBinding {
-            role_kind: kind.into(),
+            role_kind: role_kind(kind).unwrap_or_else(|| panic!("{kind}")),
             role: role.into(),
             subjects: subjects
                 .iter()
-                .map(|(k, n)| Subject {
-                    kind: (*k).into(),
-                    name: (*n).into(),
+                .filter_map(|(k, n)| {
+                    Some(Subject {
+                        kind: SubjectKind::parse(k)?,
+                        name: (*n).into(),
+                    })
                 })
                 .collect(),
         }

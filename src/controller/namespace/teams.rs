@@ -86,8 +86,8 @@ fn desired(ctx: &NamespaceContext, cfg: &TeamSyncConfig, ns: &str) -> Desired {
     let named: BTreeSet<&str> = bindings
         .iter()
         .flat_map(|b| b.subjects.iter())
-        .filter(|s| s.kind == "Group")
-        .map(|s| s.name.as_str())
+        .filter(|s| s.kind == crate::plan::teams::SubjectKind::Group)
+        .map(|s| &*s.name)
         .collect();
     let groups: BTreeMap<String, Vec<String>> = ctx
         .caches

@@ -319,6 +319,7 @@ async fn run_demo(
     keep: bool,
     settings: &OperatorSettings,
     log_file: Option<&Path>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), SandboxError> {
     // The story needs every component; it binds free ports so it runs
     // beside a sandbox already listening on the defaults.
@@ -344,7 +345,7 @@ async fn run_demo(
             Some(&operator.admin_url()),
         );
         println!("Press Ctrl-C to stop.");
-        shutdown_signal().await;
+        shutdown.await;
     }
     operator.stop().await;
     kube.shutdown().await;
@@ -356,6 +357,8 @@ async fn run_demo(
 /// without `--keep`, until the story is told). `log_file` is where the
 /// logs go when they are not on stderr.
 pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), SandboxError> {
+    // Before anything listens: a stop right after "listening" is caught.
+    let shutdown = shutdown_signal();
     let SandboxArgs {
         components,
         listen_quay,
@@ -381,6 +384,7 @@ pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), San
             keep,
             &settings,
             log_file.as_deref(),
+            shutdown,
         )
         .await;
     }
@@ -425,19 +429,35 @@ pub async fn run(args: SandboxArgs, log_file: Option<PathBuf>) -> Result<(), San
         );
         operator = Some(running);
     }
-    explore(quay, kube, operator, &kubeconfig_out, log_file.as_deref()).await;
+    let running = Running {
+        quay,
+        kube,
+        operator,
+    };
+    explore(running, &kubeconfig_out, log_file.as_deref(), shutdown).await;
     Ok(())
+}
+
+/// What the sandbox started.
+struct Running {
+    quay: Option<EmbeddedQuay>,
+    kube: Option<EmbeddedKube>,
+    operator: Option<RunningOperator>,
 }
 
 /// Prints what to try, then runs until Ctrl-C or SIGTERM and stops
 /// everything.
 async fn explore(
-    quay: Option<EmbeddedQuay>,
-    kube: Option<EmbeddedKube>,
-    operator: Option<RunningOperator>,
+    running: Running,
     kubeconfig_out: &Path,
     log_file: Option<&Path>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let Running {
+        quay,
+        kube,
+        operator,
+    } = running;
     if kube.is_some() {
         let embedded_quay = quay
             .as_ref()
@@ -460,7 +480,7 @@ async fn explore(
         println!("Logs: {}", path.display());
     }
     println!("Press Ctrl-C to stop.");
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down");
     if let Some(o) = operator {
         o.stop().await;

@@ -20,7 +20,7 @@ pub(crate) struct CachedView {
 
 /// What team sync learnt of a namespace that a read of Quay does not
 /// show: kept between reads, unlike the view.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct TeamMemory {
     /// Users Quay invited instead of adding: (team, user).
     pub invited: std::collections::BTreeSet<(String, String)>,
@@ -30,12 +30,48 @@ pub(crate) struct TeamMemory {
     pub report: Option<crate::crd::TeamSyncStatus>,
 }
 
+/// A [`TeamMemory`] as kept between reconciles, for every namespace team
+/// sync has reported on: sorted slices of exactly their length instead of
+/// tree nodes sized for eleven.
+#[derive(Debug, Default)]
+struct KeptTeams {
+    invited: Box<[(Box<str>, Box<str>)]>,
+    reported: Box<[Box<str>]>,
+    report: Option<crate::crd::TeamSyncStatus>,
+}
+
+impl KeptTeams {
+    fn of(m: TeamMemory) -> Self {
+        Self {
+            invited: m
+                .invited
+                .into_iter()
+                .map(|(t, u)| (t.into_boxed_str(), u.into_boxed_str()))
+                .collect(),
+            reported: m.reported.into_iter().map(String::into_boxed_str).collect(),
+            report: m.report,
+        }
+    }
+
+    fn memory(&self) -> TeamMemory {
+        TeamMemory {
+            invited: self
+                .invited
+                .iter()
+                .map(|(t, u)| (t.to_string(), u.to_string()))
+                .collect(),
+            reported: self.reported.iter().map(|u| u.to_string()).collect(),
+            report: self.report.clone(),
+        }
+    }
+}
+
 /// The cached views and team memories, by namespace.
 #[derive(Default)]
 pub(crate) struct QuayViews {
     hint: Duration,
     views: Mutex<HashMap<String, CachedView>>,
-    teams: Mutex<HashMap<String, TeamMemory>>,
+    teams: Mutex<HashMap<String, KeptTeams>>,
 }
 
 impl QuayViews {
@@ -89,9 +125,9 @@ impl QuayViews {
         lock(&self.views).retain(|_, c| c.fetched.elapsed() < self.hint);
     }
 
-    /// Runs `f` on the namespace's team memory, if any.
-    pub fn with_teams<T>(&self, ns: &str, f: impl FnOnce(&TeamMemory) -> T) -> Option<T> {
-        lock(&self.teams).get(ns).map(f)
+    /// The namespace's team memory, if any.
+    pub fn teams(&self, ns: &str) -> Option<TeamMemory> {
+        lock(&self.teams).get(ns).map(KeptTeams::memory)
     }
 
     /// Keeps what team sync learnt of a namespace (nothing, when it
@@ -101,7 +137,7 @@ impl QuayViews {
         if memory == TeamMemory::default() {
             all.remove(ns);
         } else {
-            all.insert(ns.to_owned(), memory);
+            all.insert(ns.to_owned(), KeptTeams::of(memory));
         }
     }
 
@@ -130,5 +166,33 @@ impl QuayViews {
     pub fn clear(&self) {
         lock(&self.views).clear();
         lock(&self.teams).clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn team_memory_is_kept_compactly_and_given_back_whole() {
+        let views = QuayViews::new(Duration::from_secs(60));
+        let memory = TeamMemory {
+            invited: [
+                ("editors".into(), "bob".into()),
+                ("admins".into(), "al".into()),
+            ]
+            .into_iter()
+            .collect(),
+            reported: ["zed".into(), "amy".into()].into_iter().collect(),
+            report: Some(crate::crd::TeamSyncStatus {
+                members: 3,
+                ..Default::default()
+            }),
+        };
+        views.remember_teams("team", memory.clone());
+        assert_eq!(views.teams("team"), Some(memory));
+        assert_eq!(views.team_report(|_| true).members, 3);
+        views.remember_teams("team", TeamMemory::default());
+        assert_eq!(views.teams("team"), None, "nothing learnt: nothing kept");
     }
 }

@@ -2,7 +2,7 @@
 //! only when Quay is read anyway), plan from the RoleBinding and Group
 //! caches, apply, report.
 
-use super::super::context::NamespaceContext;
+use super::super::context::{NamespaceContext, TeamMemory};
 use super::super::error::Error;
 use super::Scope;
 use crate::config::TeamSyncConfig;
@@ -62,10 +62,10 @@ pub(super) fn teams_of(
 /// still pending and the unknown users already reported. Unknown users
 /// themselves are asked about again now that Quay is read again.
 pub(super) fn carry_over(ctx: &NamespaceContext, ns: &str, view: &mut QuayView) {
-    let remembered = ctx
-        .views
-        .with_teams(ns, |old| (old.invited.clone(), old.reported.clone()));
-    if let Some((invited, reported)) = remembered {
+    if let Some(TeamMemory {
+        invited, reported, ..
+    }) = ctx.views.teams(ns)
+    {
         view.teams.invited = invited
             .into_iter()
             .filter(|(team, user)| {

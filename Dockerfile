@@ -22,6 +22,12 @@ LABEL org.opencontainers.image.title="quay-bridge-operator" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.ref.name="quay.io/quay-bridge-operator/quay-bridge-operator:v0.1.0"
 COPY --from=build /src/target/release/quay-bridge-operator /usr/local/bin/quay-bridge-operator
+# One glibc malloc arena: the operator is mostly idle, and with an arena
+# per busy thread the memory one thread freed was not reused by another
+# (10,000 namespaces: 99 MiB peak RSS with the default, 87.5 MiB with one;
+# the webhook's p99 at 2,000 reviews/s unchanged). The memory bench runs
+# the binary with this image's ENV.
+ENV MALLOC_ARENA_MAX=1
 USER 65532:65532
 EXPOSE 8443 8081
 ENTRYPOINT ["/usr/local/bin/quay-bridge-operator"]

@@ -83,6 +83,22 @@ fn production_binary() -> std::path::PathBuf {
     target.join("release/quay-bridge-operator")
 }
 
+/// The `ENV` settings of the image (`Dockerfile`), which change how the
+/// binary uses memory.
+fn image_env() -> Vec<(String, String)> {
+    let dockerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    let env: Vec<(String, String)> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .flat_map(str::split_whitespace)
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    println!("image environment: {env:?}");
+    env
+}
+
 #[tokio::main]
 async fn main() {
     quay_bridge_operator::install_crypto_provider();
@@ -156,6 +172,8 @@ async fn main() {
         ])
         // The bench reads the process, not the admin server: any free port.
         .args(["--admin-listen", "127.0.0.1:0"])
+        // As the image runs it: with its environment (allocator settings).
+        .envs(image_env())
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .env("RUST_LOG", "warn")

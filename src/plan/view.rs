@@ -13,6 +13,13 @@ use std::time::Duration;
 /// resyncs.
 pub const VIEW_HINT: Duration = Duration::from_secs(60);
 
+/// How many views are kept at most (about 4 KiB each with team sync):
+/// they serve the reconciles a namespace's own writes trigger, seconds
+/// later, so the most recent thousand are enough, and memory no longer
+/// grows with how many namespaces converge per minute. When full, the
+/// oldest goes.
+pub const MAX_VIEWS: usize = 1024;
+
 /// How long views are trusted with this resync interval: 0.9 of it (the
 /// resync reads Quay again), at most [`VIEW_HINT`].
 pub fn hint(resync: Duration) -> Duration {

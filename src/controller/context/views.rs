@@ -99,9 +99,22 @@ impl QuayViews {
             .map(|c| (c.view.clone(), c.fetched))
     }
 
-    /// Keeps a view read (or updated by this reconcile's writes).
+    /// Keeps a view read (or updated by this reconcile's writes); when
+    /// [`view::MAX_VIEWS`] are kept, the stale ones go, then the oldest.
     pub fn store(&self, ns: &str, view: CachedView) {
-        lock(&self.views).insert(ns.to_owned(), view);
+        let mut views = lock(&self.views);
+        if views.len() >= view::MAX_VIEWS && !views.contains_key(ns) {
+            views.retain(|_, c| c.fetched.elapsed() < self.hint);
+            if views.len() >= view::MAX_VIEWS
+                && let Some(oldest) = views
+                    .iter()
+                    .min_by_key(|(_, c)| c.fetched)
+                    .map(|(n, _)| n.clone())
+            {
+                views.remove(&oldest);
+            }
+        }
+        views.insert(ns.to_owned(), view);
     }
 
     /// Replaces the kept view's content (same organization and generation
@@ -172,6 +185,36 @@ impl QuayViews {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kept(fetched: Instant) -> CachedView {
+        CachedView {
+            org: "org".into(),
+            view: QuayView::default(),
+            fetched,
+            generation: None,
+        }
+    }
+
+    #[test]
+    fn at_most_max_views_are_kept_and_the_oldest_goes_first() {
+        let views = QuayViews::new(Duration::from_secs(600));
+        let start = Instant::now();
+        for i in 0..view::MAX_VIEWS {
+            let age = Duration::from_millis(u64::try_from(view::MAX_VIEWS - i).unwrap_or(0));
+            views.store(
+                &format!("ns-{i}"),
+                kept(start.checked_sub(age).unwrap_or(start)),
+            );
+        }
+        views.store("newest", kept(Instant::now()));
+        assert_eq!(lock(&views.views).len(), view::MAX_VIEWS);
+        assert!(views.get("newest", "org", None).is_some());
+        assert!(views.get("ns-0", "org", None).is_none(), "the oldest went");
+        assert!(views.get("ns-1", "org", None).is_some());
+        // Replacing a kept one evicts nothing.
+        views.store("ns-1", kept(Instant::now()));
+        assert!(views.get("ns-2", "org", None).is_some());
+    }
 
     #[test]
     fn team_memory_is_kept_compactly_and_given_back_whole() {

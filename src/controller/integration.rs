@@ -152,7 +152,7 @@ async fn apply<K: IntegrationResource>(
             };
             status::status(
                 &check,
-                &ctx.outcomes.of(&cfg.id),
+                &ctx.outcomes.counts(&cfg.id),
                 cfg.quay_url.as_str(),
                 generation,
                 &previous,

@@ -173,37 +173,52 @@ pub struct Extras {
     pub robot_tokens: Option<RobotTokenStatus>,
 }
 
-/// The namespaces' outcomes, counted.
-struct Counts<'a> {
+/// How many of the conflicts the status names.
+const CONFLICTS_NAMED: usize = 5;
+
+/// The namespaces' outcomes, counted: what the status reports of them.
+/// Counted where they are kept, without a copy of them all (10,000
+/// namespaces' outcomes are megabytes).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counts {
     managed: usize,
-    failing: Vec<(&'a String, &'a String)>,
+    failing: usize,
+    /// The first failing namespace (by name) and its error.
+    first_failing: Option<String>,
+    /// The first conflicts (by name), as `namespace: message`.
     conflicts: Vec<String>,
 }
 
-impl<'a> Counts<'a> {
-    fn of(outcomes: &'a [(String, NsOutcome)]) -> Self {
-        let mut c = Counts {
-            managed: 0,
-            failing: Vec::new(),
-            conflicts: Vec::new(),
-        };
+impl Counts {
+    /// Counts `(namespace, outcome)` pairs, given sorted by namespace.
+    pub fn of<'a>(outcomes: impl IntoIterator<Item = (&'a str, &'a NsOutcome)>) -> Self {
+        let mut c = Counts::default();
         for (n, o) in outcomes {
             match &o.state {
                 NsState::Managed => c.managed += 1,
-                NsState::Failing(m) => c.failing.push((n, m)),
-                NsState::Conflict(m) => c.conflicts.push(format!("{n}: {m}")),
+                NsState::Failing(m) => {
+                    c.failing += 1;
+                    if c.first_failing.is_none() {
+                        c.first_failing = Some(format!("{n}: {m}"));
+                    }
+                }
+                NsState::Conflict(m) => {
+                    if c.conflicts.len() < CONFLICTS_NAMED {
+                        c.conflicts.push(format!("{n}: {m}"));
+                    }
+                }
             }
         }
         c
     }
 
     fn last_error(&self) -> Option<String> {
-        self.failing.first().map(|(n, m)| format!("{n}: {m}"))
+        self.first_failing.clone()
     }
 }
 
 /// `Ready`'s message: what is bridged, or the first thing in the way.
-fn ready_message(check: &TokenCheck, counts: &Counts<'_>, quay_url: &str, ready: bool) -> String {
+fn ready_message(check: &TokenCheck, counts: &Counts, quay_url: &str, ready: bool) -> String {
     if ready {
         format!(
             "{} bridged to {quay_url}",
@@ -216,7 +231,7 @@ fn ready_message(check: &TokenCheck, counts: &Counts<'_>, quay_url: &str, ready:
     } else {
         format!(
             "{} failing; last error: {}",
-            count_of(counts.failing.len(), "namespace", "namespaces"),
+            count_of(counts.failing, "namespace", "namespaces"),
             counts.last_error().unwrap_or_default()
         )
     }
@@ -226,24 +241,20 @@ fn ready_message(check: &TokenCheck, counts: &Counts<'_>, quay_url: &str, ready:
 /// namespaces' outcomes.
 pub fn status(
     check: &TokenCheck,
-    outcomes: &[(String, NsOutcome)],
+    counts: &Counts,
     quay_url: &str,
     generation: Option<i64>,
     previous: &[Condition],
     extras: Extras,
 ) -> QuayIntegrationStatus {
-    let counts = Counts::of(outcomes);
-    let ready = check.creds_ok && check.reachable && counts.failing.is_empty();
+    let ready = check.creds_ok && check.reachable && counts.failing == 0;
     let cond = |kind: &str, ok: bool, reason: &str, message: String| {
         condition(kind, ok, reason, message, generation, previous)
     };
     let (conflict_reason, conflict_msg) = if counts.conflicts.is_empty() {
         ("NoConflict", "no conflicts".to_owned())
     } else {
-        (
-            "NamespacesInConflict",
-            counts.conflicts[..counts.conflicts.len().min(5)].join("; "),
-        )
+        ("NamespacesInConflict", counts.conflicts.join("; "))
     };
     let (rejected_reason, rejected_msg) = if check.rejected {
         ("TokenRejected", check.creds_msg.clone())
@@ -259,7 +270,7 @@ pub fn status(
                 "Ready",
                 ready,
                 if ready { "Converged" } else { "NotReady" },
-                ready_message(check, &counts, quay_url, ready),
+                ready_message(check, counts, quay_url, ready),
             ),
             cond(
                 "CredentialsValid",
@@ -288,7 +299,7 @@ pub fn status(
         ],
         observed_generation: generation,
         managed_namespaces: u32::try_from(counts.managed).unwrap_or(u32::MAX),
-        failing_namespaces: u32::try_from(counts.failing.len()).unwrap_or(u32::MAX),
+        failing_namespaces: u32::try_from(counts.failing).unwrap_or(u32::MAX),
         last_error: counts.last_error(),
         team_sync: extras.team_sync,
         escaped_builds: extras.escaped_builds,
@@ -363,6 +374,23 @@ mod tests {
         }
     }
 
+    fn counted(outcomes: &[(String, NsOutcome)]) -> Counts {
+        Counts::of(outcomes.iter().map(|(n, o)| (n.as_str(), o)))
+    }
+
+    #[test]
+    fn only_the_first_conflicts_are_named_and_the_first_failure_reported() {
+        let mut outcomes: Vec<(String, NsOutcome)> = (0..8)
+            .map(|i| (format!("c{i}"), outcome(NsState::Conflict("x".into()))))
+            .collect();
+        outcomes.push(("f1".into(), outcome(NsState::Failing("one".into()))));
+        outcomes.push(("f2".into(), outcome(NsState::Failing("two".into()))));
+        let c = counted(&outcomes);
+        assert_eq!(c.conflicts.len(), CONFLICTS_NAMED);
+        assert_eq!(c.conflicts[0], "c0: x");
+        assert_eq!((c.failing, c.last_error().as_deref()), (2, Some("f1: one")));
+    }
+
     #[test]
     fn counts_read_as_english() {
         assert_eq!(count_of(0, "namespace", "namespaces"), "0 namespaces");
@@ -380,7 +408,7 @@ mod tests {
         ];
         let s = status(
             &check(true, true),
-            &outcomes,
+            &counted(&outcomes),
             "https://q",
             Some(3),
             &[],
@@ -405,7 +433,7 @@ mod tests {
         assert_eq!(s.conditions[3].reason, "NamespacesInConflict");
         let ok = status(
             &check(true, true),
-            &outcomes[..2],
+            &counted(&outcomes[..2]),
             "https://q",
             Some(3),
             &[],
@@ -417,7 +445,7 @@ mod tests {
         );
         let rejected = status(
             &check(false, true),
-            &[],
+            &Counts::default(),
             "https://q",
             None,
             &[],
@@ -427,7 +455,7 @@ mod tests {
         assert_eq!(rejected.conditions[1].reason, "TokenRejected");
         let down = status(
             &check(true, false),
-            &[],
+            &Counts::default(),
             "https://q",
             None,
             &[],

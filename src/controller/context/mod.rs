@@ -282,8 +282,8 @@ impl IntegrationContext {
         &self,
         id: &crate::config::IntegrationId,
     ) -> crate::crd::TeamSyncStatus {
-        let managed: HashSet<String> = self.outcomes.of(id).into_iter().map(|(n, _)| n).collect();
-        self.views.team_report(|ns| managed.contains(ns))
+        // Lock order: the team memories, then the outcomes.
+        self.views.team_report(|ns| self.outcomes.concerns(ns, id))
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::{Metrics, NsOutcome, NsState, lock};
 use crate::config::IntegrationId;
+use crate::plan::status::Counts;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -45,13 +46,22 @@ impl Outcomes {
         self.metrics.namespace_states(managed, failing, conflict);
     }
 
-    /// Outcomes of the namespaces an integration is concerned with.
-    pub fn of(&self, id: &IntegrationId) -> Vec<(String, NsOutcome)> {
+    /// The outcomes of the namespaces an integration is concerned with,
+    /// counted where they are kept.
+    pub fn counts(&self, id: &IntegrationId) -> Counts {
+        Counts::of(
+            lock(&self.outcomes)
+                .iter()
+                .filter(|(_, o)| o.integrations.contains(id))
+                .map(|(n, o)| (n.as_str(), o)),
+        )
+    }
+
+    /// Whether an integration is concerned with the namespace.
+    pub fn concerns(&self, namespace: &str, id: &IntegrationId) -> bool {
         lock(&self.outcomes)
-            .iter()
-            .filter(|(_, o)| o.integrations.contains(id))
-            .map(|(n, o)| (n.clone(), o.clone()))
-            .collect()
+            .get(namespace)
+            .is_some_and(|o| o.integrations.contains(id))
     }
 }
 
@@ -123,9 +133,10 @@ mod tests {
         };
         o.set("a", Some(managed("one")));
         o.set("b", Some(managed("two")));
-        assert_eq!(o.of(&id("one")).len(), 1);
+        assert!(o.concerns("a", &id("one")) && !o.concerns("a", &id("two")));
+        assert_ne!(o.counts(&id("one")), Counts::default());
         o.set("a", None);
-        assert!(o.of(&id("one")).is_empty());
-        assert_eq!(o.of(&id("two"))[0].0, "b");
+        assert!(!o.concerns("a", &id("one")));
+        assert_eq!(o.counts(&id("one")), Counts::default());
     }
 }

@@ -4,18 +4,20 @@
 //! at a few dozen bytes per object, and a namespace's entries are found
 //! without scanning every object.
 
+use compact_str::CompactString;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
-type Entries<V> = HashMap<String, Slots<V>>;
+/// By namespace; names of 24 bytes or less are held inline.
+type Entries<V> = HashMap<CompactString, Slots<V>>;
 
 /// One namespace's entries, sorted by name. A namespace holds a few: a
 /// vector of exactly that many costs a fraction of a map's node.
 #[derive(Debug, Clone, PartialEq)]
-struct Slots<V>(Vec<(Box<str>, V)>);
+struct Slots<V>(Vec<(CompactString, V)>);
 
 impl<V> Default for Slots<V> {
     fn default() -> Self {
@@ -33,7 +35,7 @@ impl<V> Slots<V> {
             Ok(i) => self.0[i].1 = value,
             Err(i) => {
                 self.0.reserve_exact(1);
-                self.0.insert(i, (name.into_boxed_str(), value));
+                self.0.insert(i, (name.into(), value));
             }
         }
     }
@@ -127,14 +129,14 @@ impl<V: Clone + PartialEq> Index<V> {
                     match project(obj) {
                         Some(value) => state
                             .current
-                            .entry(ns.clone())
+                            .entry(CompactString::from(&ns))
                             .or_default()
                             .insert(name, value),
                         None => {
-                            if let Some(entries) = state.current.get_mut(&ns) {
+                            if let Some(entries) = state.current.get_mut(ns.as_str()) {
                                 entries.remove(&name);
                                 if entries.is_empty() {
-                                    state.current.remove(&ns);
+                                    state.current.remove(ns.as_str());
                                 }
                             }
                         }
@@ -144,10 +146,10 @@ impl<V: Clone + PartialEq> Index<V> {
                 .unwrap_or_default(),
             watcher::Event::Delete(obj) => key(obj)
                 .map(|(ns, name)| {
-                    if let Some(entries) = state.current.get_mut(&ns) {
+                    if let Some(entries) = state.current.get_mut(ns.as_str()) {
                         entries.remove(&name);
                         if entries.is_empty() {
-                            state.current.remove(&ns);
+                            state.current.remove(ns.as_str());
                         }
                     }
                     vec![ns]
@@ -161,7 +163,10 @@ impl<V: Clone + PartialEq> Index<V> {
                 if let (Some((ns, name)), Some(relist), Some(value)) =
                     (key(obj), state.relist.as_mut(), project(obj))
                 {
-                    relist.entry(ns).or_default().insert(name, value);
+                    relist
+                        .entry(CompactString::from(ns))
+                        .or_default()
+                        .insert(name, value);
                 }
                 Vec::new()
             }
@@ -172,14 +177,14 @@ impl<V: Clone + PartialEq> Index<V> {
                 let mut changed: Vec<String> = fresh
                     .iter()
                     .filter(|(ns, entries)| state.current.get(*ns) != Some(*entries))
-                    .map(|(ns, _)| ns.clone())
+                    .map(|(ns, _)| ns.to_string())
                     .collect();
                 changed.extend(
                     state
                         .current
                         .keys()
                         .filter(|ns| !fresh.contains_key(*ns))
-                        .cloned(),
+                        .map(CompactString::to_string),
                 );
                 state.current = fresh;
                 drop(state);
@@ -214,7 +219,7 @@ impl<V: Clone + PartialEq> Index<V> {
             .current
             .iter()
             .filter(|(_, e)| e.values().any(&pred))
-            .map(|(ns, _)| ns.clone())
+            .map(|(ns, _)| ns.to_string())
             .collect()
     }
 

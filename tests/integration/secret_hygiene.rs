@@ -343,7 +343,7 @@ async fn decode_errors_and_debug_output_quote_no_secret() {
         assert!(!debug.contains(line), "the key leaked into: {debug}");
     }
     let observed = ObservedSecret {
-        type_: "kubernetes.io/dockerconfigjson".into(),
+        dockerconfigjson_type: true,
         dockerconfigjson: Some(quay_bridge_operator::plan::namespace::ConfigDigest::of(
             quay_bridge_operator::plan::names::dockerconfigjson(
                 "quay.example.com",

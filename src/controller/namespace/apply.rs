@@ -341,9 +341,9 @@ async fn apply_secret(
         &payload,
         Some(&live.metadata),
     );
-    if observed.type_ == "kubernetes.io/dockerconfigjson" {
+    if observed.dockerconfigjson_type {
         let mut desired = desired;
-        desired.metadata.resource_version = observed.resource_version.clone();
+        desired.metadata.resource_version = observed.resource_version.as_deref().map(str::to_owned);
         secrets
             .replace(secret_name, &crate::controller::post_params(), &desired)
             .await?;

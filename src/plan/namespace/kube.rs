@@ -4,23 +4,27 @@
 use super::names;
 use crate::config::{IntegrationConfig, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::secret::SecretString;
+use compact_str::CompactString;
 use std::collections::BTreeMap;
+
+/// The type of the Secrets this operator writes.
+pub const DOCKERCONFIGJSON: &str = "kubernetes.io/dockerconfigjson";
 
 /// A Secret as observed: what the plan compares, not the Secret. The
 /// registry credentials are kept as a digest, so a cache of every managed
 /// Secret holds no token and a few dozen bytes per Secret.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObservedSecret {
-    /// `type` (ours are `kubernetes.io/dockerconfigjson`).
-    pub type_: String,
+    /// Its `type` is `kubernetes.io/dockerconfigjson` (ours are).
+    pub dockerconfigjson_type: bool,
     /// Digest of the `.dockerconfigjson` key, when the Secret has one.
     pub dockerconfigjson: Option<ConfigDigest>,
     /// It carries the operator's label (see [`secret_is_ours`]).
     pub labelled: bool,
     /// Its service-account annotation.
-    pub service_account: Option<String>,
+    pub service_account: Option<CompactString>,
     /// `metadata.resourceVersion`, the precondition of a replace.
-    pub resource_version: Option<String>,
+    pub resource_version: Option<CompactString>,
 }
 
 impl ObservedSecret {
@@ -28,7 +32,7 @@ impl ObservedSecret {
     pub fn of(secret: &k8s_openapi::api::core::v1::Secret) -> Self {
         let meta = &secret.metadata;
         Self {
-            type_: secret.type_.clone().unwrap_or_default(),
+            dockerconfigjson_type: secret.type_.as_deref() == Some(DOCKERCONFIGJSON),
             dockerconfigjson: secret
                 .data
                 .as_ref()
@@ -43,8 +47,8 @@ impl ObservedSecret {
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(SERVICE_ACCOUNT_ANNOTATION))
-                .cloned(),
-            resource_version: meta.resource_version.clone(),
+                .map(CompactString::from),
+            resource_version: meta.resource_version.as_deref().map(CompactString::from),
         }
     }
 }
@@ -122,7 +126,7 @@ pub fn secret_is_ours(current: &ObservedSecret) -> bool {
 /// The one rule for "this Secret is as the operator wants it": its type,
 /// our label, the service-account annotation and the registry credentials.
 pub fn secret_up_to_date(current: &ObservedSecret, service_account: &str, payload: &str) -> bool {
-    current.type_ == "kubernetes.io/dockerconfigjson"
+    current.dockerconfigjson_type
         && secret_is_ours(current)
         && current.service_account.as_deref() == Some(service_account)
         && current.dockerconfigjson == Some(ConfigDigest::of(payload.as_bytes()))
@@ -152,7 +156,7 @@ pub fn desired_secret(
             annotations: Some(annotations),
             ..Default::default()
         },
-        type_: Some("kubernetes.io/dockerconfigjson".into()),
+        type_: Some(DOCKERCONFIGJSON.into()),
         data: Some(
             [(
                 ".dockerconfigjson".to_owned(),
@@ -206,9 +210,9 @@ pub fn link_ops(
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObservedServiceAccount {
     /// Names in `secrets` (mountable) that may be bridge Secrets.
-    pub secrets: Vec<String>,
+    pub secrets: Vec<CompactString>,
     /// Names in `imagePullSecrets` that may be bridge Secrets.
-    pub image_pull_secrets: Vec<String>,
+    pub image_pull_secrets: Vec<CompactString>,
 }
 
 impl ObservedServiceAccount {
@@ -221,15 +225,17 @@ impl ObservedServiceAccount {
                 .secrets
                 .iter()
                 .flatten()
-                .filter_map(|r| r.name.clone())
+                .filter_map(|r| r.name.as_deref())
                 .filter(|n| names::may_be_bridge_secret(n))
+                .map(CompactString::from)
                 .collect(),
             image_pull_secrets: sa
                 .image_pull_secrets
                 .iter()
                 .flatten()
-                .map(|r| r.name.clone())
+                .map(|r| r.name.as_str())
                 .filter(|n| names::may_be_bridge_secret(n))
+                .map(CompactString::from)
                 .collect(),
         };
         o.secrets.shrink_to_fit();
@@ -319,8 +325,8 @@ pub fn plan_kube(
         match service_accounts.get(sa) {
             None => plan.waiting_for.push(sa.clone()),
             Some(account) => {
-                let mountable = !account.secrets.contains(&name);
-                let pull = !account.image_pull_secrets.contains(&name);
+                let mountable = !account.secrets.iter().any(|s| *s == name);
+                let pull = !account.image_pull_secrets.iter().any(|s| *s == name);
                 if mountable || pull {
                     plan.actions.push(KubeAction::LinkServiceAccount {
                         service_account: sa.clone(),
@@ -358,7 +364,7 @@ mod tests {
     #[test]
     fn an_observed_secrets_debug_output_hides_the_credentials() {
         let s = ObservedSecret {
-            type_: "kubernetes.io/dockerconfigjson".into(),
+            dockerconfigjson_type: true,
             dockerconfigjson: Some(digest(&names::dockerconfigjson("q", "o+b", "tok-987654"))),
             ..Default::default()
         };
@@ -429,7 +435,7 @@ mod tests {
     #[test]
     fn only_a_labelled_secret_is_ours() {
         let mut s = ObservedSecret {
-            type_: "kubernetes.io/dockerconfigjson".into(),
+            dockerconfigjson_type: true,
             ..Default::default()
         };
         assert!(!secret_is_ours(&s));
@@ -458,22 +464,22 @@ mod tests {
             secrets.insert(
                 name.clone(),
                 ObservedSecret {
-                    type_: "kubernetes.io/dockerconfigjson".into(),
+                    dockerconfigjson_type: true,
                     dockerconfigjson: Some(digest(&names::dockerconfigjson(
                         "quay.example.com",
                         &format!("openshift_demo+{sa}"),
                         &format!("tok-{sa}"),
                     ))),
                     labelled: true,
-                    service_account: Some(sa.clone()),
+                    service_account: Some(sa.as_str().into()),
                     resource_version: None,
                 },
             );
             sas.insert(
                 sa.clone(),
                 ObservedServiceAccount {
-                    secrets: vec![format!("{sa}-dockercfg-x"), name.clone()],
-                    image_pull_secrets: vec![name],
+                    secrets: vec![format!("{sa}-dockercfg-x").into(), name.as_str().into()],
+                    image_pull_secrets: vec![name.into()],
                 },
             );
         }
@@ -520,10 +526,10 @@ mod tests {
 
     fn observed(sa: &str) -> ObservedSecret {
         ObservedSecret {
-            type_: "kubernetes.io/dockerconfigjson".into(),
+            dockerconfigjson_type: true,
             dockerconfigjson: Some(digest("{\"auths\": {\"q\": {}}}")),
             labelled: true,
-            service_account: Some(sa.to_owned()),
+            service_account: Some(sa.into()),
             resource_version: None,
         }
     }
@@ -546,7 +552,7 @@ mod tests {
         s.labelled = false;
         assert!(!secret_up_to_date(&s, "builder", payload), "label removed");
         let mut s = observed("builder");
-        s.type_ = "Opaque".into();
+        s.dockerconfigjson_type = false;
         assert!(!secret_up_to_date(&s, "builder", payload), "retyped");
         let mut s = observed("builder");
         s.dockerconfigjson = None;

@@ -335,9 +335,9 @@ async fn steady_state(
     namespaces: usize,
     concurrency: usize,
 ) {
-    // Longer than the restart pass itself (about N/50 s here), or the
-    // window "until Quay is quiet" would hold resyncs of the namespaces
-    // the pass began with.
+    // Longer than the restart pass itself (about N/50 s here): the first
+    // resync round begins one interval after the start, and the pass must
+    // be over (Quay quiet) by then.
     let resync = Duration::from_secs(env("RESYNC_SECONDS_STEADY", 20.max(namespaces / 50)) as u64);
     let options = Options {
         concurrency: u16::try_from(concurrency).unwrap(),
@@ -354,6 +354,7 @@ async fn steady_state(
     while !ready.load(std::sync::atomic::Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let ready_at = Instant::now();
     println!(
         "RESTART: ready (caches synced, the webhook would answer) {:.2} s after start",
         started.elapsed().as_secs_f64()
@@ -367,10 +368,13 @@ async fn steady_state(
         restart.len(),
         restart.len() as f64 / namespaces as f64
     );
+    // The first resync round begins one interval after the controllers
+    // start (right after ready) and triggers each namespace once, at its
+    // slot: the window holds that round's ticks and no other.
+    let tick = quay_bridge_operator::plan::resync::tick(resync);
+    tokio::time::sleep_until((ready_at + resync).into()).await;
     let mark = quay.requests().len();
-    // Each namespace is requeued exactly one resync period after its last
-    // reconcile: a window of that length holds one resync of each.
-    tokio::time::sleep(resync).await;
+    tokio::time::sleep_until((ready_at + resync * 2 - tick / 2).into()).await;
     let resynced = &quay.requests()[mark..];
     let writes = resynced.iter().filter(|r| r.method != "GET").count();
     println!(

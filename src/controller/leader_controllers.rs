@@ -182,12 +182,14 @@ async fn namespace_controller(
         let names: Vec<String> = all_store.state().iter().map(|n| n.name_any()).collect();
         queue.add(names.iter().map(String::as_str));
     });
+    let ticks = resync_ticks(&ctx, ns_store.clone());
     Controller::for_stream(ns_stream, ns_store)
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.parts.options.concurrency),
         )
         .reconcile_all_on(all)
         .reconcile_on(triggers)
+        .reconcile_on(ticks)
         .graceful_shutdown_on(stop)
         .run(
             namespace::reconcile,
@@ -196,4 +198,45 @@ async fn namespace_controller(
         )
         .for_each(|_| async {})
         .await;
+}
+
+/// The periodic resync: from one interval after the start (the start
+/// itself reconciles every namespace), each tick triggers the bridged
+/// namespaces of one slot (`plan::resync`), so every one is reconciled
+/// once per interval and Quay sees the reads spread evenly over it.
+fn resync_ticks(
+    ctx: &Context,
+    namespaces: Store<CachedNamespace>,
+) -> impl futures::Stream<Item = ObjectRef<CachedNamespace>> + Send + 'static {
+    let resync = ctx.parts.options.resync;
+    let integrations = ctx.parts.integrations.clone();
+    let queue = ctx.parts.queue.clone();
+    let mut interval = tokio::time::interval_at(
+        tokio::time::Instant::now() + resync,
+        crate::plan::resync::tick(resync),
+    );
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures::stream::unfold((interval, 0u64), move |(mut interval, n)| {
+        let namespaces = namespaces.clone();
+        let integrations = integrations.clone();
+        async move {
+            interval.tick().await;
+            let all = integrations.all();
+            let due: Vec<String> = namespaces
+                .state()
+                .iter()
+                .map(|ns| ns.name_any())
+                .filter(|name| {
+                    crate::plan::resync::due(name, n)
+                        && matches!(
+                            crate::plan::selection::manager(&all, name),
+                            crate::plan::selection::Manager::One(_)
+                        )
+                })
+                .collect();
+            Some((due, (interval, n + 1)))
+        }
+    })
+    .inspect(move |due| queue.add(due.iter().map(String::as_str)))
+    .flat_map(|due| futures::stream::iter(due.into_iter().map(|n| ObjectRef::new(&n))))
 }

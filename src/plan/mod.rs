@@ -9,6 +9,7 @@ pub mod metadata;
 pub mod names;
 pub mod namespace;
 pub mod patch;
+pub mod resync;
 pub mod rotation;
 pub mod selection;
 pub mod status;

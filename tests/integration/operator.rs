@@ -249,8 +249,11 @@ async fn a_resync_of_a_converged_namespace_costs_three_reads_and_no_writes() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     env.quay.clear_requests();
     env.kube.clear_requests();
-    // Wait through one resync period.
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    // The namespace's next resync (its slot comes once per 1.5 s round):
+    // its first read, then time for the reconcile to finish, less than a
+    // round, so exactly one resync is counted.
+    wait_for("the resync", || async { !quay_requests(&env).is_empty() }).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let requests = quay_requests(&env);
     println!(
         "Quay requests per resync of a converged namespace: {}",

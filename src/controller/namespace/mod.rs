@@ -294,7 +294,7 @@ async fn converge(
     if let Some((msg, reason)) = foreign_owner(&s, &view).await? {
         conflict(ctx, &s.name, cfg, msg.clone());
         ctx.events.on_namespace(ns, true, reason, msg, true).await;
-        return Ok(Action::requeue(ctx.options.resync));
+        return Ok(Action::await_change());
     }
     let secrets = observed_secrets(ctx, cfg, &s.name);
     let robots = rotation::robot_plans(&s, &view, &secrets);
@@ -455,7 +455,7 @@ async fn report(
         ctx.events
             .on_namespace(s.ns, true, "SecretConflict", msg, true)
             .await;
-        return Ok(Action::requeue(ctx.options.resync));
+        return Ok(Action::await_change());
     }
     ctx.outcomes.set(
         &s.name,
@@ -466,7 +466,9 @@ async fn report(
     );
     ctx.events.clear_report(&s.name, "QuayUnavailable");
     ctx.events.clear_report(&s.name, "ReconcileFailed");
-    Ok(Action::requeue(ctx.options.resync))
+    // The periodic resync comes from its slot (`plan::resync`), not from
+    // a timer per namespace.
+    Ok(Action::await_change())
 }
 
 /// What this operator saw and did in Quay recently for the namespace,

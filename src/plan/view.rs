@@ -15,10 +15,11 @@ pub const VIEW_HINT: Duration = Duration::from_secs(60);
 
 /// How many views are kept at most (about 4 KiB each with team sync):
 /// they serve the reconciles a namespace's own writes trigger, seconds
-/// later, so the most recent thousand are enough, and memory no longer
-/// grows with how many namespaces converge per minute. When full, the
-/// oldest goes.
-pub const MAX_VIEWS: usize = 1024;
+/// later, so the most recent few hundred are enough (1,000 namespaces
+/// converged with 11.03 Quay requests each with 256, 11.00 with 1,024),
+/// and memory no longer grows with how many namespaces converge per
+/// minute. When full, the oldest goes.
+pub const MAX_VIEWS: usize = 256;
 
 /// How long views are trusted with this resync interval: 0.9 of it (the
 /// resync reads Quay again), at most [`VIEW_HINT`].

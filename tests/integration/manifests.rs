@@ -766,10 +766,10 @@ fn every_metric_the_docs_and_the_alerts_name_exists() {
     assert_eq!(service["spec"]["ports"][0]["targetPort"], 8081);
 }
 
-/// The image runs the binary with one malloc arena (see the Dockerfile's
-/// comment: measured at 10,000 namespaces), in the stage that ships.
+/// The image runs the binary with the measured malloc settings (see the
+/// Dockerfile's comment), in the stage that ships.
 #[test]
-fn the_image_runs_with_one_malloc_arena() {
+fn the_image_runs_with_the_measured_malloc_settings() {
     let dockerfile = std::fs::read_to_string(manifest("Dockerfile")).unwrap();
     let (_, shipped) = dockerfile
         .rsplit_once("\nFROM ")

@@ -777,7 +777,7 @@ fn the_image_runs_with_the_measured_malloc_settings() {
     assert!(
         shipped
             .lines()
-            .any(|l| l.trim() == "ENV MALLOC_ARENA_MAX=1"),
+            .any(|l| l.trim() == "ENV MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=131072"),
         "{shipped}"
     );
 }

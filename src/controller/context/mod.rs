@@ -248,32 +248,32 @@ impl NamespaceContext {
 
 /// What the QuayIntegration controllers use: no cache but their own.
 pub(crate) struct IntegrationContext {
-    /// Writes the status, and the minted token into the credentials Secret.
-    pub client: Client,
-    /// How often the status is refreshed.
-    pub status_interval: std::time::Duration,
-    /// Goes into the OAuth application's marker when a token is minted.
-    pub cluster_uid: String,
-    /// Reconcile counts, robot-token age.
-    pub metrics: Metrics,
     /// Generations handled, token checks, refused sign-ins; resync on change.
     pub integrations: Arc<Integrations>,
-    /// Checks and mints the token; watches the credentials Secret.
-    pub quay: Arc<QuayAccess>,
-    /// Counted into the status (managed, failing, conflicts).
-    pub outcomes: Arc<Outcomes>,
-    /// Delays the retry of a failing integration.
-    pub backoff: Arc<Backoff>,
-    /// Condition transitions and token Events on the integration.
-    pub events: Arc<Events>,
-    /// Team sync's counts (read only).
-    pub views: Arc<QuayViews>,
-    /// Robot-token ages (read only).
-    pub rotations: Arc<rotations::Rotations>,
-    /// Escaped Builds' counts (read only).
-    pub escaped: Arc<escaped::EscapedBuilds>,
     /// Re-reconciles every namespace when an integration changes.
     pub resync: Arc<Resync>,
+    /// Checks and mints the token; watches the credentials Secret.
+    pub quay: Arc<QuayAccess>,
+    /// Goes into the OAuth application's marker when a token is minted.
+    pub cluster_uid: String,
+    /// Counted into the status (managed, failing, conflicts).
+    pub outcomes: Arc<Outcomes>,
+    /// Team sync's counts (read only).
+    pub views: Arc<QuayViews>,
+    /// Escaped Builds' counts (read only).
+    pub escaped: Arc<escaped::EscapedBuilds>,
+    /// Robot-token ages (read only).
+    pub rotations: Arc<rotations::Rotations>,
+    /// Writes the status, and the minted token into the credentials Secret.
+    pub client: Client,
+    /// Condition transitions and token Events on the integration.
+    pub events: Arc<Events>,
+    /// How often the status is refreshed.
+    pub status_interval: std::time::Duration,
+    /// Delays the retry of a failing integration.
+    pub backoff: Arc<Backoff>,
+    /// Reconcile counts, robot-token age.
+    pub metrics: Metrics,
 }
 
 impl IntegrationContext {

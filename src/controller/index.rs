@@ -25,17 +25,35 @@ impl<V> Default for Slots<V> {
     }
 }
 
-impl<V> Slots<V> {
+/// What an insertion did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Same,
+    Changed,
+    Added,
+}
+
+impl<V: PartialEq> Slots<V> {
     fn find(&self, name: &str) -> Result<usize, usize> {
         self.0.binary_search_by(|(n, _)| (**n).cmp(name))
     }
 
-    fn insert(&mut self, name: String, value: V) {
+    /// Sets `name`'s value; returns where it is and what it was.
+    fn insert(&mut self, name: String, value: V) -> (usize, Change) {
         match self.find(&name) {
-            Ok(i) => self.0[i].1 = value,
+            Ok(i) => {
+                let change = if self.0[i].1 == value {
+                    Change::Same
+                } else {
+                    Change::Changed
+                };
+                self.0[i].1 = value;
+                (i, change)
+            }
             Err(i) => {
                 self.0.reserve_exact(1);
                 self.0.insert(i, (name.into(), value));
+                (i, Change::Added)
             }
         }
     }
@@ -68,19 +86,108 @@ impl<V> Slots<V> {
     }
 }
 
+/// What a (re)list has seen of one namespace so far.
+#[derive(Debug, Default)]
+struct Seen {
+    /// One mark per slot of the namespace's entries, in the same order.
+    marks: Vec<bool>,
+    /// Whether the relist added or changed an entry here.
+    changed: bool,
+}
+
 #[derive(Debug)]
 struct State<V> {
     current: Entries<V>,
-    /// Filled during a (re)list, swapped in when it completes.
-    relist: Option<Entries<V>>,
+    /// During a (re)list: what it has seen, by namespace. The list
+    /// updates `current` in place and, when it completes, removes what it
+    /// did not see; a relist of a large cluster thus never holds two
+    /// copies of the index.
+    listing: Option<HashMap<CompactString, Seen>>,
 }
 
 impl<V> Default for State<V> {
     fn default() -> Self {
         Self {
             current: HashMap::new(),
-            relist: None,
+            listing: None,
         }
+    }
+}
+
+impl<V: PartialEq> State<V> {
+    /// Removes `namespace/name` (with its mark, during a list).
+    fn remove(&mut self, namespace: &str, name: &str) {
+        let Some(entries) = self.current.get_mut(namespace) else {
+            return;
+        };
+        let Ok(i) = entries.find(name) else {
+            return;
+        };
+        entries.remove(name);
+        if entries.is_empty() {
+            self.current.remove(namespace);
+        }
+        if let Some(listing) = self.listing.as_mut() {
+            let seen = listing.entry(CompactString::from(namespace)).or_default();
+            if i < seen.marks.len() {
+                seen.marks.remove(i);
+            }
+            seen.changed = true;
+        }
+    }
+
+    /// Keeps `value` as `namespace/name`, or drops the entry when there
+    /// is none; during a list, marks it as seen.
+    fn set(&mut self, namespace: String, name: String, value: Option<V>) {
+        let Some(value) = value else {
+            // Not kept: if it was, a list sweeps it when it completes.
+            return self.remove(&namespace, &name);
+        };
+        let entries = self
+            .current
+            .entry(CompactString::from(namespace.as_str()))
+            .or_default();
+        let before = entries.len();
+        let (i, change) = entries.insert(name, value);
+        let Some(listing) = self.listing.as_mut() else {
+            return;
+        };
+        let seen = listing.entry(CompactString::from(namespace)).or_default();
+        seen.marks.resize(before, false);
+        match change {
+            Change::Added => seen.marks.insert(i, true),
+            Change::Changed | Change::Same => seen.marks[i] = true,
+        }
+        seen.changed |= change != Change::Same;
+    }
+
+    /// The list is complete: entries it did not see are removed; returns
+    /// the namespaces whose entries it changed.
+    fn list_done(&mut self) -> Vec<String> {
+        let Some(listing) = self.listing.take() else {
+            return Vec::new();
+        };
+        let mut changed: BTreeSet<String> = listing
+            .iter()
+            .filter(|(_, seen)| seen.changed)
+            .map(|(namespace, _)| namespace.to_string())
+            .collect();
+        self.current.retain(|namespace, entries| {
+            let Some(seen) = listing.get(namespace) else {
+                // Nothing listed here any more.
+                changed.insert(namespace.to_string());
+                return false;
+            };
+            let before = entries.len();
+            let mut marks = seen.marks.iter();
+            entries.0.retain(|_| marks.next().copied().unwrap_or(false));
+            if entries.len() != before {
+                entries.0.shrink_to_fit();
+                changed.insert(namespace.to_string());
+            }
+            !entries.is_empty()
+        });
+        changed.into_iter().collect()
     }
 }
 
@@ -126,67 +233,34 @@ impl<V: Clone + PartialEq> Index<V> {
         match event {
             watcher::Event::Apply(obj) => key(obj)
                 .map(|(ns, name)| {
-                    match project(obj) {
-                        Some(value) => state
-                            .current
-                            .entry(CompactString::from(&ns))
-                            .or_default()
-                            .insert(name, value),
-                        None => {
-                            if let Some(entries) = state.current.get_mut(ns.as_str()) {
-                                entries.remove(&name);
-                                if entries.is_empty() {
-                                    state.current.remove(ns.as_str());
-                                }
-                            }
-                        }
-                    }
+                    state.set(ns.clone(), name, project(obj));
                     vec![ns]
                 })
                 .unwrap_or_default(),
             watcher::Event::Delete(obj) => key(obj)
                 .map(|(ns, name)| {
-                    if let Some(entries) = state.current.get_mut(ns.as_str()) {
-                        entries.remove(&name);
-                        if entries.is_empty() {
-                            state.current.remove(ns.as_str());
-                        }
-                    }
+                    state.remove(&ns, &name);
                     vec![ns]
                 })
                 .unwrap_or_default(),
             watcher::Event::Init => {
-                state.relist = Some(Entries::new());
+                state.listing = Some(HashMap::new());
                 Vec::new()
             }
             watcher::Event::InitApply(obj) => {
-                if let (Some((ns, name)), Some(relist), Some(value)) =
-                    (key(obj), state.relist.as_mut(), project(obj))
-                {
-                    relist
-                        .entry(CompactString::from(ns))
-                        .or_default()
-                        .insert(name, value);
+                if let Some((ns, name)) = key(obj) {
+                    if let Some(listing) = state.listing.as_mut() {
+                        // Seen, even if not kept: its namespace is listed.
+                        listing.entry(CompactString::from(ns.as_str())).or_default();
+                    }
+                    state.set(ns, name, project(obj));
                 }
                 Vec::new()
             }
             watcher::Event::InitDone => {
-                let fresh = state.relist.take().unwrap_or_default();
-                // Namespaces whose entries differ after the relist: objects
+                // Namespaces whose entries differ after the list: objects
                 // created, changed or deleted while the watch was down.
-                let mut changed: Vec<String> = fresh
-                    .iter()
-                    .filter(|(ns, entries)| state.current.get(*ns) != Some(*entries))
-                    .map(|(ns, _)| ns.to_string())
-                    .collect();
-                changed.extend(
-                    state
-                        .current
-                        .keys()
-                        .filter(|ns| !fresh.contains_key(*ns))
-                        .map(CompactString::to_string),
-                );
-                state.current = fresh;
+                let changed = state.list_done();
                 drop(state);
                 self.ready.send_replace(true);
                 changed
@@ -279,8 +353,12 @@ mod tests {
         index.apply(&watcher::Event::InitApply(obj("a", "app")));
         index.apply(&watcher::Event::InitApply(obj("a", "db")));
         index.apply(&watcher::Event::InitApply(obj("b", "web")));
-        // Not visible before the list completes.
-        assert!(index.is_empty());
+        // Not ready before the list completes.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(10), index.ready())
+                .await
+                .is_err()
+        );
         let mut first = index.apply(&watcher::Event::<ConfigMap>::InitDone);
         first.sort();
         assert_eq!(first, ["a", "b"]);
@@ -303,7 +381,11 @@ mod tests {
         index.apply(&watcher::Event::InitApply(obj("a", "app")));
         index.apply(&watcher::Event::InitApply(obj("c", "new")));
         index.apply(&watcher::Event::InitApply(obj("d", "x")));
-        assert_eq!(names(&index, "a"), ["app", "db"], "old names until done");
+        assert_eq!(
+            names(&index, "a"),
+            ["app", "db"],
+            "deletions wait until done"
+        );
         let mut changed = index.apply(&watcher::Event::<ConfigMap>::InitDone);
         changed.sort();
         assert_eq!(changed, ["a", "d"]);
@@ -352,6 +434,130 @@ mod tests {
             index.apply_with(&watcher::Event::<ConfigMap>::InitDone, value),
             ["b"]
         );
+    }
+
+    #[test]
+    fn a_relist_updates_in_place_and_sweeps_what_it_did_not_see() {
+        let index = NameIndex::default();
+        let list = |objects: &[(&str, &str)]| {
+            index.apply(&watcher::Event::<ConfigMap>::Init);
+            for (ns, name) in objects {
+                index.apply(&watcher::Event::InitApply(obj(ns, name)));
+            }
+            let mut changed = index.apply(&watcher::Event::<ConfigMap>::InitDone);
+            changed.sort();
+            changed
+        };
+        assert_eq!(list(&[("a", "b"), ("a", "d"), ("x", "y")]), ["a", "x"]);
+        // Listed in another order, one added between the two, one gone.
+        assert_eq!(list(&[("a", "d"), ("a", "c"), ("x", "y")]), ["a"]);
+        assert_eq!(names(&index, "a"), ["c", "d"]);
+        assert_eq!(names(&index, "x"), ["y"]);
+        // The same list again changes nothing.
+        assert!(list(&[("x", "y"), ("a", "c"), ("a", "d")]).is_empty());
+        // A namespace listed with nothing left, one new.
+        assert_eq!(list(&[("a", "c"), ("a", "d"), ("n", "m")]), ["n", "x"]);
+        assert!(names(&index, "x").is_empty());
+        assert_eq!(index.len(), 3);
+        // A list interrupted and started again: the second one decides.
+        index.apply(&watcher::Event::<ConfigMap>::Init);
+        index.apply(&watcher::Event::InitApply(obj("a", "c")));
+        assert_eq!(list(&[("a", "d"), ("n", "m")]), ["a"]);
+        assert_eq!(names(&index, "a"), ["d"]);
+        // An empty list empties the index.
+        assert_eq!(list(&[]), ["a", "n"]);
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn a_relisted_object_that_is_no_longer_kept_is_dropped_and_reported() {
+        let index = Index::<u8>::default();
+        let value = |c: &ConfigMap| c.metadata.labels.as_ref().map(|l| l.len() as u8);
+        let labelled = |ns: &str, name: &str| {
+            let mut c = obj(ns, name);
+            c.metadata.labels = Some([("k".to_owned(), "v".to_owned())].into());
+            c
+        };
+        index.apply_with(&watcher::Event::<ConfigMap>::Init, value);
+        index.apply_with(&watcher::Event::InitApply(labelled("a", "x")), value);
+        index.apply_with(&watcher::Event::InitApply(labelled("a", "y")), value);
+        index.apply_with(&watcher::Event::InitApply(labelled("b", "z")), value);
+        index.apply_with(&watcher::Event::<ConfigMap>::InitDone, value);
+        index.apply_with(&watcher::Event::<ConfigMap>::Init, value);
+        // `a/x` lost its label, `b/z` too (its namespace then holds nothing).
+        index.apply_with(&watcher::Event::InitApply(obj("a", "x")), value);
+        index.apply_with(&watcher::Event::InitApply(labelled("a", "y")), value);
+        index.apply_with(&watcher::Event::InitApply(obj("b", "z")), value);
+        let mut changed = index.apply_with(&watcher::Event::<ConfigMap>::InitDone, value);
+        changed.sort();
+        assert_eq!(changed, ["a", "b"]);
+        assert_eq!(index.get("a", "x"), None);
+        assert_eq!(index.get("a", "y"), Some(1));
+        assert_eq!(index.len(), 1);
+    }
+
+    /// Every relist, whatever the order and the differences, leaves
+    /// exactly what it listed and reports exactly the namespaces that
+    /// differ.
+    #[test]
+    fn relists_agree_with_a_fresh_index() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let index = Index::<u8>::default();
+        let value = |c: &ConfigMap| {
+            c.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("v"))
+                .and_then(|v| v.parse().ok())
+        };
+        let mut before: std::collections::BTreeMap<(String, String), u8> = Default::default();
+        for _ in 0..300 {
+            let mut listed = Vec::new();
+            let mut after = std::collections::BTreeMap::new();
+            for _ in 0..next(12) {
+                let (ns, name) = (format!("n{}", next(4)), format!("o{}", next(5)));
+                if after.contains_key(&(ns.clone(), name.clone())) {
+                    continue;
+                }
+                let mut c = obj(&ns, &name);
+                // Some objects are not kept.
+                let v = next(4);
+                if v > 0 {
+                    c.metadata.labels = Some([("v".to_owned(), v.to_string())].into());
+                    after.insert((ns.clone(), name.clone()), v as u8);
+                }
+                listed.push(c);
+            }
+            index.apply_with(&watcher::Event::<ConfigMap>::Init, value);
+            for c in listed {
+                index.apply_with(&watcher::Event::InitApply(c), value);
+            }
+            let mut changed = index.apply_with(&watcher::Event::<ConfigMap>::InitDone, value);
+            changed.sort();
+            let held: std::collections::BTreeMap<(String, String), u8> = (0..4)
+                .flat_map(|n| (0..5).map(move |o| (format!("n{n}"), format!("o{o}"))))
+                .filter_map(|(ns, name)| index.get(&ns, &name).map(|v| ((ns, name), v)))
+                .collect();
+            assert_eq!(held, after);
+            let of = |m: &std::collections::BTreeMap<(String, String), u8>, ns: &str| {
+                m.iter()
+                    .filter(|((n, _), _)| n == ns)
+                    .map(|(k, v)| (k.1.clone(), *v))
+                    .collect::<Vec<_>>()
+            };
+            let expected: Vec<String> = (0..4)
+                .map(|n| format!("n{n}"))
+                .filter(|ns| of(&before, ns) != of(&after, ns))
+                .collect();
+            assert_eq!(changed, expected);
+            before = after;
+        }
     }
 
     #[test]

@@ -311,11 +311,17 @@ fn team_sync_watches(
     );
     let groups = served.groups.then(|| {
         let (store, writer) = reflector::store::<Group>();
+        // A relist touches only the groups that changed or went (see
+        // `relist`): a group deleted while the watch was down still
+        // reconciles the namespaces that bind it.
         let stream = reflector(
             writer,
-            watcher(Api::all(client.clone()), watcher::Config::default())
-                .default_backoff()
-                .modify(strip_group),
+            super::relist::in_place(
+                watcher(Api::all(client.clone()), watcher::Config::default())
+                    .default_backoff()
+                    .modify(strip_group),
+                store.clone(),
+            ),
         )
         .touched_objects();
         tasks.push(tokio::spawn(group_feed(

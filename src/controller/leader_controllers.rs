@@ -92,12 +92,16 @@ fn build_controller(ctx: &Arc<Context>, client: &Client, stop: &Stop, tasks: &mu
     ctx.escaped.watch(store.clone());
     let stream = reflector(
         writer,
-        lenient::lenient::<crate::openshift::Build>(client.clone(), watcher::Config::default())
-            .default_backoff()
-            .modify(strip_build),
+        super::relist::in_place(
+            lenient::lenient::<crate::openshift::Build>(client.clone(), watcher::Config::default())
+                .default_backoff()
+                .modify(strip_build),
+            store.clone(),
+        ),
     )
     .applied_objects();
-    // A changed integration (spec.rebuildEscapedBuilds turned on, a
+    // A relist triggers only the Builds that changed (see `relist`). A
+    // changed integration (spec.rebuildEscapedBuilds turned on, a
     // namespace selected) re-checks every Build.
     let controller = Controller::for_stream(stream, store)
         .reconcile_all_on(ctx.resync.stream())
@@ -159,16 +163,20 @@ async fn namespace_controller(
     .map(|r| ObjectRef::<CachedNamespace>::new(&r.name));
     // The namespace cache keeps what a reconcile reads (see
     // `CachedNamespace`): on a large cluster the rest is most of each
-    // object.
+    // object. A relist updates it in place and triggers only the
+    // namespaces that changed (see `relist`).
     let queue = ctx.parts.queue.clone();
     let ns_stream = reflector(
         ns_writer,
-        watcher(
-            Api::<Namespace>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .map_ok(CachedNamespace::event),
+        super::relist::in_place(
+            watcher(
+                Api::<Namespace>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .map_ok(CachedNamespace::event),
+            ns_store.clone(),
+        ),
     )
     .applied_objects()
     .inspect(move |n| {

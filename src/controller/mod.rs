@@ -12,6 +12,7 @@ mod leader_controllers;
 pub mod lenient;
 pub mod namespace;
 mod operator;
+mod relist;
 pub mod uninstall;
 
 pub use caches::synced;

@@ -80,8 +80,9 @@ pub struct RunArgs {
     /// Kubeconfig to use (default: in-cluster configuration or $KUBECONFIG).
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<std::path::PathBuf>,
-    /// Namespaces reconciled at once.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
+    /// Namespaces reconciled at once (at least 1).
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// Seconds between resyncs of a converged namespace against Quay.
     #[arg(long, env = "RESYNC_SECONDS", default_value_t = 600)]
@@ -173,8 +174,9 @@ pub struct SandboxArgs {
     #[arg(long, env = "SANDBOX_LISTEN_ADMIN", default_value = "127.0.0.1:8081")]
     pub listen_admin: String,
 
-    /// Namespaces the operator reconciles at once.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
+    /// Namespaces the operator reconciles at once (at least 1).
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 
     /// Seconds between resyncs of a converged namespace against Quay (set
@@ -274,6 +276,22 @@ mod tests {
         assert!(
             Cli::try_parse_from(["quay-bridge-operator", "--worker-threads", "0", "run"]).is_err()
         );
+    }
+
+    #[test]
+    fn concurrency_is_at_least_one() {
+        for command in ["run", "sandbox"] {
+            assert!(
+                Cli::try_parse_from(["quay-bridge-operator", command, "--concurrency", "0"])
+                    .is_err(),
+                "{command}"
+            );
+            assert!(
+                Cli::try_parse_from(["quay-bridge-operator", command, "--concurrency", "1"])
+                    .is_ok(),
+                "{command}"
+            );
+        }
     }
 
     #[test]

@@ -134,11 +134,13 @@ fn prober(ctx: &Arc<Context>, namespaces: Store<CachedNamespace>, tasks: &mut Ta
     }));
 }
 
-/// The namespace controller, until `stop`: triggered by its own watch, by
-/// the caches' feed (a changed service account, Secret or ImageStream),
-/// and by a resync of all (an integration or credentials changed, Quay
-/// came back). The queue-depth gauge counts what it was handed until the
-/// reconcile starts.
+/// The namespace controller, until `stop`. Every trigger queues the
+/// namespace's name (see `Queue`): its own watch (a relist only what
+/// changed, see `relist`), the caches' feed (a changed service account,
+/// Secret, RoleBinding or ImageStream), a resync of all (an integration
+/// or credentials changed, Quay came back) and the periodic resync. The
+/// controller is fed from the queue, a few at a time; its own retries
+/// (error policy, rotation) go through its scheduler.
 async fn namespace_controller(
     ctx: Arc<Context>,
     client: Client,
@@ -149,24 +151,22 @@ async fn namespace_controller(
     let (ns_store, ns_writer) = reflector::store::<CachedNamespace>();
     prober(&ctx, ns_store.clone(), tasks);
     let queue = ctx.parts.queue.clone();
-    let triggers = futures::stream::unfold(feed, |mut rx| async move {
+    tasks.push(tokio::spawn(async move {
+        let mut feed = feed;
         loop {
-            match rx.recv().await {
-                Ok(r) => return Some((r, rx)),
+            match feed.recv().await {
+                Ok(r) => queue.add([r.name.as_str()]),
                 // Missed events: the periodic resync and the triggers cover them.
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Err(broadcast::error::RecvError::Closed) => return,
             }
         }
-    })
-    .inspect(move |r| queue.add([r.name.as_str()]))
-    .map(|r| ObjectRef::<CachedNamespace>::new(&r.name));
+    }));
     // The namespace cache keeps what a reconcile reads (see
     // `CachedNamespace`): on a large cluster the rest is most of each
-    // object. A relist updates it in place and triggers only the
-    // namespaces that changed (see `relist`).
+    // object.
     let queue = ctx.parts.queue.clone();
-    let ns_stream = reflector(
+    let watch = reflector(
         ns_writer,
         super::relist::in_place(
             watcher(
@@ -179,33 +179,70 @@ async fn namespace_controller(
         ),
     )
     .applied_objects()
-    .inspect(move |n| {
-        if let Ok(n) = n {
-            queue.add([n.name_any().as_str()]);
+    .for_each(move |n| {
+        match n {
+            Ok(n) => queue.add([n.name_any().as_str()]),
+            Err(e) => tracing::debug!(error = %e, "watch error (retried with backoff)"),
         }
+        async {}
     });
+    tasks.push(tokio::spawn(watch));
     let queue = ctx.parts.queue.clone();
     let all_store = ns_store.clone();
-    let all = ctx.resync.stream().inspect(move |()| {
+    tasks.push(tokio::spawn(ctx.resync.stream().for_each(move |()| {
         let names: Vec<String> = all_store.state().iter().map(|n| n.name_any()).collect();
         queue.add(names.iter().map(String::as_str));
+        async {}
+    })));
+    let queue = ctx.parts.queue.clone();
+    tasks.push(tokio::spawn(resync_ticks(&ctx, ns_store.clone()).for_each(
+        move |due| {
+            queue.add(due.iter().map(String::as_str));
+            async {}
+        },
+    )));
+    let queue = ctx.parts.queue.clone();
+    let queued = futures::stream::unfold(queue.clone(), |queue| async move {
+        let name = queue.next().await;
+        Some((ObjectRef::<CachedNamespace>::new(&name), queue))
     });
-    let ticks = resync_ticks(&ctx, ns_store.clone());
-    Controller::for_stream(ns_stream, ns_store)
+    Controller::for_stream(futures::stream::pending(), ns_store)
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.parts.options.concurrency),
         )
-        .reconcile_all_on(all)
-        .reconcile_on(triggers)
-        .reconcile_on(ticks)
+        .reconcile_on(queued)
         .graceful_shutdown_on(stop)
         .run(
             namespace::reconcile,
             namespace::error_policy,
             ctx.parts.clone(),
         )
-        .for_each(|_| async {})
+        .for_each(move |result| {
+            // The queue hands out the next name as each one reports.
+            if let Some(name) = reported(&result) {
+                queue.done(name);
+            }
+            async {}
+        })
         .await;
+}
+
+/// The namespace a controller result reports on.
+fn reported<E, K: kube::Resource>(
+    result: &Result<
+        (ObjectRef<K>, kube::runtime::controller::Action),
+        kube::runtime::controller::Error<E, watcher::Error>,
+    >,
+) -> Option<&str>
+where
+    E: std::error::Error + 'static,
+{
+    use kube::runtime::controller::Error;
+    match result {
+        Ok((r, _)) => Some(&r.name),
+        Err(Error::ObjectNotFound(r) | Error::ReconcilerFailed(_, r)) => Some(&r.name),
+        Err(_) => None,
+    }
 }
 
 /// The periodic resync: from one interval after the start (the start
@@ -215,10 +252,9 @@ async fn namespace_controller(
 fn resync_ticks(
     ctx: &Context,
     namespaces: Store<CachedNamespace>,
-) -> impl futures::Stream<Item = ObjectRef<CachedNamespace>> + Send + 'static {
+) -> impl futures::Stream<Item = Vec<String>> + Send + 'static {
     let resync = ctx.parts.options.resync;
     let integrations = ctx.parts.integrations.clone();
-    let queue = ctx.parts.queue.clone();
     let mut interval = tokio::time::interval_at(
         tokio::time::Instant::now() + resync,
         crate::plan::resync::tick(resync),
@@ -245,6 +281,4 @@ fn resync_ticks(
             Some((due, (interval, n + 1)))
         }
     })
-    .inspect(move |due| queue.add(due.iter().map(String::as_str)))
-    .flat_map(|due| futures::stream::iter(due.into_iter().map(|n| ObjectRef::new(&n))))
 }

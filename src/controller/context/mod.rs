@@ -15,12 +15,14 @@ mod metrics;
 mod options;
 mod outcomes;
 mod quay_access;
+mod queue;
 pub mod rotations;
 mod views;
 pub(crate) use events::Events;
 pub(crate) use integrations::{Integrations, SignInFailure};
 pub(crate) use outcomes::{Backoff, Outcomes};
 pub(crate) use quay_access::QuayAccess;
+pub(crate) use queue::Queue;
 
 pub(crate) use crate::plan::status::TokenCheck;
 pub use crate::plan::status::{NsOutcome, NsState};
@@ -34,7 +36,6 @@ use crate::plan::namespace::{ObservedSecret, ObservedServiceAccount};
 use kube::Client;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::Store;
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
@@ -116,7 +117,12 @@ impl Context {
                 events: Arc::new(Events::new(client.clone(), reporter)),
                 views: Arc::new(QuayViews::new(options.resync)),
                 outcomes: Arc::new(Outcomes::new(metrics.clone())),
-                queue: Arc::new(Queue::new(metrics.clone())),
+                // Two batches: the controller's runner has the next ready as
+                // each reconcile ends.
+                queue: Arc::new(Queue::new(
+                    metrics.clone(),
+                    2 * usize::from(options.concurrency.max(1)),
+                )),
                 integrations: Arc::new(Integrations::default()),
                 rotations: Arc::default(),
                 quay,
@@ -184,6 +190,10 @@ impl Context {
         p.integrations.clear();
         p.backoff.clear();
         p.events.clear_reports();
+        // What the last term's controller was handed never reports: the
+        // new one starts from an empty queue (its first list queues every
+        // namespace).
+        p.queue.clear();
         self.escaped.clear();
     }
 
@@ -229,7 +239,7 @@ pub(crate) struct NamespaceContext {
     pub views: Arc<QuayViews>,
     /// Robot-token rotation's memory.
     pub rotations: Arc<rotations::Rotations>,
-    /// The queue-depth gauge's set.
+    /// The namespaces waiting for a reconcile (and the queue-depth gauge).
     pub queue: Arc<Queue>,
     /// The current leadership term's tasks.
     pub term: Arc<Term>,
@@ -301,48 +311,6 @@ pub(crate) struct BuildContext {
     pub events: Arc<Events>,
     /// Records the Builds found escaped.
     pub escaped: Arc<escaped::EscapedBuilds>,
-}
-
-/// Namespaces triggered and not yet picked up by a reconcile (the
-/// queue-depth gauge).
-pub(crate) struct Queue {
-    queued: Mutex<HashSet<String>>,
-    metrics: Metrics,
-}
-
-impl Queue {
-    fn new(metrics: Metrics) -> Self {
-        Self {
-            queued: Mutex::default(),
-            metrics,
-        }
-    }
-
-    /// Notes namespaces as waiting for a reconcile.
-    pub fn add<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
-        let mut q = lock(&self.queued);
-        for n in names {
-            if !q.contains(n) {
-                q.insert(n.to_owned());
-            }
-        }
-        self.metrics.set_queue_depth("namespace", q.len());
-    }
-
-    /// A namespace's reconcile started.
-    pub fn remove(&self, name: &str) {
-        let mut q = lock(&self.queued);
-        q.remove(name);
-        self.metrics.set_queue_depth("namespace", q.len());
-    }
-
-    /// Forgets queued namespaces that no longer exist (the controller drops
-    /// a trigger for an object its cache does not hold).
-    pub fn retain(&self, exists: impl Fn(&str) -> bool) {
-        let mut q = lock(&self.queued);
-        q.retain(|n| exists(n));
-        self.metrics.set_queue_depth("namespace", q.len());
-    }
 }
 
 /// The trigger that re-reconciles every namespace (an integration or its

@@ -41,7 +41,7 @@ pub(crate) async fn reconcile(
 ) -> Result<Action, Error> {
     let ns = cached.namespace();
     let name = ns.name_any();
-    ctx.queue.remove(&name);
+    ctx.queue.started(&name);
     let _running = ctx.metrics.in_flight(CONTROLLER);
     let result = reconcile_inner(&ns, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, result.is_ok());

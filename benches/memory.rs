@@ -7,7 +7,8 @@
 //!
 //! Prints the operator's peak RSS (VmHWM) at convergence and its RSS after.
 //! `cargo bench --bench memory` (env `NAMESPACES`, `IMAGESTREAMS`, `SECRETS`,
-//! `ROLEBINDINGS`, `TEAM_SYNC`, `HISTORY`;
+//! `ROLEBINDINGS`, `TEAM_SYNC`, `HISTORY`, `TIMEOUT_SECONDS` (default
+//! 3,600); a run over a minute prints its progress each minute;
 //! `BINARY=sandbox` measures the default build, which also holds the
 //! sandbox, instead of the image's build without it: that one is built
 //! first, into `target/production`).
@@ -189,16 +190,36 @@ async fn main() {
     // all of Quay's state): on a large cluster poll less often, and read
     // Quay only once the Secrets are all there.
     let poll = Duration::from_millis((namespaces as u64 / 2).clamp(1_000, 5_000));
+    let limit = Duration::from_secs(
+        std::env::var("TIMEOUT_SECONDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3600),
+    );
+    let mut reported = Instant::now();
     loop {
         tokio::time::sleep(poll).await;
         assert!(child.try_wait().unwrap().is_none(), "the operator exited");
-        let secrets_done = all_secrets
+        let secrets = all_secrets
             .list_metadata(&managed)
             .await
             .unwrap()
             .items
-            .len()
-            == 3 * namespaces;
+            .len();
+        let secrets_done = secrets == 3 * namespaces;
+        // Progress once a minute, for long runs: the pace to converge.
+        if reported.elapsed() >= Duration::from_secs(60) {
+            reported = Instant::now();
+            let (peak, rss, ..) = memory_kib(pid).unwrap();
+            println!(
+                "  after {:.0} s: {} of {} namespaces' Secrets; RSS {:.1} MiB, peak {:.1} MiB",
+                started.elapsed().as_secs_f64(),
+                secrets / 3,
+                namespaces,
+                rss as f64 / 1024.0,
+                peak as f64 / 1024.0
+            );
+        }
         if secrets_done
             && quay
                 .snapshot()
@@ -211,8 +232,9 @@ async fn main() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(3600),
-            "no convergence within an hour"
+            started.elapsed() < limit,
+            "no convergence within {} s (TIMEOUT_SECONDS)",
+            limit.as_secs()
         );
     }
     let converged = started.elapsed();

@@ -38,11 +38,18 @@ struct State {
 
 impl State {
     fn add(&mut self, name: &str) {
-        if self.handed.contains_key(name) {
-            self.again.insert(name.into());
-        } else if !self.queued.contains(name) {
-            self.queued.insert(name.into());
-            self.waiting.push_back(name.into());
+        match self.handed.get(name) {
+            // Its reconcile has not started: it will read the change.
+            Some((_, false)) => {}
+            // Running: once more when it reports.
+            Some((_, true)) => {
+                self.again.insert(name.into());
+            }
+            None if !self.queued.contains(name) => {
+                self.queued.insert(name.into());
+                self.waiting.push_back(name.into());
+            }
+            None => {}
         }
     }
 
@@ -63,8 +70,10 @@ impl State {
         if self.handed.remove(name).is_none() {
             return false;
         }
-        if self.again.remove(name) {
-            self.add(name);
+        if self.again.remove(name) && self.queued.insert(name.into()) {
+            // Next, as a follow-up of the work just done (what it cached
+            // of Quay is still fresh), not after every other waiting name.
+            self.waiting.push_front(name.into());
         }
         true
     }
@@ -204,18 +213,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_name_triggered_while_handed_out_comes_again_after_it_reports() {
+    async fn a_name_triggered_while_running_comes_again_first_after_it_reports() {
         let q = queue(4);
         q.add(["a"]);
         assert_eq!(next_now(&q).await.as_deref(), Some("a"));
-        q.add(["a", "b"]);
+        // Handed out, not started: the coming reconcile reads the change.
+        q.add(["a"]);
+        q.started("a");
+        q.add(["a", "b", "c"]);
         // Not twice at once: `a` waits for its first reconcile.
         assert_eq!(next_now(&q).await.as_deref(), Some("b"));
-        assert_eq!(next_now(&q).await, None);
         q.done("a");
+        // Before `c`, which waited longer: `a` follows up work just done.
         assert_eq!(next_now(&q).await.as_deref(), Some("a"));
+        assert_eq!(next_now(&q).await.as_deref(), Some("c"));
+        q.started("a");
         q.done("a");
-        assert_eq!(next_now(&q).await, None);
+        assert_eq!(next_now(&q).await, None, "once more, not twice");
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 
 use crate::config::{IntegrationConfig, IntegrationId};
 use crate::crd::RobotTokenStatus;
+use compact_str::CompactString;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::HashMap;
@@ -29,12 +30,44 @@ pub struct NsTokens {
     pub next: Option<Timestamp>,
 }
 
+/// What is kept of a namespace's [`NsTokens`] (one per bridged
+/// namespace: its integration as an index into `Inner::integrations`,
+/// its name inline when short).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Kept {
+    integration: u32,
+    oldest: Option<Timestamp>,
+    rotating: u32,
+    waiting: Option<Timestamp>,
+    next: Option<Timestamp>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     switched: HashMap<(String, String), Timestamp>,
-    namespaces: HashMap<String, NsTokens>,
+    /// The integrations the kept entries name.
+    integrations: Vec<IntegrationId>,
+    namespaces: HashMap<CompactString, Kept>,
     /// Per integration: the minute window's start and the permits given.
     budget: HashMap<IntegrationId, (Instant, u32)>,
+}
+
+impl Inner {
+    /// The index of `id` in `integrations`, if known.
+    fn find(&self, id: &IntegrationId) -> Option<u32> {
+        self.integrations
+            .iter()
+            .position(|i| i == id)
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    /// The index of `id`, added when new (a cluster has a few).
+    fn index(&mut self, id: &IntegrationId) -> u32 {
+        self.find(id).unwrap_or_else(|| {
+            self.integrations.push(id.clone());
+            u32::try_from(self.integrations.len() - 1).unwrap_or(u32::MAX)
+        })
+    }
 }
 
 /// Robot-token rotation's memory (see the module).
@@ -71,7 +104,18 @@ impl Rotations {
 
     /// Records what a namespace's reconcile found.
     pub fn report(&self, ns: &str, tokens: NsTokens) {
-        lock(&self.inner).namespaces.insert(ns.to_owned(), tokens);
+        let mut inner = lock(&self.inner);
+        let integration = inner.index(&tokens.integration);
+        inner.namespaces.insert(
+            ns.into(),
+            Kept {
+                integration,
+                oldest: tokens.oldest,
+                rotating: tokens.rotating,
+                waiting: tokens.waiting,
+                next: tokens.next,
+            },
+        );
     }
 
     /// Forgets a namespace (no longer bridged, deleted).
@@ -103,10 +147,11 @@ impl Rotations {
             return false;
         }
         let mine = inner.namespaces.get(ns).and_then(|t| t.waiting);
+        let id = inner.find(&cfg.id);
         let older = inner
             .namespaces
             .iter()
-            .filter(|(n, t)| n.as_str() != ns && t.integration == cfg.id && t.waiting.is_some())
+            .filter(|(n, t)| n.as_str() != ns && Some(t.integration) == id && t.waiting.is_some())
             .filter(|(n, t)| match (t.waiting, mine) {
                 (Some(theirs), Some(m)) => (theirs, n.as_str()) < (m, ns),
                 _ => false,
@@ -130,10 +175,8 @@ impl Rotations {
     /// The integration's robot tokens for its status (and the age metric).
     pub fn status(&self, cfg: &IntegrationConfig) -> Option<RobotTokenStatus> {
         let inner = lock(&self.inner);
-        let mine = inner
-            .namespaces
-            .values()
-            .filter(|t| t.integration == cfg.id);
+        let id = inner.find(&cfg.id)?;
+        let mine = inner.namespaces.values().filter(|t| t.integration == id);
         let mut oldest: Option<Timestamp> = None;
         let mut next: Option<Timestamp> = None;
         let mut rotating = 0u32;

@@ -267,6 +267,61 @@ async fn no_op_writes_change_nothing_and_pagination_works() {
     assert_eq!(names, sorted, "lists are ordered by name, like etcd keys");
 }
 
+/// Paging through a cluster-wide list returns every object once, also
+/// where one namespace's name is a prefix of another's (`team`,
+/// `team-a`): a continue token once compared "namespace/name" strings
+/// against objects kept in (namespace, name) order and skipped some.
+#[tokio::test]
+async fn cluster_wide_pages_skip_nothing() {
+    let k = kube().await;
+    let namespaces: Api<Namespace> = Api::all(k.client());
+    let mut expected = Vec::new();
+    for ns in ["team", "team-a", "teams"] {
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        for name in ["x", "y"] {
+            Api::<ConfigMap>::namespaced(k.client(), ns)
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(
+                        json!({"metadata": {"name": name, "labels": {"paged": "yes"}}}),
+                    )
+                    .unwrap(),
+                )
+                .await
+                .unwrap();
+            expected.push(format!("{ns}/{name}"));
+        }
+    }
+    let all: Api<ConfigMap> = Api::all(k.client());
+    for limit in [1, 2, 3] {
+        let mut seen = Vec::new();
+        let mut params = ListParams::default().labels("paged=yes").limit(limit);
+        loop {
+            let page = all.list(&params).await.unwrap();
+            assert!(page.items.len() <= limit as usize);
+            seen.extend(
+                page.items
+                    .iter()
+                    .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any())),
+            );
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+        seen.sort();
+        let mut want = expected.clone();
+        want.sort();
+        assert_eq!(seen, want, "limit {limit}");
+    }
+}
+
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
 #[kube(
     group = "example.com",

@@ -492,10 +492,12 @@ fn get_item(st: &KubeState, t: &Target, wants_table: bool) -> Result<(u16, Value
     Ok((200, (*obj).clone()))
 }
 
+/// What a continue token holds: the list's resourceVersion and the
+/// storage key (namespace, name) of the last object returned.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
     rv: u64,
-    start: String,
+    after: (String, String),
 }
 
 fn selectors(
@@ -524,8 +526,8 @@ fn list(
     }
     let (labels, fields) = selectors(&t.def, query)?;
     let store = st.lock_store();
-    let mut items = store.list(&t.def, t.namespace.as_deref(), &labels, &fields);
     let mut list_rv = store.rv();
+    let mut after = None;
     if let Some(token) = query.get("continue").filter(|c| !c.is_empty()) {
         let decoded: ContinueToken =
             base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token)
@@ -538,35 +540,22 @@ fn list(
             ));
         }
         list_rv = decoded.rv;
-        items.retain(|o| key_of(o) > decoded.start);
+        after = Some(decoded.after);
     }
     let limit = query
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
+    let (items, next) = store.list_page(
+        &t.def,
+        t.namespace.as_deref(),
+        (&labels, &fields),
+        after.as_ref(),
+        limit,
+    );
     let mut meta = json!({"resourceVersion": list_rv.to_string()});
-    // A page full of matches carries a continue token whenever objects
-    // follow its last one in the range, matching or not: the apiserver
-    // pages through storage keys and stops when the page is full
-    // (list-continue: the second page of two matches still continues).
-    if let Some(limit) = limit
-        && items.len() >= limit
-        && {
-            let last = items.get(limit - 1).map(|o| key_of(o)).unwrap_or_default();
-            store
-                .list(
-                    &t.def,
-                    t.namespace.as_deref(),
-                    &LabelSelector::default(),
-                    &FieldSelector::default(),
-                )
-                .iter()
-                .any(|o| key_of(o) > last)
-        }
-    {
-        items.truncate(limit);
-        let start = items.last().map(|o| key_of(o)).unwrap_or_default();
-        let token = serde_json::to_vec(&ContinueToken { rv: list_rv, start }).unwrap_or_default();
+    if let Some(after) = next {
+        let token = serde_json::to_vec(&ContinueToken { rv: list_rv, after }).unwrap_or_default();
         meta["continue"] = json!(base64::Engine::encode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
             token
@@ -600,10 +589,6 @@ fn partial_list(mut list: Value) -> Value {
     list["kind"] = json!("PartialObjectMetadataList");
     list["apiVersion"] = json!("meta.k8s.io/v1");
     list
-}
-
-fn key_of(obj: &Value) -> String {
-    format!("{}/{}", super::store::namespace_of(obj), name_of(obj))
 }
 
 // === watch ===

@@ -440,6 +440,47 @@ impl Store {
         .collect()
     }
 
+    /// One page of a list: the objects after `after` (a continue
+    /// token's key) that match, at most `limit`, and the key to continue
+    /// from when objects follow the page's last one in the range,
+    /// matching or not (the apiserver pages through storage keys and stops
+    /// when the page is full). Only the page's range is visited, so
+    /// paging through N objects costs N, not N per page.
+    pub fn list_page(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        selectors: (&LabelSelector, &FieldSelector),
+        after: Option<&ObjKey>,
+        limit: Option<usize>,
+    ) -> (Vec<Arc<Value>>, Option<ObjKey>) {
+        use std::ops::Bound;
+        let (labels, fields) = selectors;
+        let Some(all) = self.objects.get(&Self::res_key(def)) else {
+            return (Vec::new(), None);
+        };
+        let start = match (after, ns) {
+            (Some(key), _) => Bound::Excluded(key.clone()),
+            (None, Some(ns)) => Bound::Included((ns.to_owned(), String::new())),
+            (None, None) => Bound::Unbounded,
+        };
+        let mut range = all
+            .range((start, Bound::Unbounded))
+            .take_while(|((n, _), _)| ns.is_none_or(|ns| n == ns))
+            .peekable();
+        let mut items = Vec::new();
+        while let Some((key, o)) = range.next() {
+            if (labels.is_empty() || labels.matches(&labels_of(o))) && fields.matches(o) {
+                items.push(Self::view(def, o.clone()));
+                if limit.is_some_and(|l| items.len() >= l) {
+                    let more = range.peek().is_some();
+                    return (items, more.then(|| key.clone()));
+                }
+            }
+        }
+        (items, None)
+    }
+
     /// Whether a namespace exists and is not terminating.
     pub fn namespace_phase(&self, ns: &str) -> Option<&'static str> {
         let def = self.registry.get("", "v1", "namespaces")?;

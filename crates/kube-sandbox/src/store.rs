@@ -10,7 +10,7 @@ use super::selectors::{FieldSelector, LabelSelector, labels_of};
 use base64::Engine;
 use bridge_common::random::random_uuid;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{Notify, broadcast};
 
@@ -296,6 +296,10 @@ pub struct Store {
     tx: broadcast::Sender<Arc<StoredEvent>>,
     /// Notified after every committed change.
     pub changed: Arc<Notify>,
+    /// The namespaces being deleted, kept as each change is committed: the
+    /// namespace controller looks at these after every change, not at
+    /// every namespace (100,000 of them made each write cost a scan).
+    deleting_namespaces: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -320,6 +324,7 @@ impl Store {
             compacted_rv: 0,
             tx,
             changed: Arc::new(Notify::new()),
+            deleting_namespaces: BTreeSet::new(),
         }
     }
 
@@ -499,6 +504,16 @@ impl Store {
         object: Arc<Value>,
         prev: Option<Arc<Value>>,
     ) {
+        if def.group.is_empty() && def.plural == "namespaces" {
+            let name = name_of(&object);
+            if kind != EventType::Deleted && is_deleting(&object) {
+                if !self.deleting_namespaces.contains(name) {
+                    self.deleting_namespaces.insert(name.to_owned());
+                }
+            } else {
+                self.deleting_namespaces.remove(name);
+            }
+        }
         let ev = Arc::new(StoredEvent {
             rv: self.rv,
             res: Self::res_key(def),
@@ -1258,13 +1273,9 @@ impl Store {
             return false;
         };
         let terminating: Vec<Arc<Value>> = self
-            .list(
-                &ns_def,
-                None,
-                &LabelSelector::default(),
-                &FieldSelector::default(),
-            )
-            .into_iter()
+            .deleting_namespaces
+            .iter()
+            .filter_map(|n| self.get(&ns_def, "", n))
             .filter(|n| is_deleting(n))
             .collect();
         let mut changed = false;

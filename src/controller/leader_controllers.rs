@@ -111,8 +111,9 @@ fn build_controller(ctx: &Arc<Context>, client: &Client, stop: &Stop, tasks: &mu
     tasks.push(tokio::spawn(controller));
 }
 
-/// The Quay probe, which also drops queued namespaces that are gone.
-fn prober(ctx: &Arc<Context>, namespaces: Store<CachedNamespace>, tasks: &mut Tasks) {
+/// The Quay probe, which also evicts stale Quay views and releases
+/// queue places whose result never came.
+fn prober(ctx: &Arc<Context>, tasks: &mut Tasks) {
     let weak = Arc::downgrade(ctx);
     let interval = ctx.parts.options.probe_interval;
     tasks.push(tokio::spawn(async move {
@@ -127,9 +128,7 @@ fn prober(ctx: &Arc<Context>, namespaces: Store<CachedNamespace>, tasks: &mut Ta
                 ctx.resync.all();
             }
             ctx.parts.views.evict_stale();
-            ctx.parts
-                .queue
-                .retain(|name| namespaces.get(&ObjectRef::new(name)).is_some());
+            ctx.parts.queue.sweep();
         }
     }));
 }
@@ -149,7 +148,7 @@ async fn namespace_controller(
     tasks: &mut Tasks,
 ) {
     let (ns_store, ns_writer) = reflector::store::<CachedNamespace>();
-    prober(&ctx, ns_store.clone(), tasks);
+    prober(&ctx, tasks);
     let queue = ctx.parts.queue.clone();
     tasks.push(tokio::spawn(async move {
         let mut feed = feed;

@@ -1235,3 +1235,37 @@ async fn a_leader_whose_lease_requests_hang_steps_down_before_a_successor_leads(
     let _ = tokio::time::timeout(Duration::from_secs(5), task_b).await;
     env.stop().await;
 }
+
+/// A first list of namespaces that spans several pages, each slower than
+/// the periodic probe, still reconciles every namespace: the queue once
+/// dropped waiting names the cache did not hold yet, and the cache holds
+/// none until the list completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_first_list_reconciles_every_namespace() {
+    let mut env = env_with(fast_options(), Duration::from_millis(20)).await;
+    env.pause().await;
+    // More than a page (500) of namespaces: two list requests.
+    futures::StreamExt::for_each_concurrent(futures::stream::iter(0..520), 16, |i| {
+        let env = &env;
+        async move { namespace(env, &format!("paged-{i:03}")).await }
+    })
+    .await;
+    let before = env.metrics.reconciles("namespace");
+    // Each request slower than the probe interval (100 ms).
+    env.kube.set_faults(KubeFaultConfig {
+        latency_ms: 250,
+        ..Default::default()
+    });
+    env.resume().await;
+    let metrics = env.metrics.clone();
+    wait_for(
+        "every namespace reconciled after the slow first list",
+        || {
+            let metrics = metrics.clone();
+            async move { metrics.reconciles("namespace") >= before + 520 }
+        },
+    )
+    .await;
+    env.kube.set_faults(KubeFaultConfig::default());
+    env.stop().await;
+}

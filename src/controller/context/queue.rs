@@ -147,13 +147,13 @@ impl Queue {
         self.gauge(&state);
     }
 
-    /// Forgets waiting namespaces that no longer exist, and releases names
-    /// handed out too long ago (see [`STALE`]).
-    pub fn retain(&self, exists: impl Fn(&str) -> bool) {
+    /// Releases names handed out too long ago (see [`STALE`]). Waiting
+    /// names are kept, even of namespaces not cached (yet): a first list
+    /// queues every namespace before the cache holds any (it is filled
+    /// when the list completes), and a gone one costs one lookup when
+    /// handed out.
+    pub fn sweep(&self) {
         let mut state = lock(&self.state);
-        let state = &mut *state;
-        state.waiting.retain(|n| exists(n));
-        state.queued.retain(|n| exists(n));
         let now = Instant::now();
         let stale: Vec<CompactString> = state
             .handed
@@ -164,7 +164,8 @@ impl Queue {
         for name in stale {
             state.done(&name);
         }
-        self.gauge(state);
+        self.gauge(&state);
+        drop(state);
         // Places may have been freed.
         self.ready.notify_one();
     }
@@ -266,19 +267,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn gone_namespaces_are_forgotten_and_stale_places_released() {
+    async fn the_sweep_releases_stale_places_and_keeps_waiting_names() {
         let q = queue(1);
-        q.add(["a", "gone", "b"]);
+        q.add(["a", "not-cached-yet", "b"]);
         assert_eq!(next_now(&q).await.as_deref(), Some("a"));
-        q.retain(|n| n != "gone");
-        assert_eq!(lock(&q.state).depth(), 2, "`a` not started, `b` waiting");
+        assert_eq!(lock(&q.state).depth(), 3, "`a` not started, two waiting");
         q.started("a");
-        assert_eq!(lock(&q.state).depth(), 1);
+        assert_eq!(lock(&q.state).depth(), 2);
+        q.sweep();
+        assert_eq!(next_now(&q).await, None, "`a` holds the place");
         // `a`'s result never comes.
         lock(&q.state).handed.get_mut("a").unwrap().0 -= STALE * 2;
-        q.retain(|_| true);
+        q.sweep();
+        assert_eq!(next_now(&q).await.as_deref(), Some("not-cached-yet"));
+        q.done("not-cached-yet");
         assert_eq!(next_now(&q).await.as_deref(), Some("b"));
-        assert_eq!(next_now(&q).await, None, "`gone` was dropped");
     }
 
     #[tokio::test]
